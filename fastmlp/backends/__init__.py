@@ -1,0 +1,54 @@
+"""The one switch between compute backends.
+
+``get_backend("cpu" | "cuda" | "auto")`` returns a module with the same
+interface for every backend: ``name``, ``is_available()``, ``Trainer``,
+``predict`` and ``loss_grad``.  "auto" picks CUDA when a usable GPU is present
+and the CPU otherwise.
+"""
+
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+def _cuda_module():
+    from . import cuda
+
+    return cuda
+
+
+def available_backends():
+    """Names of the backends usable on this machine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``."""
+    names = ["cpu"]
+    try:
+        if _cuda_module().is_available():
+            names.append("cuda")
+    except ImportError:
+        pass
+    return names
+
+
+def get_backend(name):
+    """Return the backend module for ``name``; raise ValueError/RuntimeError clearly."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"Unknown backend {name!r}; choose one of {list(BACKENDS)}.")
+    from . import cpu
+
+    if name == "cpu":
+        return cpu
+    try:
+        cuda = _cuda_module()
+        usable = cuda.is_available()
+    except ImportError as exc:
+        if name == "auto":
+            return cpu
+        raise RuntimeError(
+            'backend="cuda" needs the GPU stack: pip install "fastmlp[cuda]" '
+            f'({exc}); use backend="cpu" to run on the CPU.'
+        ) from None
+    if usable:
+        return cuda
+    if name == "auto":
+        return cpu
+    raise RuntimeError(
+        'backend="cuda" was requested but no usable NVIDIA GPU was found '
+        f"({cuda.unavailable_reason()}); use backend=\"cpu\" instead."
+    )

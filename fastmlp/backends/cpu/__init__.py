@@ -1,0 +1,91 @@
+"""The CPU backend: ``@njit`` kernels, GEMMs through BLAS.
+
+Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
+``train``; the GPU twins carry the same file and function names under
+``fastmlp/backends/cuda/``.
+"""
+
+import numpy as np
+
+from ..._config import PREDICT_CHUNK_ROWS
+from .train import predict_forward, train_epoch, loss_grad_batch, ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV
+
+name = "cpu"
+
+
+def is_available():
+    return True
+
+
+def _workspaces(spec, cap):
+    ws = np.empty(max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
+    iws = np.empty(max(spec.iws_cols, 1) * cap, dtype=np.int32)
+    return ws, iws
+
+
+class Trainer:
+    """Holds one fit's data, parameters, optimizer state and workspaces.
+
+    Built once per fit (once per partial_fit call); ``epoch`` runs one compiled
+    epoch.  ``theta`` and the optimizer state are updated in place.
+
+    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
+    opt: dict with "solver" (0 SGD, 1 Adam), "state1", "state2" (arrays like
+    theta) and "hyper" (float64 array, see cpu/train.py).
+    """
+
+    def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
+        self.spec = spec
+        self.X, self.Y, self.y, self.sw = X, Y, y, sw
+        self.cap = int(batch_size)
+        self.theta = theta
+        self.grad = np.zeros_like(theta)
+        self.opt = opt
+        self.alpha = float(alpha)
+        self.ws, self.iws = _workspaces(spec, self.cap)
+        d = X.shape[1]
+        self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
+        self.Yb = np.empty((self.cap if Y.shape[0] else 0, Y.shape[1]), dtype=spec.dtype)
+        self.yb = np.empty(self.cap if y.shape[0] else 0, dtype=np.int64)
+        self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
+
+    def epoch(self, order):
+        """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
+        s = self.spec
+        o = self.opt
+        return train_epoch(
+            self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
+            s.code, s.param, s.pieces, s.out_code, self.alpha, o["solver"],
+            o["state1"], o["state2"], o["hyper"], self.ws, self.iws, self.cap,
+            self.Xb, self.Yb, self.yb, self.swb,
+        )
+
+    def snapshot(self):
+        """A host copy of the current parameters (for early stopping)."""
+        return self.theta.copy()
+
+    def finish(self):
+        """Return the trained flat parameter vector (a NumPy array)."""
+        return self.theta
+
+
+def predict(spec, theta, X, apply_out):
+    """Logits (apply_out False) or predictions for X (n, d) in bounded memory."""
+    n = X.shape[0]
+    cap = max(1, min(n, PREDICT_CHUNK_ROWS))
+    ws, iws = _workspaces(spec, cap)
+    out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
+    predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces,
+                    spec.out_code, apply_out, ws, iws, cap, out)
+    return out
+
+
+def loss_grad(spec, theta, X, Y, y, sw, alpha):
+    """Full-batch loss and gradient (a new array like theta); for checks and tools."""
+    n = X.shape[0]
+    ws, iws = _workspaces(spec, n)
+    grad = np.zeros_like(theta)
+    loss = loss_grad_batch(X, Y, y, sw, theta, grad, spec.layers, spec.code, spec.param,
+                           spec.pieces, spec.out_code, float(alpha), ws, iws, n)
+    return loss, grad

@@ -1,0 +1,203 @@
+"""Hidden-layer activations and their derivatives on the CPU.
+
+Each kernel works on 2-D C-contiguous arrays of one float dtype (float32 or
+float64) and writes into an output the caller owns; nothing allocates.  The
+scalar functions ``act`` and ``act_grad`` switch on the integer codes of
+``fastmlp._registry.ACTIVATIONS``; the derivative of each activation is
+written right below its value, from what the forward pass cached:
+
+=========== =========================== ==================== =======
+name        act(z)                      act'(z)              reads
+=========== =========================== ==================== =======
+identity    z                           1                    -
+logistic    1 / (1 + e^-z), stable      h (1 - h)            H
+tanh        tanh z                      1 - h^2              H
+relu        max(0, z)                   [h > 0]              H
+leaky_relu  z if z > 0 else s z         1 if h > 0 else s    H
+prelu       z if z > 0 else a_j z       1 if z > 0 else a_j  Z
+elu         z if z > 0 else a(e^z - 1)  1 if h > 0 else h+a  H
+maxout      max_p Z[:, j k + p]         1 at the argmax      argmax
+=========== =========================== ==================== =======
+
+(``s >= 0`` and ``a > 0`` are enforced by the estimators, which is what makes
+``h > 0`` equivalent to ``z > 0`` for leaky_relu and elu.)
+
+The serial kernels are what the compiled training epoch calls (BLAS owns the
+cores there); the ``*_parallel`` wrappers split rows across numba threads for
+large standalone calls from ``fastmlp.ops``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..._config import FASTMATH
+
+_IDENTITY, _LOGISTIC, _TANH, _RELU, _LEAKY_RELU, _PRELU, _ELU, _MAXOUT = range(8)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def sigmoid_scalar(z):
+    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def act(code, z, param, slope):
+    """act(z) for one element.  param: leaky slope or elu alpha; slope: prelu a_j."""
+    if code == _RELU:
+        if z > 0 or z != z:  # NaN passes through: a diverging fit must stay visible
+            return z
+        return 0.0
+    if code == _LOGISTIC:
+        return sigmoid_scalar(z)
+    if code == _TANH:
+        return math.tanh(z)
+    if code == _LEAKY_RELU:
+        return z if z > 0 else param * z
+    if code == _PRELU:
+        return z if z > 0 else slope * z
+    if code == _ELU:
+        return z if z > 0 else param * math.expm1(z)
+    return z  # identity
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def act_grad(code, z, h, param, slope):
+    """act'(z) for one element, from the cached h (or z for prelu)."""
+    if code == _RELU:
+        return 1.0 if h > 0 else 0.0
+    if code == _LOGISTIC:
+        return h * (1.0 - h)
+    if code == _TANH:
+        return 1.0 - h * h
+    if code == _LEAKY_RELU:
+        return 1.0 if h > 0 else param
+    if code == _PRELU:
+        return 1.0 if z > 0 else slope
+    if code == _ELU:
+        return 1.0 if h > 0 else h + param
+    return 1.0  # identity
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def bias_act_forward(Z, b, code, param, slopes, H):
+    """Fused epilogue of a dense layer: Z += b (in place), H = act(Z).
+
+    Z: (n, m) pre-activation without bias, overwritten with Z + b.
+    b: (m,).  slopes: (m,) prelu slopes (ignored by other codes).
+    H: (n, m) output; may be the same array as Z for activations whose
+    derivative reads H (everything but prelu), which then costs no memory.
+    """
+    n, m = Z.shape
+    for i in range(n):
+        for j in range(m):
+            z = Z[i, j] + b[j]
+            Z[i, j] = z
+            H[i, j] = act(code, z, param, slopes[j])
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def act_backward(dH, Z, H, code, param, slopes, dZ):
+    """dZ = dH * act'(Z) elementwise, from the cache (H, or Z for prelu).
+
+    All (n, m).  dZ may be the same array as dH.
+    """
+    n, m = dH.shape
+    for i in range(n):
+        for j in range(m):
+            dZ[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def prelu_slope_grad(dH, Z, out):
+    """out[j] = sum_i dH[i, j] * Z[i, j] over the rows where Z[i, j] <= 0.
+
+    The gradient of the loss w.r.t. prelu slope a_j.  dH, Z: (n, m); out: (m,).
+    """
+    n, m = dH.shape
+    for j in range(m):
+        out[j] = 0.0
+    for i in range(n):
+        for j in range(m):
+            z = Z[i, j]
+            if z <= 0:
+                out[j] += dH[i, j] * z
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def maxout_forward(Z, b, pieces, H, argmax):
+    """Maxout epilogue: Z += b, H[i, u] = max_p Z[i, u*pieces + p], caching the winner.
+
+    Z: (n, units * pieces), b: (units * pieces,), H: (n, units),
+    argmax: (n, units) integer, the winning piece p of each unit (first on ties).
+    """
+    n, units = H.shape
+    for i in range(n):
+        for u in range(units):
+            base = u * pieces
+            best = Z[i, base] + b[base]
+            Z[i, base] = best
+            arg = 0
+            for p in range(1, pieces):
+                z = Z[i, base + p] + b[base + p]
+                Z[i, base + p] = z
+                if z > best:
+                    best = z
+                    arg = p
+            H[i, u] = best
+            argmax[i, u] = arg
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def maxout_backward(dH, argmax, pieces, dZ):
+    """Route dH to the winning piece: dZ[i, u*pieces + argmax[i, u]] = dH[i, u], 0 elsewhere.
+
+    dH, argmax: (n, units); dZ: (n, units * pieces).
+    """
+    n, units = dH.shape
+    for i in range(n):
+        for u in range(units):
+            base = u * pieces
+            for p in range(pieces):
+                dZ[i, base + p] = 0.0
+            dZ[i, base + argmax[i, u]] = dH[i, u]
+
+
+# --- row-parallel wrappers for large standalone calls (fastmlp.ops) ----------
+
+_ROWS_PER_TASK = 256
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def bias_act_forward_parallel(Z, b, code, param, slopes, H):
+    """``bias_act_forward`` with rows split across numba threads."""
+    n = Z.shape[0]
+    for t in prange((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
+        lo = t * _ROWS_PER_TASK
+        hi = min(n, lo + _ROWS_PER_TASK)
+        bias_act_forward(Z[lo:hi], b, code, param, slopes, H[lo:hi])
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def act_backward_parallel(dH, Z, H, code, param, slopes, dZ):
+    """``act_backward`` with rows split across numba threads."""
+    n = dH.shape[0]
+    for t in prange((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
+        lo = t * _ROWS_PER_TASK
+        hi = min(n, lo + _ROWS_PER_TASK)
+        act_backward(dH[lo:hi], Z[lo:hi], H[lo:hi], code, param, slopes, dZ[lo:hi])
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def maxout_forward_parallel(Z, b, pieces, H, argmax):
+    """``maxout_forward`` with rows split across numba threads."""
+    n = Z.shape[0]
+    for t in prange((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
+        lo = t * _ROWS_PER_TASK
+        hi = min(n, lo + _ROWS_PER_TASK)
+        maxout_forward(Z[lo:hi], b, pieces, H[lo:hi], argmax[lo:hi])

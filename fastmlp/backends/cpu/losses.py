@@ -1,0 +1,221 @@
+"""Output layers fused with their losses, and one-hot, on the CPU.
+
+Every loss kernel reads the logits O (n, k), writes the prediction P and the
+gradient w.r.t. the logits dO in one pass, and returns the *weighted sum* of
+the per-row losses; the caller divides by the total weight.  Each output is
+paired with its canonical loss, so dO = w_i (P - Y) * scale with
+``scale = 1 / sum(w)`` chosen by the caller.  ``sw`` is the per-row weight, or
+an empty array meaning "all ones".  P may be the same array as dO (the
+training loop does that); neither may be O.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..._config import FASTMATH
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def softmax_cross_entropy(O, y, sw, scale, P, dO):
+    """Stable row softmax fused with cross-entropy against integer labels.
+
+    P = exp(O - max_row) / sum(...);  loss_i = log sum exp(O_i - max) - (O_i,y_i - max)
+    dO = w_i (P - onehot(y)) * scale.
+    O: (n, k) float, read only unless aliased.  y: (n,) int in [0, k).
+    Returns sum_i w_i loss_i as a float64.
+    """
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            e = math.exp(O[i, j] - mx)
+            P[i, j] = e
+            s += e
+        yi = y[i]
+        loss_i = math.log(s) - (O[i, yi] - mx)
+        w = sw[i] if has_w else 1.0
+        total += w * loss_i
+        inv = 1.0 / s
+        g = w * scale
+        for j in range(k):
+            p = P[i, j] * inv
+            P[i, j] = p
+            dO[i, j] = g * p
+        dO[i, yi] -= g
+    return total
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO):
+    """Elementwise sigmoid fused with binary cross-entropy summed over outputs.
+
+    loss_i = sum_j max(o, 0) - o y + log1p(exp(-|o|))   (stable for any o)
+    P = sigmoid(O);  dO = w_i (P - Y) * scale.
+    O, Y, P, dO: (n, k).  Returns sum_i w_i loss_i.
+    """
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            yv = Y[i, j]
+            a = math.exp(-abs(o))
+            row += max(o, 0.0) - o * yv + math.log1p(a)
+            p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
+            P[i, j] = p
+            dO[i, j] = g * (p - yv)
+        total += w * row
+    return total
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def squared_error(O, Y, sw, scale, P, dO):
+    """Identity output with half squared error summed over outputs.
+
+    loss_i = 0.5 sum_j (O_ij - Y_ij)^2;  P = O;  dO = w_i (O - Y) * scale.
+    Returns sum_i w_i loss_i.
+    """
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            r = o - Y[i, j]
+            row += r * r
+            P[i, j] = o
+            dO[i, j] = g * r
+        total += 0.5 * w * row
+    return total
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def poisson_deviance(O, Y, sw, scale, P, dO):
+    """Exp output (log link) with half Poisson deviance, as scikit-learn's loss="poisson".
+
+    loss_i = sum_j exp(o) - y o  (+ terms constant in o, omitted as scikit-learn does)
+    P = exp(O);  dO = w_i (P - Y) * scale.  Returns sum_i w_i loss_i.
+    """
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            p = math.exp(o)
+            row += p - Y[i, j] * o
+            P[i, j] = p
+            dO[i, j] = g * (p - Y[i, j])
+        total += w * row
+    return total
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def output_loss(out_code, O, Y, y, sw, scale, P, dO):
+    """Dispatch on the output code of ``fastmlp._registry.OUTPUTS``."""
+    if out_code == 0:
+        return softmax_cross_entropy(O, y, sw, scale, P, dO)
+    if out_code == 1:
+        return sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO)
+    if out_code == 2:
+        return squared_error(O, Y, sw, scale, P, dO)
+    return poisson_deviance(O, Y, sw, scale, P, dO)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def softmax_rows(O, P):
+    """Stable row softmax P = exp(O - max) / sum (P may be O)."""
+    n, k = O.shape
+    for i in range(n):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            e = math.exp(O[i, j] - mx)
+            P[i, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(k):
+            P[i, j] *= inv
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def log_softmax_rows(O, out):
+    """out = O - max - log sum exp(O - max), row-wise (never log of softmax)."""
+    n, k = O.shape
+    for i in range(n):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            s += math.exp(O[i, j] - mx)
+        lse = mx + math.log(s)
+        for j in range(k):
+            out[i, j] = O[i, j] - lse
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def output_activation(out_code, O, P):
+    """Prediction from logits, in place allowed: softmax, sigmoid, identity or exp."""
+    if out_code == 0:
+        softmax_rows(O, P)
+        return
+    n, k = O.shape
+    for i in range(n):
+        for j in range(k):
+            o = O[i, j]
+            if out_code == 1:
+                if o >= 0:
+                    P[i, j] = 1.0 / (1.0 + math.exp(-o))
+                else:
+                    e = math.exp(o)
+                    P[i, j] = e / (1.0 + e)
+            elif out_code == 3:
+                P[i, j] = math.exp(o)
+            else:
+                P[i, j] = o
+
+
+@njit(nogil=True, cache=True)
+def one_hot(labels, out):
+    """out[i] = row labels[i] of the identity; out: (n, k) zero-filled here."""
+    n, k = out.shape
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = 0
+        out[i, labels[i]] = 1
+
+
+_ROWS_PER_TASK = 256
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def softmax_rows_parallel(O, P):
+    """``softmax_rows`` with rows split across numba threads."""
+    n = O.shape[0]
+    for t in prange((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
+        lo = t * _ROWS_PER_TASK
+        hi = min(n, lo + _ROWS_PER_TASK)
+        softmax_rows(O[lo:hi], P[lo:hi])

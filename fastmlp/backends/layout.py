@@ -1,0 +1,153 @@
+"""The flat-buffer description of a network, shared by both backends.
+
+``make_layout`` turns layer sizes into ``NetSpec``: the int64 ``layers`` table
+the compiled kernels index (columns named in ``cpu/train.py``), the length of
+the parameter vector and the widths of the workspaces.  ``pack``/``unpack``
+convert between the flat vector and scikit-learn's ``coefs_`` /
+``intercepts_`` lists.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._registry import ACTIVATIONS, MAXOUT, PRELU
+
+# columns of the `layers` table (mirrored by name in cpu/train.py)
+W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
+N_COLS = 11
+
+
+@dataclass
+class NetSpec:
+    """Everything the kernels need to know about a network's shape."""
+
+    n_features: int
+    hidden: tuple
+    n_outputs: int
+    activation: str
+    code: int
+    param: float
+    pieces: int
+    out_code: int
+    dtype: np.dtype
+    layers: np.ndarray = field(repr=False)
+    n_params: int = 0
+    ws_cols: int = 0
+    iws_cols: int = 0
+
+    @property
+    def n_layers(self):
+        return self.layers.shape[0]
+
+    def coef_shapes(self):
+        return [(int(r[FAN_IN]), int(r[ZCOLS])) for r in self.layers]
+
+
+def make_layout(n_features, hidden, n_outputs, activation, param, pieces, out_code, dtype):
+    """Build the ``NetSpec`` of a network; offsets are in elements."""
+    info = ACTIVATIONS[activation]
+    code = info.code
+    pieces = int(pieces) if code == MAXOUT else 1
+    sizes = [int(n_features)] + [int(h) for h in hidden] + [int(n_outputs)]
+    L = len(sizes) - 1
+    layers = np.zeros((L, N_COLS), dtype=np.int64)
+    p = 0  # parameter offset
+    c = 0  # float workspace column offset
+    ic = 0  # integer workspace column offset
+    for l in range(L):
+        hidden_layer = l < L - 1
+        units = sizes[l + 1]
+        zc = units * pieces if (hidden_layer and code == MAXOUT) else units
+        r = layers[l]
+        r[FAN_IN], r[ZCOLS], r[UNITS] = sizes[l], zc, units
+        r[W_OFF] = p
+        p += sizes[l] * zc
+        r[B_OFF] = p
+        p += zc
+        if hidden_layer and code == PRELU:
+            r[A_OFF] = p
+            p += units
+        else:
+            r[A_OFF] = -1
+        # forward cache: Z always; H separate only where backward needs Z too
+        r[Z_OFF] = c
+        c += zc
+        if hidden_layer and (code == PRELU or code == MAXOUT):
+            r[H_OFF] = c
+            c += units
+        else:
+            r[H_OFF] = r[Z_OFF]
+        # backward: dZ always; dH (gradient w.r.t. this layer's output) for hidden
+        # layers, computed in place into dZ unless maxout needs both widths
+        r[DZ_OFF] = c
+        c += zc
+        if hidden_layer and code == MAXOUT:
+            r[DH_OFF] = c
+            c += units
+            r[ARG_OFF] = ic
+            ic += units
+        else:
+            r[DH_OFF] = r[DZ_OFF]
+            r[ARG_OFF] = 0
+    return NetSpec(
+        n_features=sizes[0], hidden=tuple(sizes[1:-1]), n_outputs=sizes[-1],
+        activation=activation, code=code, param=float(param), pieces=pieces,
+        out_code=int(out_code), dtype=np.dtype(dtype), layers=layers,
+        n_params=p, ws_cols=c, iws_cols=ic,
+    )
+
+
+def pack(spec, coefs, intercepts, slopes=None, out=None):
+    """Copy coefs_/intercepts_ (and prelu slopes) into one flat vector of spec.dtype."""
+    theta = np.empty(spec.n_params, dtype=spec.dtype) if out is None else out
+    for l, r in enumerate(spec.layers):
+        fi, zc = int(r[FAN_IN]), int(r[ZCOLS])
+        theta[r[W_OFF]:r[W_OFF] + fi * zc] = np.asarray(coefs[l]).reshape(-1)
+        theta[r[B_OFF]:r[B_OFF] + zc] = np.asarray(intercepts[l]).reshape(-1)
+        if r[A_OFF] >= 0:
+            theta[r[A_OFF]:r[A_OFF] + r[UNITS]] = np.asarray(slopes[l]).reshape(-1)
+    return theta
+
+
+def unpack(spec, theta):
+    """Views of the flat vector: (coefs, intercepts, slopes), scikit-learn shaped."""
+    coefs, intercepts, slopes = [], [], []
+    for r in spec.layers:
+        fi, zc = int(r[FAN_IN]), int(r[ZCOLS])
+        coefs.append(theta[r[W_OFF]:r[W_OFF] + fi * zc].reshape(fi, zc))
+        intercepts.append(theta[r[B_OFF]:r[B_OFF] + zc])
+        if r[A_OFF] >= 0:
+            slopes.append(theta[r[A_OFF]:r[A_OFF] + r[UNITS]])
+    return coefs, intercepts, slopes
+
+
+def is_packed_view(spec, theta, coefs, intercepts, slopes):
+    """True when every array is still the view of ``theta`` that ``unpack`` made.
+
+    The estimators keep ``coefs_`` as views of their flat vector; a user who
+    assigns new arrays breaks that, and predict then packs what is there.
+    """
+    base_ptr = theta.__array_interface__["data"][0]
+    isz = theta.itemsize
+
+    def ok(a, off, shape):
+        return (
+            isinstance(a, np.ndarray)
+            and a.base is theta
+            and a.shape == shape
+            and a.__array_interface__["data"][0] == base_ptr + off * isz
+        )
+
+    if len(coefs) != spec.n_layers or len(intercepts) != spec.n_layers:
+        return False
+    k = 0
+    for l, r in enumerate(spec.layers):
+        fi, zc = int(r[FAN_IN]), int(r[ZCOLS])
+        if not ok(coefs[l], r[W_OFF], (fi, zc)) or not ok(intercepts[l], r[B_OFF], (zc,)):
+            return False
+        if r[A_OFF] >= 0:
+            if slopes is None or k >= len(slopes) or not ok(slopes[k], r[A_OFF], (int(r[UNITS]),)):
+                return False
+            k += 1
+    return True
