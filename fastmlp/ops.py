@@ -42,6 +42,12 @@ def _float2d(name, a, dtype=None):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _nonempty_rows(Z):
+    if Z.shape[1] == 0:
+        raise ValueError(f"Z must have at least one column (class), got shape {Z.shape}.")
+    return Z
+
+
 def _param(name, negative_slope, elu_alpha):
     if name == "leaky_relu":
         return float(negative_slope)
@@ -220,7 +226,7 @@ def softmax(Z):
     >>> ops.softmax(np.array([[1e4, 0.0]]))
     array([[1., 0.]])
     """
-    Z = _float2d("Z", Z)
+    Z = _nonempty_rows(_float2d("Z", Z))
     P = np.empty_like(Z)
     _loss.softmax_rows_parallel(Z, P)
     return P
@@ -228,7 +234,7 @@ def softmax(Z):
 
 def log_softmax(Z):
     """Row-wise Z - max - log sum exp(Z - max), never log(softmax(Z))."""
-    Z = _float2d("Z", Z)
+    Z = _nonempty_rows(_float2d("Z", Z))
     out = np.empty_like(Z)
     _loss.log_softmax_rows(Z, out)
     return out
@@ -269,7 +275,7 @@ def softmax_cross_entropy(Z, y, sample_weight=None):
     >>> float(loss)
     10000.0
     """
-    Z = _float2d("Z", Z)
+    Z = _nonempty_rows(_float2d("Z", Z))
     n, k = Z.shape
     y = _labels(y, n, k)
     w, scale = _weights(sample_weight, n, Z.dtype)
