@@ -27,7 +27,9 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, shuffle as sk_shuffle
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
+)
 
 from ._registry import ACTIVATIONS, OUTPUTS, SOLVERS, resolve_activation
 from .backends import BACKENDS, get_backend
@@ -197,6 +199,8 @@ class _BaseMLP(BaseEstimator):
             self, X, y, reset=reset, accept_sparse=["csr", "csc", "coo"],
             multi_output=True, dtype=(np.float64, np.float32), y_numeric=not is_classifier(self),
         )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn
         return X, y
 
     def _dense(self, X, dtype):
@@ -331,7 +335,7 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             spec = self._make_spec(X.shape[1], n_outputs, out_activation)
             theta = self._init_theta(spec, rng)
-            loss_curve, n_iter, t = [], 0, 0
+            loss_curve, t = [], 0
             best_loss = None if self.early_stopping else np.inf
             validation_scores = [] if self.early_stopping else None
             validation_losses = [] if self.early_stopping else None
@@ -351,7 +355,7 @@ class _BaseMLP(BaseEstimator):
                 )
             theta = self._current_theta().astype(spec.dtype, copy=True)
             loss_curve = list(self.loss_curve_)
-            n_iter, t = self.n_iter_, self.t_
+            t = self.t_
             best_loss = self.best_loss_
             validation_scores = None if self.validation_scores_ is None else list(self.validation_scores_)
             validation_losses = (None if getattr(self, "validation_loss_curve_", None) is None
@@ -410,8 +414,8 @@ class _BaseMLP(BaseEstimator):
         order = np.arange(n_train)
         hyper = opt["hyper"]
         max_epochs = 1 if incremental else self.max_iter
-        epochs_run = 0
-        self._spec = spec  # needed by _score during early stopping
+        # as in scikit-learn, n_iter_ counts the epochs of this call (t_ keeps counting)
+        n_iter = 0
         for _ in range(max_epochs):
             tic = time.perf_counter()
             if self.shuffle:
@@ -421,9 +425,8 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(
                     f"Training diverged in epoch {n_iter + 1}: the loss became "
                     f"{total}. Lower learning_rate_init (now {self.learning_rate_init}) or "
-                    "standardise the inputs; the estimator was left as it was before this call.")
+                    "standardise the inputs; the weights from before this call were kept.")
             n_iter += 1
-            epochs_run += 1
             loss = total / n_train
             t += n_train
             loss_curve.append(loss)
@@ -476,7 +479,7 @@ class _BaseMLP(BaseEstimator):
                     stop = True
             if stop:
                 break
-            if not incremental and epochs_run == self.max_iter:
+            if not incremental and n_iter == self.max_iter:
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                     "the optimization hasn't converged yet.", ConvergenceWarning)
@@ -674,8 +677,6 @@ feature_names_in_ :
 
     def _prepare_targets(self, X, y, first_pass, incremental, classes):
         X, y = self._validate_Xy(X, y, reset=first_pass)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
         if incremental and not hasattr(self, "classes_") and classes is None:
             raise ValueError(
                 "classes must be passed on the first call to partial_fit "
@@ -683,8 +684,9 @@ feature_names_in_ :
         y_type = type_of_target(y)
         if y_type not in ("binary", "multiclass", "multilabel-indicator"):
             raise ValueError(
-                f"MLPClassifier needs class labels; got targets of type {y_type!r}. "
-                "Use MLPRegressor for continuous targets.")
+                f"Unknown label type: {y_type!r}. MLPClassifier needs class labels "
+                "(binary, multiclass or a multilabel indicator matrix); use MLPRegressor "
+                "for continuous targets.")
         if first_pass or not hasattr(self, "_label_binarizer"):
             lb = LabelBinarizer()
             if incremental and classes is not None and not y_type.startswith("multilabel"):
@@ -716,8 +718,8 @@ feature_names_in_ :
         lb = self._label_binarizer
         if len(self.classes_) < 2 and lb.y_type_ != "multilabel-indicator":
             raise ValueError(
-                f"The training data has a single class ({self.classes_[0]!r}); "
-                "a classifier needs at least two.")
+                f"The training data has only one class ({self.classes_[0]!r}); "
+                "a classifier needs at least two classes.")
         B = lb.transform(y)
         n = B.shape[0]
         if lb.y_type_ == "multiclass":
@@ -931,8 +933,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _prepare_targets(self, X, y, first_pass, incremental, classes):
         X, y = self._validate_Xy(X, y, reset=first_pass)
         y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError('loss="poisson" requires y >= 0.')
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
