@@ -946,7 +946,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         P = P.astype(np.float64)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if self.loss == "poisson":
-            per_row = (P - Y * np.log(np.maximum(P, np.finfo(np.float64).tiny))).sum(axis=1)
+            logP = np.log(np.maximum(P, np.finfo(np.float64).tiny))
+            ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
+            per_row = (ylogy - Y * logP - Y + P).sum(axis=1)
         else:
             per_row = 0.5 * ((P - Y) ** 2).sum(axis=1)
         pred = P.ravel() if P.shape[1] == 1 else P

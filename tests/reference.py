@@ -204,11 +204,13 @@ def squared_error(O, Y, sw=None):
 
 
 def poisson(O, Y, sw=None):
-    """(loss, dO, P): exp output, per row sum_j exp(o) - y o, weighted mean; P = exp(O)."""
+    """(loss, dO, P): exp output, half Poisson deviance as scikit-learn reports it:
+    per row sum_j xlogy(y, y / exp(o)) - y + exp(o), weighted mean; P = exp(O)."""
     O, Y = _f64(O), _f64(Y)
     w = _weights(sw, O.shape[0])
     P = np.exp(O)
-    per_row = np.sum(P - Y * O, axis=1)
+    ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
+    per_row = np.sum(ylogy - Y * O - Y + P, axis=1)
     dO = w[:, None] * (P - Y) / w.sum()
     return np.sum(w * per_row) / w.sum(), dO, P
 

@@ -108,7 +108,8 @@ def squared_error(O, Y, sw, scale, P, dO):
 def poisson_deviance(O, Y, sw, scale, P, dO):
     """Exp output (log link) with half Poisson deviance, as scikit-learn's loss="poisson".
 
-    loss_i = sum_j exp(o) - y o  (+ terms constant in o, omitted as scikit-learn does)
+    loss_i = sum_j exp(o) - y o + y log y - y  (y log y = 0 at y = 0), the deviance
+    scikit-learn reports, constant terms included;
     P = exp(O);  dO = w_i (P - Y) * scale.  Returns sum_i w_i loss_i.
     """
     n, k = O.shape
@@ -121,9 +122,12 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
         for j in range(k):
             o = O[i, j]
             p = math.exp(o)
-            row += p - Y[i, j] * o
+            yv = Y[i, j]
+            row += p - yv * o - yv
+            if yv > 0:
+                row += yv * math.log(yv)
             P[i, j] = p
-            dO[i, j] = g * (p - Y[i, j])
+            dO[i, j] = g * (p - yv)
         total += w * row
     return total
 
