@@ -25,8 +25,9 @@ class EpochCallbacks:
 
     All methods are no-ops (and cost nothing) when the estimator has no callbacks.
     ``reconstruct`` is a function returning the attributes that make a copy of
-    the estimator predict as it would after the current epoch; it is only
-    called when some callback asks for a fitted estimator.
+    the estimator predict as it would after the current epoch; scikit-learn
+    calls it only when some callback asks for a fitted estimator, so a fit
+    whose callbacks only count epochs copies no weights.
     """
 
     def __init__(self, estimator, X, y, max_epochs, metadata=None):
@@ -47,9 +48,10 @@ class EpochCallbacks:
         """End the epoch's task; returns True when a callback asks to stop."""
         if not self.active:
             return False
+        # a callable argument is evaluated by scikit-learn only if a callback needs it
         stop = self._sub.call_on_fit_task_end(
             estimator=self.estimator, X=self.X, y=self.y, metadata=self.metadata,
-            reconstruction_attributes=reconstruct())
+            reconstruction_attributes=reconstruct)
         self._sub = None
         return bool(stop)
 
@@ -59,4 +61,4 @@ class EpochCallbacks:
                 self._sub.call_on_fit_task_end(estimator=self.estimator)
             self._ctx.call_on_fit_task_end(
                 estimator=self.estimator, X=self.X, y=self.y, metadata=self.metadata,
-                reconstruction_attributes=reconstruct())
+                reconstruction_attributes=reconstruct)

@@ -31,6 +31,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
 )
 
+from ._callbacks import CallbackSupportMixin, EpochCallbacks, with_callbacks
 from ._registry import ACTIVATIONS, OUTPUTS, SOLVERS, resolve_activation
 from .backends import BACKENDS, get_backend
 from .backends.cpu.train import ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV
@@ -61,7 +62,7 @@ def _check_choice(name, value, choices):
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor."""
 
     def __init__(
@@ -294,6 +295,7 @@ class _BaseMLP(BaseEstimator):
             "hyper": hyper,
         }
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data X and target(s) y.
 
@@ -372,6 +374,7 @@ class _BaseMLP(BaseEstimator):
             opt = self._new_optimizer(theta)
 
         # ---- train / validation split (scikit-learn's call, stratified for classifiers)
+        X_all = X
         Xv = yv_raw = swv = None
         train_idx = np.arange(n_samples)
         if self.early_stopping:
@@ -410,6 +413,13 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_train))
 
         trainer = backend.Trainer(spec, X, Y, yl, sw, batch_size, theta, opt, self.alpha)
+        callbacks = EpochCallbacks(
+            self, X_all, targets["raw"], 1 if incremental else self.max_iter,
+            None if sample_weight is None else {"sample_weight": sample_weight})
+
+        def fitted_now():
+            return self._fitted_state(spec, trainer.snapshot(), n_outputs, out_activation)
+
         best_theta = None
         order = np.arange(n_train)
         hyper = opt["hyper"]
@@ -417,6 +427,7 @@ class _BaseMLP(BaseEstimator):
         # as in scikit-learn, n_iter_ counts the epochs of this call (t_ keeps counting)
         n_iter = 0
         for _ in range(max_epochs):
+            callbacks.epoch_begin()
             tic = time.perf_counter()
             if self.shuffle:
                 order = sk_shuffle(order, random_state=rng)
@@ -477,6 +488,10 @@ class _BaseMLP(BaseEstimator):
                     if self.verbose:
                         print(msg + " Stopping.")
                     stop = True
+            if callbacks.epoch_end(fitted_now):
+                if self.verbose:
+                    print("A callback asked to stop.")
+                stop = True
             if stop:
                 break
             if not incremental and n_iter == self.max_iter:
@@ -507,7 +522,19 @@ class _BaseMLP(BaseEstimator):
         self.validation_loss_curve_ = validation_losses
         self.best_validation_score_ = best_validation_score
         self._no_improvement_count = no_improvement
+        callbacks.fit_end(dict)
         return self
+
+    def _fitted_state(self, spec, theta, n_outputs, out_activation):
+        """Attributes that make a copy of this estimator predict with ``theta``
+        (what scikit-learn's callbacks call reconstruction attributes)."""
+        coefs, intercepts, slopes = unpack(spec, theta)
+        state = {"_spec": spec, "_theta": theta, "coefs_": coefs, "intercepts_": intercepts,
+                 "n_outputs_": n_outputs, "out_activation_": out_activation,
+                 "n_layers_": spec.n_layers + 1}
+        if spec.activation == "prelu":
+            state["prelu_alphas_"] = slopes
+        return state
 
     def _validation_metrics(self, spec, theta, Xv, yv, swv):
         """Score (accuracy or R^2) and loss of the validation set under ``theta``."""
@@ -625,8 +652,8 @@ feature_names_in_ :
     ...                     backend="cpu").fit(X, y)
     >>> clf.predict(X[:3])
     array([0, 0, 0])
-    >>> clf.predict_proba(X[:1]).sum().round(6)
-    np.float32(1.0)
+    >>> float(clf.predict_proba(X[:1]).sum().round(6))
+    1.0
     """
 
     def __init__(
@@ -776,6 +803,7 @@ feature_names_in_ :
         loss = float(np.average(per_row, weights=sw))
         return float(accuracy_score(y, pred, sample_weight=sw)), loss
 
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with one epoch over the given batch.
 
@@ -954,6 +982,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         pred = P.ravel() if P.shape[1] == 1 else P
         return float(r2_score(y, pred, sample_weight=sw)), float(np.average(per_row, weights=sw))
 
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with one epoch over the given batch.
 
