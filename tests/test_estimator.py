@@ -695,3 +695,18 @@ def test_accuracy_matches_sklearn(loader):
     ours = MLPClassifier(**params, **CPU).fit(X_train, y_train).score(X_test, y_test)
     theirs = SkMLPClassifier(**params).fit(X_train, y_train).score(X_test, y_test)
     assert abs(ours - theirs) <= 0.01, (ours, theirs)
+
+
+def test_batch_of_zero_weight_rows_is_harmless(rng):
+    # class_weight 0 for a class and unshuffled sorted rows: whole batches weigh 0
+    X = rng.normal(size=(60, 3))
+    y = np.repeat([0, 1, 2], 20)
+    X[y == 1] += 3.0
+    X[y == 2] -= 3.0
+    clf = MLPClassifier(hidden_layer_sizes=(6,), batch_size=10, shuffle=False, max_iter=30,
+                        class_weight={0: 0.0, 1: 1.0, 2: 1.0}, random_state=0, backend="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert all(np.isfinite(c).all() for c in clf.coefs_)
+    assert np.isfinite(clf.loss_)

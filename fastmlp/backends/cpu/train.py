@@ -96,7 +96,8 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
             wsum += swb[i]
     else:
         wsum = float(m)
-    scale = 1.0 / wsum
+    # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
+    scale = 1.0 / wsum if wsum > 0 else 0.0
     O = forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap)
     n_out = O.shape[1]
     dO = _view(ws, layers[L - 1, DZ_OFF], cap, m, n_out)
