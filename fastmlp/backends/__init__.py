@@ -3,7 +3,8 @@
 ``get_backend("cpu" | "cuda" | "auto")`` returns a module with the same
 interface for every backend: ``name``, ``is_available()``, ``Trainer``,
 ``predict`` and ``loss_grad``.  "auto" picks CUDA when a usable GPU is present
-and the CPU otherwise.
+and the CPU otherwise (also under numba's CUDA simulator, which only
+``backend="cuda"`` uses, for tests).
 """
 
 BACKENDS = ("auto", "cpu", "cuda")
@@ -45,6 +46,10 @@ def get_backend(name):
             f'({exc}); use backend="cpu" to run on the CPU.'
         ) from None
     if usable:
+        # "auto" never picks numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1):
+        # it runs every GPU thread in Python, far slower than the CPU backend.
+        if name == "auto" and getattr(cuda, "is_simulated", lambda: False)():
+            return cpu
         return cuda
     if name == "auto":
         return cpu

@@ -1,0 +1,170 @@
+"""Hidden-layer activations and their derivatives on NVIDIA GPUs.
+
+The ``@cuda.jit`` twins of ``fastmlp/backends/cpu/activations.py``: same
+names, same arguments, same math (the table there), on device arrays.
+
+- ``sigmoid_scalar``, ``act``, ``act_grad``: device functions on one element,
+  switching on the codes of ``fastmlp._registry.ACTIVATIONS``; the GEMM
+  kernels of ``dense.py`` call them in their epilogues.
+- ``bias_act_forward``, ``act_backward``, ``maxout_forward``,
+  ``maxout_backward``: elementwise kernels with grid-stride loops over the
+  flattened (row, column) index, so any launch size covers any array.
+- ``prelu_slope_grad``: one thread per column, summing down the rows
+  (adjacent threads read adjacent columns: coalesced).
+
+Launch them as ``kernel[blocks, threads](...)``; ``_common.grid_1d`` gives
+a geometry.  Nothing allocates.  The ``*_parallel`` names are the same
+kernels: on the GPU every kernel is already parallel, and the alias keeps
+the two backends' name tables identical.
+
+No fastmath: the CUDA flags would flush denormals and approximate division,
+and NaN/inf must propagate so that a diverging fit is detected.
+"""
+
+import math
+
+from numba import cuda
+
+_IDENTITY, _LOGISTIC, _TANH, _RELU, _LEAKY_RELU, _PRELU, _ELU, _MAXOUT = range(8)
+
+
+@cuda.jit(device=True)
+def sigmoid_scalar(z):
+    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def act(code, z, param, slope):
+    """act(z) for one element.  param: leaky slope or elu alpha; slope: prelu a_j."""
+    if code == _RELU:
+        if z > 0 or z != z:  # NaN passes through: a diverging fit must stay visible
+            return z
+        return 0.0
+    if code == _LOGISTIC:
+        return sigmoid_scalar(z)
+    if code == _TANH:
+        return math.tanh(z)
+    if code == _LEAKY_RELU:
+        return z if z > 0 else param * z
+    if code == _PRELU:
+        return z if z > 0 else slope * z
+    if code == _ELU:
+        return z if z > 0 else param * math.expm1(z)
+    return z  # identity
+
+
+@cuda.jit(device=True)
+def act_grad(code, z, h, param, slope):
+    """act'(z) for one element, from the cached h (or z for prelu)."""
+    if code == _RELU:
+        return 1.0 if h > 0 else 0.0
+    if code == _LOGISTIC:
+        return h * (1.0 - h)
+    if code == _TANH:
+        return 1.0 - h * h
+    if code == _LEAKY_RELU:
+        return 1.0 if h > 0 else param
+    if code == _PRELU:
+        return 1.0 if z > 0 else slope
+    if code == _ELU:
+        return 1.0 if h > 0 else h + param
+    return 1.0  # identity
+
+
+@cuda.jit
+def bias_act_forward(Z, b, code, param, slopes, H):
+    """Z += b (in place), H = act(Z); grid-stride over the n*m elements.
+
+    Z: (n, m) pre-activation without bias, overwritten with Z + b.
+    b: (m,).  slopes: (m,) prelu slopes (any (m,) array for other codes).
+    H: (n, m) output; may be Z itself for activations whose derivative reads H.
+    """
+    n, m = Z.shape
+    for t in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = t // m
+        j = t - i * m
+        z = Z[i, j] + b[j]
+        Z[i, j] = z
+        H[i, j] = act(code, z, param, slopes[j])
+
+
+@cuda.jit
+def act_backward(dH, Z, H, code, param, slopes, dZ):
+    """dZ = dH * act'(Z) elementwise from the cache (H, or Z for prelu); grid-stride.
+
+    All (n, m).  dZ may be dH itself.
+    """
+    n, m = dH.shape
+    for t in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = t // m
+        j = t - i * m
+        dZ[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
+
+
+@cuda.jit
+def prelu_slope_grad(dH, Z, out):
+    """out[j] = sum_i dH[i, j] * Z[i, j] over the rows where Z[i, j] <= 0.
+
+    The gradient w.r.t. prelu slope a_j.  dH, Z: (n, m); out: (m,).
+    One thread per column (grid-stride over columns), rows summed in order.
+    """
+    n, m = dH.shape
+    acc = cuda.local.array(1, dtype=out.dtype)
+    for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+        acc[0] = 0
+        for i in range(n):
+            z = Z[i, j]
+            if z <= 0:
+                acc[0] += dH[i, j] * z
+        out[j] = acc[0]
+
+
+@cuda.jit
+def maxout_forward(Z, b, pieces, H, argmax):
+    """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
+
+    Z: (n, units * pieces), b: (units * pieces,), H: (n, units),
+    argmax: (n, units) integer (first piece on ties).  Grid-stride over n*units.
+    """
+    n, units = H.shape
+    for t in range(cuda.grid(1), n * units, cuda.gridsize(1)):
+        i = t // units
+        u = t - i * units
+        base = u * pieces
+        best = Z[i, base] + b[base]
+        Z[i, base] = best
+        arg = 0
+        for p in range(1, pieces):
+            z = Z[i, base + p] + b[base + p]
+            Z[i, base + p] = z
+            if z > best:
+                best = z
+                arg = p
+        H[i, u] = best
+        argmax[i, u] = arg
+
+
+@cuda.jit
+def maxout_backward(dH, argmax, pieces, dZ):
+    """dZ[i, u*pieces + argmax[i, u]] = dH[i, u], 0 for the other pieces.
+
+    dH, argmax: (n, units); dZ: (n, units * pieces).  Grid-stride over n*units.
+    """
+    n, units = dH.shape
+    for t in range(cuda.grid(1), n * units, cuda.gridsize(1)):
+        i = t // units
+        u = t - i * units
+        base = u * pieces
+        win = argmax[i, u]
+        for p in range(pieces):
+            dZ[i, base + p] = dH[i, u] if p == win else 0.0
+
+
+# On the GPU every kernel is row-parallel already; the names mirror the CPU's.
+bias_act_forward_parallel = bias_act_forward
+act_backward_parallel = act_backward
+maxout_forward_parallel = maxout_forward

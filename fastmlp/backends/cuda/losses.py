@@ -1,0 +1,252 @@
+"""Output layers fused with their losses, and one-hot, on NVIDIA GPUs.
+
+The ``@cuda.jit`` twins of ``fastmlp/backends/cpu/losses.py``.  Each loss
+kernel reads the logits O (n, k) and writes the prediction P and the
+gradient dO = w_i (P - Y) * scale in one pass, exactly as on the CPU.  A
+kernel cannot return a value, so instead of returning sum_i w_i loss_i the
+GPU twins take two more arguments and do
+
+    loss_out[0] += loss_scale * sum_i w_i loss_i
+
+reducing on the device: per block through shared memory, then one atomic
+add per block into ``loss_out`` (a float64 device array).  The trainer
+passes ``loss_scale = scale * rows`` and one accumulator for a whole epoch,
+so the epoch loss crosses to the host once per epoch, never per batch.
+
+Parallel layout: one thread per row (grid-stride over rows), each thread
+looping over the k outputs.  That is the right shape for the class counts an
+MLP classifier sees (tens); thousands of classes would want a block per row
+with a shared-memory max/sum instead.  ``one_hot`` and the pointwise output
+functions are grid-stride over all n*k elements.
+
+``output_loss`` and ``output_activation`` are host functions that launch
+the kernel the output code selects, like their CPU twins dispatch.
+"""
+
+import math
+
+from numba import cuda, float64
+
+from ._common import MAX_THREADS, block_sum_add, grid_1d
+
+
+@cuda.jit
+def softmax_cross_entropy(O, y, sw, scale, P, dO, loss_scale, loss_out):
+    """Stable row softmax fused with cross-entropy against integer labels.
+
+    P = exp(O - max_row) / sum(...);  loss_i = log sum exp(O_i - max) - (O_i,y_i - max)
+    dO = w_i (P - onehot(y)) * scale.  O: (n, k); y: (n,) int in [0, k);
+    sw: (n,) or empty (all ones).  P may be dO (not O).
+    loss_out[0] += loss_scale * sum_i w_i loss_i (float64, atomic per block).
+    """
+    buf = cuda.shared.array(MAX_THREADS, float64)
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    part = 0.0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            e = math.exp(O[i, j] - mx)
+            P[i, j] = e
+            s += e
+        yi = y[i]
+        loss_i = math.log(s) - (O[i, yi] - mx)
+        w = sw[i] if has_w else 1.0
+        part += w * loss_i
+        inv = 1.0 / s
+        g = w * scale
+        for j in range(k):
+            p = P[i, j] * inv
+            P[i, j] = p
+            dO[i, j] = g * p
+        dO[i, yi] -= g
+    block_sum_add(buf, part, loss_scale, loss_out)
+
+
+@cuda.jit
+def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO, loss_scale, loss_out):
+    """Elementwise sigmoid fused with binary cross-entropy summed over outputs.
+
+    loss_i = sum_j max(o, 0) - o y + log1p(exp(-|o|))   (stable for any o)
+    P = sigmoid(O);  dO = w_i (P - Y) * scale.  O, Y, P, dO: (n, k).
+    loss_out[0] += loss_scale * sum_i w_i loss_i.
+    """
+    buf = cuda.shared.array(MAX_THREADS, float64)
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    part = 0.0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            yv = Y[i, j]
+            a = math.exp(-abs(o))
+            row += max(o, 0.0) - o * yv + math.log1p(a)
+            p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
+            P[i, j] = p
+            dO[i, j] = g * (p - yv)
+        part += w * row
+    block_sum_add(buf, part, loss_scale, loss_out)
+
+
+@cuda.jit
+def squared_error(O, Y, sw, scale, P, dO, loss_scale, loss_out):
+    """Identity output with half squared error summed over outputs.
+
+    loss_i = 0.5 sum_j (O_ij - Y_ij)^2;  P = O;  dO = w_i (O - Y) * scale.
+    loss_out[0] += loss_scale * sum_i w_i loss_i.
+    """
+    buf = cuda.shared.array(MAX_THREADS, float64)
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    part = 0.0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            r = o - Y[i, j]
+            row += r * r
+            P[i, j] = o
+            dO[i, j] = g * r
+        part += 0.5 * w * row
+    block_sum_add(buf, part, loss_scale, loss_out)
+
+
+@cuda.jit
+def poisson_deviance(O, Y, sw, scale, P, dO, loss_scale, loss_out):
+    """Exp output (log link) with half Poisson deviance, as scikit-learn's loss="poisson".
+
+    loss_i = sum_j exp(o) - y o + y log y - y  (y log y = 0 at y = 0), the deviance
+    scikit-learn reports, constant terms included;
+    P = exp(O);  dO = w_i (P - Y) * scale.
+    loss_out[0] += loss_scale * sum_i w_i loss_i.
+    """
+    buf = cuda.shared.array(MAX_THREADS, float64)
+    n, k = O.shape
+    has_w = sw.shape[0] > 0
+    part = 0.0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        w = sw[i] if has_w else 1.0
+        g = w * scale
+        row = 0.0
+        for j in range(k):
+            o = O[i, j]
+            p = math.exp(o)
+            yv = Y[i, j]
+            row += p - yv * o - yv
+            if yv > 0:
+                row += yv * math.log(yv)
+            P[i, j] = p
+            dO[i, j] = g * (p - yv)
+        part += w * row
+    block_sum_add(buf, part, loss_scale, loss_out)
+
+
+def output_loss(out_code, O, Y, y, sw, scale, P, dO, loss_scale, loss_out):
+    """Launch the loss kernel of output code ``out_code`` (``fastmlp._registry.OUTPUTS``).
+
+    Host function; arguments as the kernels above (device arrays).
+    """
+    blocks, tpb = grid_1d(O.shape[0])
+    scale = float(scale)
+    loss_scale = float(loss_scale)
+    if out_code == 0:
+        softmax_cross_entropy[blocks, tpb](O, y, sw, scale, P, dO, loss_scale, loss_out)
+    elif out_code == 1:
+        sigmoid_binary_cross_entropy[blocks, tpb](O, Y, sw, scale, P, dO, loss_scale, loss_out)
+    elif out_code == 2:
+        squared_error[blocks, tpb](O, Y, sw, scale, P, dO, loss_scale, loss_out)
+    else:
+        poisson_deviance[blocks, tpb](O, Y, sw, scale, P, dO, loss_scale, loss_out)
+
+
+@cuda.jit
+def softmax_rows(O, P):
+    """Stable row softmax P = exp(O - max) / sum (P may be O); a thread per row."""
+    n, k = O.shape
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            e = math.exp(O[i, j] - mx)
+            P[i, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(k):
+            P[i, j] *= inv
+
+
+@cuda.jit
+def log_softmax_rows(O, out):
+    """out = O - max - log sum exp(O - max), row-wise (never log of softmax); a thread per row."""
+    n, k = O.shape
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        mx = O[i, 0]
+        for j in range(1, k):
+            if O[i, j] > mx:
+                mx = O[i, j]
+        s = 0.0
+        for j in range(k):
+            s += math.exp(O[i, j] - mx)
+        lse = mx + math.log(s)
+        for j in range(k):
+            out[i, j] = O[i, j] - lse
+
+
+@cuda.jit
+def _pointwise_output(out_code, O, P):
+    """P = sigmoid(O) (code 1), exp(O) (code 3) or O; grid-stride over n*k."""
+    n, k = O.shape
+    for t in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        i = t // k
+        j = t - i * k
+        o = O[i, j]
+        if out_code == 1:
+            if o >= 0:
+                P[i, j] = 1.0 / (1.0 + math.exp(-o))
+            else:
+                e = math.exp(o)
+                P[i, j] = e / (1.0 + e)
+        elif out_code == 3:
+            P[i, j] = math.exp(o)
+        else:
+            P[i, j] = o
+
+
+def output_activation(out_code, O, P):
+    """Prediction from logits on the device, in place allowed: softmax, sigmoid, identity or exp.
+
+    Host function: launches ``softmax_rows`` or the pointwise kernel.
+    """
+    n, k = O.shape
+    if out_code == 0:
+        blocks, tpb = grid_1d(n)
+        softmax_rows[blocks, tpb](O, P)
+    else:
+        blocks, tpb = grid_1d(n * k)
+        _pointwise_output[blocks, tpb](int(out_code), O, P)
+
+
+@cuda.jit
+def one_hot(labels, out):
+    """out[i] = row labels[i] of the identity, all of out (n, k) written; grid-stride over n*k."""
+    n, k = out.shape
+    for t in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        i = t // k
+        j = t - i * k
+        out[i, j] = 1 if labels[i] == j else 0
+
+
+# On the GPU every kernel is row-parallel already; the name mirrors the CPU's.
+softmax_rows_parallel = softmax_rows
