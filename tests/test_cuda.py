@@ -522,6 +522,26 @@ def test_train_module_twins_match_cpu(rng):
     np.testing.assert_allclose(O_g.copy_to_host(), O_c, rtol=1e-12, atol=1e-14)
 
 
+def test_batch_whose_rows_all_weigh_zero_contributes_nothing(rng):
+    spec = _spec("tanh", 0)
+    n, cap = 10, 4
+    X = rng.normal(size=(n, 5))
+    Y, y = _targets(rng, 0, n, 3, np.float64)
+    sw = rng.uniform(0.5, 1.5, n)
+    sw[:cap] = 0.0
+    theta = _theta(spec, rng)
+    res = []
+    for be in (cpu_backend, cb):
+        th = theta.copy()
+        o = {"solver": 1, "state1": np.zeros_like(th), "state2": np.zeros_like(th),
+             "hyper": np.array([0.01, 0.9, 1.0, 0.9, 0.999, 1e-8, 0.0])}
+        tr = be.Trainer(spec, X, Y, y, sw, cap, th, o, 0.01)
+        res.append((tr.epoch(np.arange(n)), tr.finish()))
+    assert np.isfinite(res[1][0])
+    np.testing.assert_allclose(res[1][0], res[0][0], rtol=1e-12)
+    np.testing.assert_allclose(res[1][1], res[0][1], rtol=1e-10)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_epoch_reports_divergence_as_nan(rng):
     spec = _spec("relu", 2, n_out=1)

@@ -269,7 +269,9 @@ class EpochRunner:
             blocks, tpb = grid_1d(m * width)
             gather_batch[blocks, tpb](self.X, self.Y, self.y, self.sw, self.order,
                                       start, m, self.Xb, self.Yb, self.yb, self.swb)
-            scale = 1.0 / (float(wsums[bi]) if has_w else float(m))
+            wsum = float(wsums[bi]) if has_w else float(m)
+            # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
+            scale = 1.0 / wsum if wsum > 0 else 0.0
             lam = alpha * scale
             _loss_grad(plan, Xb, Yb, yb, swb, self.param, self.pieces, self.out_code,
                        scale, lam, scale * m, 0.5 * lam * m, self.acc)
@@ -315,7 +317,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
     m = Xb.shape[0]
     if wsum is None:
         wsum = float(swb.copy_to_host().astype(np.float64).sum()) if swb.shape[0] else float(m)
-    scale = 1.0 / wsum
+    scale = 1.0 / wsum if wsum > 0 else 0.0  # rows that all weigh 0 contribute nothing
     lam = float(alpha) * scale
     acc = cuda.to_device(np.zeros(1, dtype=np.float64))
     plan = Plan(layers, code, theta, grad, ws, iws, cap, m, tile())
