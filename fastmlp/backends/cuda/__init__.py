@@ -36,6 +36,12 @@ under ``fastmlp/backends/cpu/``):
 Data movement: a Trainer sends X, Y/y and the sample weights to the device
 once; each epoch sends only the row order and reads back one float64 (the
 epoch loss).  ``snapshot``/``finish`` copy the parameters back.
+
+Compilation: each kernel compiles on its first launch in a process, per
+dtype (no on-disk cache: the GEMMs are closures built per tile size, and
+the loss kernels call a device function of ``_common.py``, which numba's
+cache would not see change).  ``benchmarks/gpu_check.py --compile-ptx``
+compiles all of them to PTX without a GPU.
 """
 
 import os
