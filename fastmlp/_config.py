@@ -16,6 +16,15 @@ DEFAULT_DTYPE = "float32"
 # input size (activations of one chunk per layer).
 PREDICT_CHUNK_ROWS = 4096
 
+# BLAS threads during CPU training.  The epoch's own loops are serial, so a
+# multi-threaded BLAS owns the cores.  A step whose largest GEMM has fewer
+# multiply-adds than this runs BLAS on one thread: OpenBLAS's second thread
+# did not pay below it on a quiet 2-core machine (32x128x128: 1.04x,
+# 100x40x100: 0.99x) while its hand-offs made such GEMMs several times
+# slower when other processes loaded the cores; from about 1e6 up (100^3:
+# 1.4x, 256x784x256: 1.9x) two threads win.
+CPU_SERIAL_GEMM_BELOW = 1_000_000
+
 # CUDA launch configuration.  Small blocks in the simulator make the
 # multi-block paths run on tiny test inputs.
 CUDA_THREADS_PER_BLOCK = 256

@@ -7,7 +7,8 @@ Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 
 import numpy as np
 
-from ..._config import PREDICT_CHUNK_ROWS
+from ..._config import CPU_SERIAL_GEMM_BELOW, PREDICT_CHUNK_ROWS
+from ..layout import FAN_IN, ZCOLS
 from .train import predict_forward, train_epoch, loss_grad_batch, ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV
 
 name = "cpu"
@@ -15,6 +16,29 @@ name = "cpu"
 
 def is_available():
     return True
+
+
+_blas = None
+
+
+def _blas_controller():
+    """A threadpoolctl controller over the loaded BLAS libraries (built once).
+
+    ``np.dot`` inside the kernels calls SciPy's OpenBLAS, NumPy calls its
+    own: both are loaded first so that the controller sees both.
+    """
+    global _blas
+    if _blas is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def gemm_size(spec, rows):
+    """Multiply-adds of the largest GEMM of a training step on ``rows`` rows."""
+    return max(rows * int(r[FAN_IN]) * int(r[ZCOLS]) for r in spec.layers)
 
 
 def _workspaces(spec, cap):
@@ -49,9 +73,18 @@ class Trainer:
         self.Yb = np.empty((self.cap if Y.shape[0] else 0, Y.shape[1]), dtype=spec.dtype)
         self.yb = np.empty(self.cap if y.shape[0] else 0, dtype=np.int64)
         self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
+        # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
+        # the epoch's own loops are serial, so BLAS is the only thread user
+        self.serial_blas = gemm_size(spec, self.cap) < CPU_SERIAL_GEMM_BELOW
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
+        if self.serial_blas:
+            with _blas_controller().limit(limits=1):
+                return self._epoch(order)
+        return self._epoch(order)
+
+    def _epoch(self, order):
         s = self.spec
         o = self.opt
         return train_epoch(

@@ -30,6 +30,33 @@ def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
             theta[i] += v
 
 
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
+    """The elementwise body of ``adam_step``, for eps > 0 (in theta's dtype) only.
+
+    Compiled with NumPy's error model: the denominator sqrt(v) + eps can then
+    never be exactly zero, so no division-by-zero check is needed, and
+    without that check LLVM vectorises the loop (about 7x faster).  The
+    scalars are cast to the parameters' dtype first, so float32 parameters
+    are updated in float32 arithmetic (twice the SIMD width of float64, and
+    no conversions); float64 parameters get exactly the checked loop's math.
+    """
+    T = theta.dtype.type
+    b1 = T(beta1)
+    b2 = T(beta2)
+    c1 = T(1.0 - beta1)
+    c2 = T(1.0 - beta2)
+    lr = T(lr_t)
+    e = T(eps)
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        mi = b1 * m[i] + c1 * g
+        vi = b2 * v[i] + c2 * g * g
+        m[i] = mi
+        v[i] = vi
+        theta[i] -= lr * mi / (math.sqrt(vi) + e)
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     """Adam, in place, at step t >= 1 (the caller counts steps).
@@ -38,6 +65,11 @@ def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     theta -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
     """
     lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    if theta.dtype.type(eps) > 0:  # (eps must stay > 0 in the parameters' dtype)
+        _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps)
+        return
+    # eps <= 0 (or below the dtype's tiniest): the checked loop, in float64, keeps
+    # Python's ZeroDivisionError where sqrt(v) + eps == 0
     c1 = 1.0 - beta1
     c2 = 1.0 - beta2
     for i in range(theta.shape[0]):

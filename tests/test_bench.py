@@ -1,0 +1,82 @@
+"""``python -m fastmlp bench --quick``: the machinery runs and prints a well-formed table.
+
+Timings are not checked (they are meaningless at the quick sizes); the shape
+of the table, the machine line and the entry points are.
+"""
+
+import pytest
+
+from fastmlp import _bench
+from fastmlp.__main__ import main as cli_main
+
+N_ROWS = 5  # two fits, one-row predict, predict_proba, peak memory (quick skips startup)
+
+
+def _table_rows(text):
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header, rule, body = lines[0], lines[1], lines[2:]
+    return header, rule, body
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+@pytest.fixture(scope="module")
+def quick_output():
+    rows, machine = _bench.run_cases(quick=True, repeat=1, torch=False, startup=False)
+    return rows, machine, _bench.format_table(rows, machine)
+
+
+def test_quick_table_shape(quick_output):
+    rows, machine, text = quick_output
+    assert len(rows) == N_ROWS
+    header, rule, body = _table_rows(text)
+    assert _cells(header) == _bench.COLUMNS
+    assert len(_cells(rule)) == len(_bench.COLUMNS)
+    assert len(body) == N_ROWS
+    for line in body:
+        cells = _cells(line)
+        assert len(cells) == len(_bench.COLUMNS)
+        assert cells[1] != "—"  # fastmlp is measured in every case
+        assert cells[3] == "—"  # PyTorch was left out
+    # fits and predictions have a scikit-learn time and a ratio to it
+    for line in body[:4]:
+        cells = _cells(line)
+        assert cells[2].endswith((" s", " ms", " µs"))
+        assert cells[5].endswith("x")
+
+
+def test_quick_names_the_machine(quick_output):
+    rows, machine, text = quick_output
+    for key in ("platform", "cpu", "cores", "numpy", "numba", "blas"):
+        assert machine[key]
+    assert text.startswith("Machine: ")
+
+
+def test_quick_values_are_positive(quick_output):
+    rows, _, _ = quick_output
+    for r in rows:
+        assert r["fastmlp"] > 0
+        assert r["scikit-learn"] > 0
+        assert r["PyTorch"] is None
+
+
+def test_main_quick_prints_and_writes(tmp_path, capsys):
+    out = tmp_path / "table.md"
+    assert _bench.main(["--quick", "--no-torch", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    header, _, body = _table_rows(printed)
+    assert _cells(header) == _bench.COLUMNS
+    assert len(body) == N_ROWS
+    assert out.read_text().strip() == printed.strip()
+
+
+def test_cli_dispatches_bench(capsys):
+    assert cli_main(["bench", "--quick", "--no-torch", "--repeat", "1"]) == 0
+    assert "| case |" in capsys.readouterr().out
+
+
+def test_bad_repeat_is_refused():
+    with pytest.raises(SystemExit):
+        _bench.main(["--quick", "--repeat", "0"])

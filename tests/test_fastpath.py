@@ -1,0 +1,111 @@
+"""The small-input predict shortcut and the epoch shuffle give what the full path gives."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state, shuffle as sk_shuffle
+
+from fastmlp import MLPClassifier, MLPRegressor, _fastpath
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def fitted(rng):
+    X = rng.standard_normal((120, 5)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    clf = MLPClassifier(hidden_layer_sizes=(8, 6), max_iter=5, random_state=0,
+                        backend="cpu").fit(X, y)
+    return clf, X
+
+
+def _full_path(est, X, apply_out):
+    """The forward pass without the shortcut: validate, pack, predict."""
+    from fastmlp.backends import get_backend
+
+    Xv = est._dense(est._validate_X(X, reset=False), est._spec.dtype)
+    return get_backend(est.backend).predict(est._spec, est._current_theta(), Xv, apply_out)
+
+
+@pytest.mark.parametrize("rows", [1, 3, _fastpath.MAX_ROWS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_input_matches_full_path(fitted, rows, dtype):
+    clf, X = fitted
+    Xs = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])), dtype=dtype)
+    assert _fastpath.small_input(clf, Xs) is not None
+    np.testing.assert_array_equal(clf.predict_proba(Xs), _full_path(clf, Xs, True))
+    np.testing.assert_array_equal(clf.predict(Xs), clf.classes_[_full_path(clf, Xs, False).argmax(1)])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_still_raises(fitted, bad):
+    clf, X = fitted
+    row = X[:1].copy()
+    row[0, 2] = bad
+    assert _fastpath.small_input(clf, row) is None
+    with pytest.raises(ValueError, match="(?i)nan|inf"):
+        clf.predict(row)
+
+
+def test_wrong_width_still_raises(fitted):
+    clf, X = fitted
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.zeros((1, X.shape[1] + 1), dtype=np.float32))
+
+
+def test_not_fitted_still_raises():
+    with pytest.raises(NotFittedError):
+        MLPClassifier(backend="cpu").predict(np.zeros((1, 3), dtype=np.float32))
+
+
+def test_other_inputs_take_the_full_path(fitted):
+    clf, X = fitted
+    assert _fastpath.small_input(clf, X[:1].tolist()) is None  # not an ndarray
+    assert _fastpath.small_input(clf, np.asfortranarray(X[:2])) is None  # not C-contiguous
+    assert _fastpath.small_input(clf, X[:_fastpath.MAX_ROWS + 1]) is None  # not small
+    assert _fastpath.small_input(clf, X[:1].astype(np.int64)) is None  # not float
+    np.testing.assert_array_equal(clf.predict(X[:1].tolist()), clf.predict(X[:1]))
+
+
+def test_assigned_coefs_are_used(fitted):
+    clf, X = fitted
+    row = X[:1].copy()
+    before = clf.predict_proba(row)
+    clf.coefs_[-1] = np.zeros_like(clf.coefs_[-1])  # a new array, not a view of the flat vector
+    clf.intercepts_[-1] = np.zeros_like(clf.intercepts_[-1])
+    np.testing.assert_allclose(clf.predict_proba(row), np.full_like(before, 1 / before.shape[1]),
+                               rtol=1e-6)
+
+
+def test_in_place_edits_are_used(fitted):
+    clf, X = fitted
+    row = X[:1].copy()
+    clf.predict_proba(row)
+    clf.coefs_[-1][...] = 0.0  # through the published view
+    clf.intercepts_[-1][...] = 0.0
+    P = clf.predict_proba(row)
+    np.testing.assert_allclose(P, np.full_like(P, 1 / P.shape[1]), rtol=1e-6)
+
+
+def test_refit_is_seen(fitted, rng):
+    clf, X = fitted
+    row = X[:1].copy()
+    clf.predict_proba(row)
+    clf.set_params(random_state=1).fit(X, rng.integers(0, 3, X.shape[0]))
+    np.testing.assert_array_equal(clf.predict_proba(row), _full_path(clf, row, True))
+
+
+def test_regressor_small_input(rng):
+    X = rng.standard_normal((80, 3))
+    y = X @ np.array([1.0, -1.0, 0.5])
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                       backend="cpu").fit(X, y)
+    np.testing.assert_array_equal(reg.predict(X[:2]), _full_path(reg, X[:2], True).ravel())
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_shuffled_is_sklearn_shuffle(n):
+    order = np.arange(n) * 3
+    a = sk_shuffle(order, random_state=check_random_state(11))
+    b = _fastpath.shuffled(order, check_random_state(11))
+    np.testing.assert_array_equal(a, b)
