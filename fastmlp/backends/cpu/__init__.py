@@ -5,7 +5,14 @@ Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 ``fastmlp/backends/cuda/``.
 """
 
+from pathlib import Path
+
 import numpy as np
+
+from .._cache import refresh_numba_cache
+
+# before any kernel is loaded: drop cached machine code built from other sources
+refresh_numba_cache(Path(__file__).parent)
 
 from ..._config import CPU_SERIAL_GEMM_BELOW, PREDICT_CHUNK_ROWS
 from ..layout import FAN_IN, ZCOLS

@@ -27,61 +27,21 @@ cores there); the ``*_parallel`` wrappers split rows across numba threads for
 large standalone calls from ``fastmlp.ops``.
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from ..._config import FASTMATH
+from .. import scalar
 
-_IDENTITY, _LOGISTIC, _TANH, _RELU, _LEAKY_RELU, _PRELU, _ELU, _MAXOUT = range(8)
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def sigmoid_scalar(z):
-    """1 / (1 + exp(-z)) without overflow for large |z|."""
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+from ..._registry import ELU as _ELU, IDENTITY as _IDENTITY, LEAKY_RELU as _LEAKY_RELU  # noqa: E402,F401
+from ..._registry import LOGISTIC as _LOGISTIC, MAXOUT as _MAXOUT, PRELU as _PRELU  # noqa: E402,F401
+from ..._registry import RELU as _RELU, TANH as _TANH  # noqa: E402,F401
 
 
-@njit(inline="always", fastmath=FASTMATH)
-def act(code, z, param, slope):
-    """act(z) for one element.  param: leaky slope or elu alpha; slope: prelu a_j."""
-    if code == _RELU:
-        if z > 0 or z != z:  # NaN passes through: a diverging fit must stay visible
-            return z
-        return 0.0
-    if code == _LOGISTIC:
-        return sigmoid_scalar(z)
-    if code == _TANH:
-        return math.tanh(z)
-    if code == _LEAKY_RELU:
-        return z if z > 0 else param * z
-    if code == _PRELU:
-        return z if z > 0 else slope * z
-    if code == _ELU:
-        return z if z > 0 else param * math.expm1(z)
-    return z  # identity
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def act_grad(code, z, h, param, slope):
-    """act'(z) for one element, from the cached h (or z for prelu)."""
-    if code == _RELU:
-        return 1.0 if h > 0 else 0.0
-    if code == _LOGISTIC:
-        return h * (1.0 - h)
-    if code == _TANH:
-        return 1.0 - h * h
-    if code == _LEAKY_RELU:
-        return 1.0 if h > 0 else param
-    if code == _PRELU:
-        return 1.0 if z > 0 else slope
-    if code == _ELU:
-        return 1.0 if h > 0 else h + param
-    return 1.0  # identity
+# the per-element math is shared with the other backend: fastmlp/backends/scalar.py
+sigmoid_scalar = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
+act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
+act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
 
 
 @njit(inline="always", fastmath=FASTMATH)
