@@ -48,7 +48,7 @@ QUICK = {
 }
 COLUMNS = ["case", "fastmlp", "scikit-learn", "PyTorch", "BLAS floor",
            "sklearn / fastmlp", "PyTorch / fastmlp", "fastmlp / floor", "target"]
-PAUSE_S = 0.1  # between contenders: lets other libraries' spinning threads go to sleep
+PAUSE_S = 0.3  # between contenders: lets the last one's BLAS / OpenMP threads stop spinning
 
 
 # ----------------------------------------------------------------------------- machine
