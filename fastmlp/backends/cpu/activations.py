@@ -42,28 +42,16 @@ from ..._registry import RELU as _RELU, TANH as _TANH  # noqa: E402,F401
 sigmoid_scalar = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
 act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
 act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
+# the same functions as calls that LLVM inlines and folds for a constant code
+# (numba-level inlining would copy every branch into each specialised loop)
+_act_call = njit(fastmath=FASTMATH, error_model="numpy")(scalar.act)
+_act_grad_call = njit(fastmath=FASTMATH)(scalar.act_grad)
 
 
 @njit(inline="always", fastmath=FASTMATH)
 def _same_buffer(A, B):
     """True when A and B are the same memory seen with the same shape."""
     return A.ctypes.data == B.ctypes.data and A.shape == B.shape
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def _bias_act_loop(Z, b, code, param, slopes, H):
-    n, m = Z.shape
-    if _same_buffer(Z, H):
-        # H is Z: one store per element, so the compiler can vectorise
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = act(code, Z[i, j] + b[j], param, slopes[j])
-    else:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j] + b[j]
-                Z[i, j] = z
-                H[i, j] = act(code, z, param, slopes[j])
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -75,61 +63,42 @@ def bias_act_forward(Z, b, code, param, slopes, H):
     H: (n, m) output; may be the same array as Z for activations whose
     derivative reads H (everything but prelu), which then costs no memory.
 
-    One loop per activation code (the code is a constant inside each), so
-    the loop body has no branch on the code and relu-like loops vectorise.
-    NumPy's error model is exact here: the only division (the sigmoid's)
-    has a denominator >= 1.
+    relu in place (H is Z: the training loop's case) has a loop of its own,
+    with the code a constant and one store per element, so it vectorises;
+    everything else shares one loop (transcendental activations do not
+    vectorise anyway, and each extra loop costs compile time).  NumPy's error
+    model is exact here: the only division (the sigmoid's) has a denominator
+    >= 1.
     """
-    if code == _RELU:
-        _bias_act_loop(Z, b, _RELU, param, slopes, H)
-    elif code == _LOGISTIC:
-        _bias_act_loop(Z, b, _LOGISTIC, param, slopes, H)
-    elif code == _TANH:
-        _bias_act_loop(Z, b, _TANH, param, slopes, H)
-    elif code == _LEAKY_RELU:
-        _bias_act_loop(Z, b, _LEAKY_RELU, param, slopes, H)
-    elif code == _PRELU:
-        _bias_act_loop(Z, b, _PRELU, param, slopes, H)
-    elif code == _ELU:
-        _bias_act_loop(Z, b, _ELU, param, slopes, H)
-    else:
-        _bias_act_loop(Z, b, _IDENTITY, param, slopes, H)
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def _act_backward_loop(dH, Z, H, code, param, slopes, dZ):
-    n, m = dH.shape
-    if _same_buffer(dH, dZ):
+    n, m = Z.shape
+    if code == _RELU and _same_buffer(Z, H):
         for i in range(n):
             for j in range(m):
-                dH[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
-    else:
-        for i in range(n):
-            for j in range(m):
-                dZ[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
+                Z[i, j] = _act_call(_RELU, Z[i, j] + b[j], param, slopes[j])
+        return
+    for i in range(n):
+        for j in range(m):
+            z = Z[i, j] + b[j]
+            Z[i, j] = z
+            H[i, j] = act(code, z, param, slopes[j])
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def act_backward(dH, Z, H, code, param, slopes, dZ):
     """dZ = dH * act'(Z) elementwise, from the cache (H, or Z for prelu).
 
-    All (n, m).  dZ may be the same array as dH.  One loop per activation
-    code, as in ``bias_act_forward``.
+    All (n, m).  dZ may be the same array as dH.  relu in place (dZ is dH)
+    has a loop of its own, as in ``bias_act_forward``.
     """
-    if code == _RELU:
-        _act_backward_loop(dH, Z, H, _RELU, param, slopes, dZ)
-    elif code == _LOGISTIC:
-        _act_backward_loop(dH, Z, H, _LOGISTIC, param, slopes, dZ)
-    elif code == _TANH:
-        _act_backward_loop(dH, Z, H, _TANH, param, slopes, dZ)
-    elif code == _LEAKY_RELU:
-        _act_backward_loop(dH, Z, H, _LEAKY_RELU, param, slopes, dZ)
-    elif code == _PRELU:
-        _act_backward_loop(dH, Z, H, _PRELU, param, slopes, dZ)
-    elif code == _ELU:
-        _act_backward_loop(dH, Z, H, _ELU, param, slopes, dZ)
-    else:
-        _act_backward_loop(dH, Z, H, _IDENTITY, param, slopes, dZ)
+    n, m = dH.shape
+    if code == _RELU and _same_buffer(dH, dZ):
+        for i in range(n):
+            for j in range(m):
+                dH[i, j] = dH[i, j] * _act_grad_call(_RELU, Z[i, j], H[i, j], param, slopes[j])
+        return
+    for i in range(n):
+        for j in range(m):
+            dZ[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
