@@ -48,9 +48,12 @@ def gemm_size(spec, rows):
     return max(rows * int(r[FAN_IN]) * int(r[ZCOLS]) for r in spec.layers)
 
 
+_NO_ARGMAX = np.empty(0, dtype=np.int32)  # iws of a network without maxout: never indexed
+
+
 def _workspaces(spec, cap):
     ws = np.empty(max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
-    iws = np.empty(max(spec.iws_cols, 1) * cap, dtype=np.int32)
+    iws = np.empty(spec.iws_cols * cap, dtype=np.int32) if spec.iws_cols else _NO_ARGMAX
     return ws, iws
 
 
