@@ -1,4 +1,4 @@
-"""The per-element math of the activations, written once for both backends.
+"""The per-element and per-row math, written once for both backends.
 
 These are plain Python functions.  ``cpu/activations.py`` compiles them with
 ``njit(inline="always")`` and ``cuda/activations.py`` with
@@ -61,3 +61,108 @@ def act_grad(code, z, h, param, slope):
     if code == _ELU:
         return 1.0 if h > 0 else h + param
     return 1.0  # identity
+
+
+# --- per-row output + loss math -------------------------------------------
+# Each writes row i of the prediction P and of the gradient dO = g (P - target)
+# and returns the row's (unweighted) loss.  P may be the same array as dO,
+# never O.  The kernels of cpu/losses.py and cuda/losses.py loop (or stride)
+# over rows and weigh and sum what these return.
+
+
+def softmax_row(O, i, P):
+    """P[i] = exp(O[i] - max) / sum; returns (max, sum of exp) for a log-sum-exp."""
+    k = O.shape[1]
+    mx = O[i, 0]
+    for j in range(1, k):
+        if O[i, j] > mx:
+            mx = O[i, j]
+    s = 0.0
+    for j in range(k):
+        e = math.exp(O[i, j] - mx)
+        P[i, j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(k):
+        P[i, j] *= inv
+    return mx, s
+
+
+def log_softmax_row(O, i, out):
+    """out[i] = O[i] - max - log sum exp(O[i] - max), never log of a softmax."""
+    k = O.shape[1]
+    mx = O[i, 0]
+    for j in range(1, k):
+        if O[i, j] > mx:
+            mx = O[i, j]
+    s = 0.0
+    for j in range(k):
+        s += math.exp(O[i, j] - mx)
+    lse = mx + math.log(s)
+    for j in range(k):
+        out[i, j] = O[i, j] - lse
+
+
+def softmax_xent_row(O, i, yi, g, P, dO):
+    """Softmax + cross-entropy of row i against label yi: -log P[i, yi] (stable)."""
+    k = O.shape[1]
+    mx = O[i, 0]
+    for j in range(1, k):
+        if O[i, j] > mx:
+            mx = O[i, j]
+    s = 0.0
+    for j in range(k):
+        e = math.exp(O[i, j] - mx)
+        P[i, j] = e
+        s += e
+    loss = math.log(s) - (O[i, yi] - mx)
+    inv = 1.0 / s
+    for j in range(k):
+        p = P[i, j] * inv
+        P[i, j] = p
+        dO[i, j] = g * p
+    dO[i, yi] -= g
+    return loss
+
+
+def sigmoid_bce_row(O, Y, i, g, P, dO):
+    """Sigmoid + binary cross-entropy summed over row i:
+    sum_j max(o, 0) - o y + log1p(exp(-|o|)), stable for any o."""
+    row = 0.0
+    for j in range(O.shape[1]):
+        o = O[i, j]
+        yv = Y[i, j]
+        a = math.exp(-abs(o))
+        row += max(o, 0.0) - o * yv + math.log1p(a)
+        p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
+        P[i, j] = p
+        dO[i, j] = g * (p - yv)
+    return row
+
+
+def squared_error_row(O, Y, i, g, P, dO):
+    """Identity output, half squared error summed over row i."""
+    row = 0.0
+    for j in range(O.shape[1]):
+        o = O[i, j]
+        r = o - Y[i, j]
+        row += r * r
+        P[i, j] = o
+        dO[i, j] = g * r
+    return 0.5 * row
+
+
+def poisson_row(O, Y, i, g, P, dO):
+    """Exp output, half Poisson deviance summed over row i, as scikit-learn reports it:
+    exp(o) - y o + y log y - y (y log y = 0 at y = 0)."""
+    row = 0.0
+    for j in range(O.shape[1]):
+        o = O[i, j]
+        p = math.exp(o)
+        yv = Y[i, j]
+        row += p - yv * o - yv
+        if yv > 0:
+            row += yv * math.log(yv)
+        P[i, j] = p
+        dO[i, j] = g * (p - yv)
+    return row

@@ -11,10 +11,19 @@ training loop does that); neither may be O.
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from ..._config import FASTMATH
+from .. import scalar
+
+# the per-row math is shared with the other backend: fastmlp/backends/scalar.py
+sigmoid = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
+softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_row)
+log_softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.log_softmax_row)
+softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
+sigmoid_bce_row = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid_bce_row)
+squared_error_row = njit(inline="always", fastmath=FASTMATH)(scalar.squared_error_row)
+poisson_row = njit(inline="always", fastmath=FASTMATH)(scalar.poisson_row)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -26,30 +35,12 @@ def softmax_cross_entropy(O, y, sw, scale, P, dO):
     O: (n, k) float, read only unless aliased.  y: (n,) int in [0, k).
     Returns sum_i w_i loss_i as a float64.
     """
-    n, k = O.shape
+    n = O.shape[0]
     has_w = sw.shape[0] > 0
     total = 0.0
     for i in range(n):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            e = math.exp(O[i, j] - mx)
-            P[i, j] = e
-            s += e
-        yi = y[i]
-        loss_i = math.log(s) - (O[i, yi] - mx)
         w = sw[i] if has_w else 1.0
-        total += w * loss_i
-        inv = 1.0 / s
-        g = w * scale
-        for j in range(k):
-            p = P[i, j] * inv
-            P[i, j] = p
-            dO[i, j] = g * p
-        dO[i, yi] -= g
+        total += w * softmax_xent_row(O, i, y[i], w * scale, P, dO)
     return total
 
 
@@ -61,22 +52,12 @@ def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO):
     P = sigmoid(O);  dO = w_i (P - Y) * scale.
     O, Y, P, dO: (n, k).  Returns sum_i w_i loss_i.
     """
-    n, k = O.shape
+    n = O.shape[0]
     has_w = sw.shape[0] > 0
     total = 0.0
     for i in range(n):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            yv = Y[i, j]
-            a = math.exp(-abs(o))
-            row += max(o, 0.0) - o * yv + math.log1p(a)
-            p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
-            P[i, j] = p
-            dO[i, j] = g * (p - yv)
-        total += w * row
+        total += w * sigmoid_bce_row(O, Y, i, w * scale, P, dO)
     return total
 
 
@@ -87,20 +68,12 @@ def squared_error(O, Y, sw, scale, P, dO):
     loss_i = 0.5 sum_j (O_ij - Y_ij)^2;  P = O;  dO = w_i (O - Y) * scale.
     Returns sum_i w_i loss_i.
     """
-    n, k = O.shape
+    n = O.shape[0]
     has_w = sw.shape[0] > 0
     total = 0.0
     for i in range(n):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            r = o - Y[i, j]
-            row += r * r
-            P[i, j] = o
-            dO[i, j] = g * r
-        total += 0.5 * w * row
+        total += w * squared_error_row(O, Y, i, w * scale, P, dO)
     return total
 
 
@@ -112,23 +85,12 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
     scikit-learn reports, constant terms included;
     P = exp(O);  dO = w_i (P - Y) * scale.  Returns sum_i w_i loss_i.
     """
-    n, k = O.shape
+    n = O.shape[0]
     has_w = sw.shape[0] > 0
     total = 0.0
     for i in range(n):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            p = math.exp(o)
-            yv = Y[i, j]
-            row += p - yv * o - yv
-            if yv > 0:
-                row += yv * math.log(yv)
-            P[i, j] = p
-            dO[i, j] = g * (p - yv)
-        total += w * row
+        total += w * poisson_row(O, Y, i, w * scale, P, dO)
     return total
 
 
@@ -147,37 +109,15 @@ def output_loss(out_code, O, Y, y, sw, scale, P, dO):
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def softmax_rows(O, P):
     """Stable row softmax P = exp(O - max) / sum (P may be O)."""
-    n, k = O.shape
-    for i in range(n):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            e = math.exp(O[i, j] - mx)
-            P[i, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(k):
-            P[i, j] *= inv
+    for i in range(O.shape[0]):
+        softmax_row(O, i, P)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def log_softmax_rows(O, out):
     """out = O - max - log sum exp(O - max), row-wise (never log of softmax)."""
-    n, k = O.shape
-    for i in range(n):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(O[i, j] - mx)
-        lse = mx + math.log(s)
-        for j in range(k):
-            out[i, j] = O[i, j] - lse
+    for i in range(O.shape[0]):
+        log_softmax_row(O, i, out)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -191,11 +131,7 @@ def output_activation(out_code, O, P):
         for j in range(k):
             o = O[i, j]
             if out_code == 1:
-                if o >= 0:
-                    P[i, j] = 1.0 / (1.0 + math.exp(-o))
-                else:
-                    e = math.exp(o)
-                    P[i, j] = e / (1.0 + e)
+                P[i, j] = sigmoid(o)
             elif out_code == 3:
                 P[i, j] = math.exp(o)
             else:

@@ -27,7 +27,17 @@ import math
 
 from numba import cuda, float64
 
+from .. import scalar
 from ._common import MAX_THREADS, block_sum_add, grid_1d
+
+# the per-row math is shared with the other backend: fastmlp/backends/scalar.py
+sigmoid = cuda.jit(device=True)(scalar.sigmoid)
+softmax_row = cuda.jit(device=True)(scalar.softmax_row)
+log_softmax_row = cuda.jit(device=True)(scalar.log_softmax_row)
+softmax_xent_row = cuda.jit(device=True)(scalar.softmax_xent_row)
+sigmoid_bce_row = cuda.jit(device=True)(scalar.sigmoid_bce_row)
+squared_error_row = cuda.jit(device=True)(scalar.squared_error_row)
+poisson_row = cuda.jit(device=True)(scalar.poisson_row)
 
 
 @cuda.jit
@@ -40,30 +50,11 @@ def softmax_cross_entropy(O, y, sw, scale, P, dO, loss_scale, loss_out):
     loss_out[0] += loss_scale * sum_i w_i loss_i (float64, atomic per block).
     """
     buf = cuda.shared.array(MAX_THREADS, float64)
-    n, k = O.shape
     has_w = sw.shape[0] > 0
     part = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            e = math.exp(O[i, j] - mx)
-            P[i, j] = e
-            s += e
-        yi = y[i]
-        loss_i = math.log(s) - (O[i, yi] - mx)
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
         w = sw[i] if has_w else 1.0
-        part += w * loss_i
-        inv = 1.0 / s
-        g = w * scale
-        for j in range(k):
-            p = P[i, j] * inv
-            P[i, j] = p
-            dO[i, j] = g * p
-        dO[i, yi] -= g
+        part += w * softmax_xent_row(O, i, y[i], w * scale, P, dO)
     block_sum_add(buf, part, loss_scale, loss_out)
 
 
@@ -76,22 +67,11 @@ def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO, loss_scale, loss_out):
     loss_out[0] += loss_scale * sum_i w_i loss_i.
     """
     buf = cuda.shared.array(MAX_THREADS, float64)
-    n, k = O.shape
     has_w = sw.shape[0] > 0
     part = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            yv = Y[i, j]
-            a = math.exp(-abs(o))
-            row += max(o, 0.0) - o * yv + math.log1p(a)
-            p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
-            P[i, j] = p
-            dO[i, j] = g * (p - yv)
-        part += w * row
+        part += w * sigmoid_bce_row(O, Y, i, w * scale, P, dO)
     block_sum_add(buf, part, loss_scale, loss_out)
 
 
@@ -103,20 +83,11 @@ def squared_error(O, Y, sw, scale, P, dO, loss_scale, loss_out):
     loss_out[0] += loss_scale * sum_i w_i loss_i.
     """
     buf = cuda.shared.array(MAX_THREADS, float64)
-    n, k = O.shape
     has_w = sw.shape[0] > 0
     part = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            r = o - Y[i, j]
-            row += r * r
-            P[i, j] = o
-            dO[i, j] = g * r
-        part += 0.5 * w * row
+        part += w * squared_error_row(O, Y, i, w * scale, P, dO)
     block_sum_add(buf, part, loss_scale, loss_out)
 
 
@@ -130,23 +101,11 @@ def poisson_deviance(O, Y, sw, scale, P, dO, loss_scale, loss_out):
     loss_out[0] += loss_scale * sum_i w_i loss_i.
     """
     buf = cuda.shared.array(MAX_THREADS, float64)
-    n, k = O.shape
     has_w = sw.shape[0] > 0
     part = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
         w = sw[i] if has_w else 1.0
-        g = w * scale
-        row = 0.0
-        for j in range(k):
-            o = O[i, j]
-            p = math.exp(o)
-            yv = Y[i, j]
-            row += p - yv * o - yv
-            if yv > 0:
-                row += yv * math.log(yv)
-            P[i, j] = p
-            dO[i, j] = g * (p - yv)
-        part += w * row
+        part += w * poisson_row(O, Y, i, w * scale, P, dO)
     block_sum_add(buf, part, loss_scale, loss_out)
 
 
@@ -171,37 +130,15 @@ def output_loss(out_code, O, Y, y, sw, scale, P, dO, loss_scale, loss_out):
 @cuda.jit
 def softmax_rows(O, P):
     """Stable row softmax P = exp(O - max) / sum (P may be O); a thread per row."""
-    n, k = O.shape
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            e = math.exp(O[i, j] - mx)
-            P[i, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(k):
-            P[i, j] *= inv
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
+        softmax_row(O, i, P)
 
 
 @cuda.jit
 def log_softmax_rows(O, out):
     """out = O - max - log sum exp(O - max), row-wise (never log of softmax); a thread per row."""
-    n, k = O.shape
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        mx = O[i, 0]
-        for j in range(1, k):
-            if O[i, j] > mx:
-                mx = O[i, j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(O[i, j] - mx)
-        lse = mx + math.log(s)
-        for j in range(k):
-            out[i, j] = O[i, j] - lse
+    for i in range(cuda.grid(1), O.shape[0], cuda.gridsize(1)):
+        log_softmax_row(O, i, out)
 
 
 @cuda.jit
@@ -213,11 +150,7 @@ def _pointwise_output(out_code, O, P):
         j = t - i * k
         o = O[i, j]
         if out_code == 1:
-            if o >= 0:
-                P[i, j] = 1.0 / (1.0 + math.exp(-o))
-            else:
-                e = math.exp(o)
-                P[i, j] = e / (1.0 + e)
+            P[i, j] = sigmoid(o)
         elif out_code == 3:
             P[i, j] = math.exp(o)
         else:
