@@ -5,6 +5,8 @@ Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 ``fastmlp/backends/cuda/``.
 """
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,35 @@ def _blas_controller():
 
         _blas = ThreadpoolController().select(user_api="blas")
     return _blas
+
+
+_serial_lock = threading.Lock()
+_serial_users = 0  # epochs running under the one-thread limit, in any Python thread
+_serial_limiter = None
+
+
+@contextmanager
+def serial_blas():
+    """BLAS on one thread while the block runs, safe under concurrent fits.
+
+    The first of overlapping users applies the limit and the last one
+    restores the original thread counts (plain nested threadpoolctl limits
+    from several Python threads could restore in the wrong order and leave
+    BLAS on one thread for good).
+    """
+    global _serial_users, _serial_limiter
+    with _serial_lock:
+        if _serial_users == 0:
+            _serial_limiter = _blas_controller().limit(limits=1)
+        _serial_users += 1
+    try:
+        yield
+    finally:
+        with _serial_lock:
+            _serial_users -= 1
+            if _serial_users == 0:
+                _serial_limiter.restore_original_limits()
+                _serial_limiter = None
 
 
 def gemm_size(spec, rows):
@@ -90,7 +121,7 @@ class Trainer:
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
         if self.serial_blas:
-            with _blas_controller().limit(limits=1):
+            with serial_blas():
                 return self._epoch(order)
         return self._epoch(order)
 

@@ -1,0 +1,60 @@
+"""BLAS threads during CPU training: one thread for small steps, restored afterwards."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from fastmlp import MLPClassifier
+from fastmlp._config import CPU_SERIAL_GEMM_BELOW
+from fastmlp.backends import cpu
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _blas_threads():
+    cpu._blas_controller()  # loads SciPy's BLAS too, as training does
+    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+
+def test_serial_blas_limits_and_restores():
+    before = _blas_threads()
+    with cpu.serial_blas():
+        assert _blas_threads() == [1]
+        with cpu.serial_blas():  # nested: still one thread, nothing restored early
+            assert _blas_threads() == [1]
+        assert _blas_threads() == [1]
+    assert _blas_threads() == before
+    assert cpu._serial_users == 0
+
+
+def test_concurrent_small_fits_restore_the_thread_count(rng):
+    X = rng.standard_normal((300, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    before = _blas_threads()
+    errors = []
+
+    def work():
+        try:
+            for _ in range(5):
+                MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, backend="cpu").fit(X, y)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _blas_threads() == before
+    assert cpu._serial_users == 0
+
+
+def test_which_steps_run_serial(rng):
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 64)
+    small = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, backend="cpu").fit(X, y)
+    assert cpu.gemm_size(small._spec, 64) == 64 * 8 * 4 < CPU_SERIAL_GEMM_BELOW
+    assert cpu.gemm_size(small._spec, 10**6) >= CPU_SERIAL_GEMM_BELOW
