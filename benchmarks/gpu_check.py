@@ -208,7 +208,7 @@ def compile_ptx_all(cc=(9, 0)):
     jobs = [(C._probe_kernel, (acc,))]
     for dt in (nt.float32, nt.float64):
         M, V = nt.Array(dt, 2, "C"), nt.Array(dt, 1, "C")
-        fw, wk, ik = D.gemm_kernels(_config.CUDA_TILE)
+        fw, wk, ik = D.gemm_kernels(_config.CUDA_TILE, _config.CUDA_REGISTER_BLOCK)
         jobs += [
             (A.bias_act_forward, (M, V, i64, f64, V, M)), (A.act_backward, (M, M, M, i64, f64, V, M)),
             (A.prelu_slope_grad, (M, M, V)), (A.maxout_forward, (M, V, i64, M, I2)),

@@ -29,3 +29,6 @@ CPU_SERIAL_GEMM_BELOW = 1_000_000
 # multi-block paths run on tiny test inputs.
 CUDA_THREADS_PER_BLOCK = 256
 CUDA_TILE = 16
+# Register blocking of the forward GEMM: each thread computes R x R outputs, so a
+# block of CUDA_TILE x CUDA_TILE threads covers a (R * CUDA_TILE)^2 output tile.
+CUDA_REGISTER_BLOCK = 2

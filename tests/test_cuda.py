@@ -50,6 +50,7 @@ def tiny_launches():
     """Small tiles / blocks / grids; fast thread switching for the simulator."""
     mp = pytest.MonkeyPatch()
     mp.setattr(_config, "CUDA_TILE", 4)
+    mp.setattr(_config, "CUDA_REGISTER_BLOCK", 2)  # 8 x 8 output tiles of 4 x 4 threads
     mp.setattr(_config, "CUDA_THREADS_PER_BLOCK", 8)
     mp.setattr(_common, "MAX_BLOCKS", 3)
     old = sys.getswitchinterval()
@@ -289,6 +290,21 @@ def test_dense_forward(rng, dtype, act):
     close(gH.copy_to_host(), H, dtype)
     if act == "maxout":
         np.testing.assert_array_equal(gA.copy_to_host(), A)
+
+
+@pytest.mark.parametrize("R", [1, 2, 3])
+def test_register_blocked_forward_gemm(rng, R, monkeypatch):
+    # more output tiles than blocks (MAX_BLOCKS = 3), edges that are not multiples
+    # of the (4 R)-wide tile, K not a multiple of the 4-deep slab
+    monkeypatch.setattr(_config, "CUDA_REGISTER_BLOCK", R)
+    n, fi, zc = 19, 11, 17
+    Hp = rng.normal(size=(n, fi))
+    W = rng.normal(size=(fi, zc))
+    b = rng.normal(size=zc)
+    gZ = cuda.device_array((n, zc), np.float64)
+    gA = cuda.device_array((0, zc), np.int32)
+    g_dense.dense_forward(d(Hp), d(W), d(b), CODES["identity"], 0.0, d(b), 1, gZ, gZ, gA)
+    np.testing.assert_allclose(gZ.copy_to_host(), Hp @ W + b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

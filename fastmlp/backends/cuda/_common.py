@@ -31,6 +31,14 @@ def tile():
     return t
 
 
+def reg_block():
+    """Outputs per thread along each axis of the forward GEMM (``_config.CUDA_REGISTER_BLOCK``)."""
+    r = int(_config.CUDA_REGISTER_BLOCK)
+    if r < 1 or r > 8:
+        raise ValueError(f"CUDA_REGISTER_BLOCK must be in [1, 8], got {r}.")
+    return r
+
+
 def grid_1d(n):
     """(blocks, threads) for n work items of a grid-stride loop (at most MAX_BLOCKS blocks)."""
     tpb = threads_per_block()
@@ -38,9 +46,11 @@ def grid_1d(n):
     return blocks, tpb
 
 
-def grid_tiles(rows, cols, t):
-    """(blocks, (t, t)) for a rows x cols GEMM output in t x t tiles (blocks loop over tiles)."""
-    n_tiles = ((int(rows) + t - 1) // t) * ((int(cols) + t - 1) // t)
+def grid_tiles(rows, cols, t, r=1):
+    """(blocks, (t, t)) for a rows x cols GEMM output in (t r) x (t r) tiles of t x t
+    threads, each thread computing r x r outputs (blocks loop over tiles)."""
+    e = t * r
+    n_tiles = ((int(rows) + e - 1) // e) * ((int(cols) + e - 1) // e)
     return max(1, min(n_tiles, MAX_BLOCKS)), (t, t)
 
 

@@ -5,10 +5,12 @@ The twins of ``fastmlp/backends/cpu/dense.py``.  ``dense_forward``,
 contracts (device arrays in, device arrays written); they launch the three
 tiled products below, built by ``gemm_kernels(T)`` for a tile edge ``T``
 (``_config.CUDA_TILE``; one kernel set per tile size, built on first use and
-kept for the process; a block is T x T threads, one output element each, and
-loops over output tiles, so the grid may be smaller than the tile count):
+kept for the process; a block is T x T threads and loops over output tiles,
+so the grid may be smaller than the tile count):
 
-``forward``  Z = A @ B            A: (n, K), B: (K, M)
+``forward``  Z = A @ B            A: (n, K), B: (K, M); register-blocked, each
+    thread computing R x R outputs (``_config.CUDA_REGISTER_BLOCK``), each
+    shared-memory value it loads reused R times from a register
     epilogue (``fuse`` true): Z += b and H = act(Z) while the sum is in a
     register (Z and H may be one buffer).  Without ``fuse`` it stores the
     bare product (maxout applies bias and max in a second kernel, because a
@@ -32,7 +34,7 @@ import functools
 
 from numba import cuda, float64
 
-from ._common import MAX_THREADS, block_sum_add, grid_1d, grid_tiles, tile
+from ._common import MAX_THREADS, block_sum_add, grid_1d, grid_tiles, reg_block, tile
 from .activations import act, act_backward, act_grad, maxout_backward, maxout_forward, prelu_slope_grad
 
 _PRELU = 5
@@ -40,56 +42,76 @@ _MAXOUT = 7
 
 
 @functools.lru_cache(maxsize=None)
-def gemm_kernels(T):
+def gemm_kernels(T, R=1):
     """The three tiled GEMM kernels for tile edge T: (forward, weights, inputs).
 
-    Launch with ``grid_tiles(rows, cols, T)``: a 1-D grid of T x T blocks,
-    each block looping over output tiles (tile id = blockIdx.x, then + gridDim.x),
-    so any number of blocks covers any output.
+    ``forward`` is register-blocked: each of the T x T threads of a block
+    computes R x R outputs (rows ty + a T, columns tx + c T, so neighbouring
+    threads store neighbouring columns), and a block covers a (T R)^2 output
+    tile; launch it with ``grid_tiles(rows, cols, T, R)``.  ``weights`` and
+    ``inputs`` compute one output per thread: launch with ``grid_tiles(rows, cols, T)``.
+    Blocks loop over output tiles (tile id = blockIdx.x, then + gridDim.x), so
+    any number of blocks covers any output.
     """
     T1 = T + 1
+    TR = T * R
+    TR1 = TR + 1
 
     @cuda.jit
     def forward(A, B, b, code, param, slopes, fuse, Z, H):
-        """Z = A @ B; with ``fuse``: Z += b, H = act(Z).  Output tiles over (n, M)."""
-        sA = cuda.shared.array((T, T1), dtype=A.dtype)
-        sB = cuda.shared.array((T, T1), dtype=A.dtype)
-        acc = cuda.local.array(1, dtype=A.dtype)
+        """Z = A @ B; with ``fuse``: Z += b, H = act(Z).  Output tiles of (T R)^2 over (n, M)."""
+        sA = cuda.shared.array((TR, T1), dtype=A.dtype)  # TR rows of A x T of K
+        sB = cuda.shared.array((T, TR1), dtype=A.dtype)  # T of K x TR columns of B
+        acc = cuda.local.array((R, R), dtype=A.dtype)
+        a_reg = cuda.local.array(R, dtype=A.dtype)
+        b_reg = cuda.local.array(R, dtype=A.dtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         n, K = A.shape
         M = B.shape[1]
-        tiles_x = (M + T - 1) // T
-        n_tiles = tiles_x * ((n + T - 1) // T)
+        tiles_x = (M + TR - 1) // TR
+        n_tiles = tiles_x * ((n + TR - 1) // TR)
         for tile_id in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):
             by = tile_id // tiles_x
-            row = by * T + ty
-            col = (tile_id - by * tiles_x) * T + tx
-            acc[0] = 0
+            row0 = by * TR
+            col0 = (tile_id - by * tiles_x) * TR
+            for a in range(R):
+                for c in range(R):
+                    acc[a, c] = 0
             for k0 in range(0, K, T):
                 ka = k0 + tx
-                if row < n and ka < K:
-                    sA[ty, tx] = A[row, ka]
-                else:
-                    sA[ty, tx] = 0
                 kb = k0 + ty
-                if kb < K and col < M:
-                    sB[ty, tx] = B[kb, col]
-                else:
-                    sB[ty, tx] = 0
+                for a in range(R):
+                    row = row0 + ty + a * T
+                    if row < n and ka < K:
+                        sA[ty + a * T, tx] = A[row, ka]
+                    else:
+                        sA[ty + a * T, tx] = 0
+                    col = col0 + tx + a * T
+                    if kb < K and col < M:
+                        sB[ty, tx + a * T] = B[kb, col]
+                    else:
+                        sB[ty, tx + a * T] = 0
                 cuda.syncthreads()
-                s = acc[0]
                 for k in range(T):
-                    s += sA[ty, k] * sB[k, tx]
-                acc[0] = s
+                    for a in range(R):
+                        a_reg[a] = sA[ty + a * T, k]
+                        b_reg[a] = sB[k, tx + a * T]
+                    for a in range(R):
+                        for c in range(R):
+                            acc[a, c] += a_reg[a] * b_reg[c]
                 cuda.syncthreads()
-            if row < n and col < M:
-                if fuse:
-                    z = acc[0] + b[col]
-                    Z[row, col] = z
-                    H[row, col] = act(code, z, param, slopes[col])
-                else:
-                    Z[row, col] = acc[0]
+            for a in range(R):
+                row = row0 + ty + a * T
+                for c in range(R):
+                    col = col0 + tx + c * T
+                    if row < n and col < M:
+                        if fuse:
+                            z = acc[a, c] + b[col]
+                            Z[row, col] = z
+                            H[row, col] = act(code, z, param, slopes[col])
+                        else:
+                            Z[row, col] = acc[a, c]
 
     @cuda.jit
     def weights(A, B, W, lam, dW, db, l2_scale, loss_acc):
@@ -204,9 +226,10 @@ def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
     then ``maxout_forward``).
     """
     T = tile()
-    fwd = gemm_kernels(T)[0]
+    R = reg_block()
+    fwd = gemm_kernels(T, R)[0]
     n, zc = Z.shape
-    grid, block = grid_tiles(n, zc, T)
+    grid, block = grid_tiles(n, zc, T, R)
     if code == _MAXOUT:
         fwd[grid, block](Hprev, W, b, 0, 0.0, b, False, Z, Z)
         blocks, tpb = grid_1d(n * H.shape[1])

@@ -23,7 +23,7 @@ nothing is allocated per batch.
 import numpy as np
 from numba import cuda
 
-from ._common import grid_1d, grid_tiles, tile
+from ._common import grid_1d, grid_tiles, reg_block, tile
 from .activations import act_backward, maxout_backward, maxout_forward, prelu_slope_grad
 from .dense import gemm_kernels
 from .losses import output_activation, output_loss
@@ -60,6 +60,7 @@ class Plan:
     def __init__(self, layers, code, theta, grad, ws, iws, cap, m, T):
         self.m = m
         self.T = T
+        self.R = reg_block()
         self.code = int(code)
         L = layers.shape[0]
         self.layers = []
@@ -83,7 +84,7 @@ class Plan:
             v.dZ = _view(ws, r[DZ_OFF], cap, m, zc)
             v.dH = _view(ws, r[DH_OFF], cap, m, units)
             v.A = _view(iws, r[ARG_OFF], cap, m, units) if (hidden and code == _MAXOUT) else None
-            v.g_fwd = grid_tiles(m, zc, T)
+            v.g_fwd = grid_tiles(m, zc, T, self.R)
             v.g_w = grid_tiles(fi, zc, T)
             v.g_in = grid_tiles(m, fi, T)
             self.layers.append(v)
@@ -91,7 +92,7 @@ class Plan:
 
 def _forward(plan, Xb, param, pieces):
     """Forward pass of plan.m rows through the planned views; returns the logits view."""
-    fwd = gemm_kernels(plan.T)[0]
+    fwd = gemm_kernels(plan.T, plan.R)[0]
     code = plan.code
     param = float(param)
     L = len(plan.layers)
