@@ -164,7 +164,15 @@ def activation_grad(name, dH, Z, *, negative_slope=0.01, slopes=None, elu_alpha=
 
 
 def identity(Z):
-    """Identity activation (a copy of Z as a float array)."""
+    """Identity activation (a copy of Z as a float array).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.identity(np.array([[-1.0, 2.0]]))
+    array([[-1.,  2.]])
+    """
     return activation("identity", Z)
 
 
@@ -183,7 +191,15 @@ logistic = sigmoid
 
 
 def tanh(Z):
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent, finite for any input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.tanh(np.array([[-1000.0, 0.0, 1000.0]]))
+    array([[-1.,  0.,  1.]])
+    """
     return activation("tanh", Z)
 
 
@@ -199,22 +215,57 @@ def relu(Z):
 
 
 def leaky_relu(Z, negative_slope=0.01):
-    """Z where Z > 0, negative_slope * Z elsewhere."""
+    """Z where Z > 0, negative_slope * Z elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.leaky_relu(np.array([[-2.0, 3.0]]), negative_slope=0.1)
+    array([[-0.2,  3. ]])
+    """
     return activation("leaky_relu", Z, negative_slope=negative_slope)
 
 
 def prelu(Z, slopes):
-    """Z where Z > 0, slopes[j] * Z elsewhere (one slope per column)."""
+    """Z where Z > 0, slopes[j] * Z elsewhere (one slope per column).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.prelu(np.array([[-2.0, -2.0]]), slopes=[0.25, 0.5])
+    array([[-0.5, -1. ]])
+    """
     return activation("prelu", Z, slopes=slopes)
 
 
 def elu(Z, alpha=1.0):
-    """Z where Z > 0, alpha * (exp(Z) - 1) elsewhere."""
+    """Z where Z > 0, alpha * (exp(Z) - 1) elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.elu(np.array([[-1000.0, 2.0]]))
+    array([[-1.,  2.]])
+    """
     return activation("elu", Z, elu_alpha=alpha)
 
 
 def maxout(Z, pieces=2):
-    """Max over each group of ``pieces`` adjacent columns; returns (H, argmax)."""
+    """Max over each group of ``pieces`` adjacent columns; returns (H, argmax).
+
+    Column ``j * pieces + p`` is piece p of unit j; argmax holds the winning p.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> H, arg = ops.maxout(np.array([[1.0, 3.0, 5.0, 4.0]]), pieces=2)
+    >>> H, arg
+    (array([[3., 5.]]), array([[1, 0]], dtype=int32))
+    """
     return activation("maxout", Z, pieces=pieces)
 
 
@@ -233,7 +284,15 @@ def softmax(Z):
 
 
 def log_softmax(Z):
-    """Row-wise Z - max - log sum exp(Z - max), never log(softmax(Z))."""
+    """Row-wise Z - max - log sum exp(Z - max), never log(softmax(Z)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.log_softmax(np.array([[1e4, 0.0]]))
+    array([[     0., -10000.]])
+    """
     Z = _nonempty_rows(_float2d("Z", Z))
     out = np.empty_like(Z)
     _loss.log_softmax_rows(Z, out)
@@ -289,6 +348,14 @@ def sigmoid_binary_cross_entropy(Z, Y, sample_weight=None):
     """Fused sigmoid + binary cross-entropy summed over columns, mean over rows.
 
     Returns (loss, dZ, P) with dZ = w_i (sigmoid(Z) - Y) / sum(w).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> loss, dZ, P = ops.sigmoid_binary_cross_entropy(np.array([[0.0]]), np.array([[1.0]]))
+    >>> round(float(loss), 4), dZ
+    (0.6931, array([[-0.5]]))
     """
     Z = _float2d("Z", Z)
     Y = _float2d("Y", Y, Z.dtype)
@@ -303,7 +370,16 @@ def sigmoid_binary_cross_entropy(Z, Y, sample_weight=None):
 
 
 def squared_error(O, Y, sample_weight=None):
-    """Half squared error summed over columns, mean over rows; returns (loss, dO)."""
+    """Half squared error summed over columns, mean over rows; returns (loss, dO).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> loss, dO = ops.squared_error(np.array([[3.0, 1.0]]), np.array([[1.0, 1.0]]))
+    >>> float(loss), dO
+    (2.0, array([[2., 0.]]))
+    """
     O = _float2d("O", O)
     Y = _float2d("Y", Y, O.dtype)
     if Y.shape != O.shape:
@@ -362,6 +438,16 @@ def dense_backward(dH, cache, alpha=0.0, need_dX=True):
 
     dZ = dH * act'(Z);  dW = X^T dZ + alpha W;  db = sum_rows dZ;  dX = dZ W^T.
     For prelu the slope gradient is in ``cache["dslopes"]`` afterwards.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> X, W = np.array([[1.0, 2.0]]), np.array([[1.0], [-1.0]])
+    >>> H, cache = ops.dense_forward(X, W, np.array([2.0]))   # relu(1 - 2 + 2) = 1
+    >>> dW, db, dX = ops.dense_backward(np.array([[1.0]]), cache)
+    >>> dW.ravel(), db, dX
+    (array([1., 2.]), array([1.]), array([[ 1., -1.]]))
     """
     X, W, Z = cache["X"], cache["W"], cache["Z"]
     g = activation_grad(cache["name"], dH, Z, negative_slope=cache["negative_slope"],

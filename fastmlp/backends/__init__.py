@@ -17,7 +17,17 @@ def _cuda_module():
 
 
 def available_backends():
-    """Names of the backends usable on this machine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``."""
+    """Names of the backends usable on this machine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``.
+
+    "cuda" is listed when numba-cuda is installed and a GPU answers (or when
+    numba's CUDA simulator is switched on, for tests).
+
+    Examples
+    --------
+    >>> from fastmlp import available_backends
+    >>> "cpu" in available_backends()
+    True
+    """
     names = ["cpu"]
     try:
         if _cuda_module().is_available():
