@@ -710,3 +710,18 @@ def test_batch_of_zero_weight_rows_is_harmless(rng):
         clf.fit(X, y)
     assert all(np.isfinite(c).all() for c in clf.coefs_)
     assert np.isfinite(clf.loss_)
+
+
+def test_small_predicts_from_several_threads(rng):
+    # the small-input fast path (<= 64 rows) from many threads, several estimators at once
+    X = _X(rng, n=60)
+    y = _targets(rng, X, "multiclass")
+    models = [MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=s, **CPU).fit(X, y)
+              for s in range(3)]
+    rows = [rng.normal(size=(k % 7 + 1, 5)) for k in range(60)]
+    jobs = [(m, r) for r in rows for m in models]
+    serial = [m.predict_proba(r) for m, r in jobs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        threaded = list(pool.map(lambda job: job[0].predict_proba(job[1]), jobs))
+    for s, t in zip(serial, threaded):
+        assert_array_equal(s, t)
