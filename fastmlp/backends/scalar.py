@@ -166,3 +166,29 @@ def poisson_row(O, Y, i, g, P, dO):
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
+
+
+# --- per-element optimizer updates -----------------------------------------
+# Element i of the flat parameter vector, in place; scikit-learn's rules.
+
+
+def sgd_update(theta, grad, velocity, i, lr, momentum, nesterov):
+    """v <- momentum v - lr g; theta += v (classical) or momentum v - lr g (Nesterov)."""
+    g = grad[i]
+    v = momentum * velocity[i] - lr * g
+    velocity[i] = v
+    if nesterov:
+        theta[i] += momentum * v - lr * g
+    else:
+        theta[i] += v
+
+
+def adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps):
+    """m <- b1 m + c1 g; v <- b2 v + c2 g^2; theta -= lr_t m / (sqrt(v) + eps)
+    (c1 = 1 - b1, c2 = 1 - b2 and the bias-corrected lr_t come from the caller)."""
+    g = grad[i]
+    mi = beta1 * m[i] + c1 * g
+    vi = beta2 * v[i] + c2 * g * g
+    m[i] = mi
+    v[i] = vi
+    theta[i] -= lr_t * mi / (math.sqrt(vi) + eps)

@@ -11,6 +11,12 @@ import math
 from numba import njit
 
 from ..._config import FASTMATH
+from .. import scalar
+
+# the per-element rules are shared with the CUDA backend: fastmlp/backends/scalar.py
+sgd_update = njit(inline="always", fastmath=FASTMATH)(scalar.sgd_update)
+adam_update = njit(inline="always", fastmath=FASTMATH, error_model="numpy")(scalar.adam_update)
+adam_update_checked = njit(inline="always", fastmath=FASTMATH)(scalar.adam_update)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -21,13 +27,7 @@ def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
     theta += momentum v - lr g  after the v update     (Nesterov)
     """
     for i in range(theta.shape[0]):
-        g = grad[i]
-        v = momentum * velocity[i] - lr * g
-        velocity[i] = v
-        if nesterov:
-            theta[i] += momentum * v - lr * g
-        else:
-            theta[i] += v
+        sgd_update(theta, grad, velocity, i, lr, momentum, nesterov)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -49,12 +49,7 @@ def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
     lr = T(lr_t)
     e = T(eps)
     for i in range(theta.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + c1 * g
-        vi = b2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        theta[i] -= lr * mi / (math.sqrt(vi) + e)
+        adam_update(theta, grad, m, v, i, lr, b1, c1, b2, c2, e)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -73,9 +68,4 @@ def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     c1 = 1.0 - beta1
     c2 = 1.0 - beta2
     for i in range(theta.shape[0]):
-        g = grad[i]
-        mi = beta1 * m[i] + c1 * g
-        vi = beta2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        theta[i] -= lr_t * mi / (math.sqrt(vi) + eps)
+        adam_update_checked(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps)

@@ -12,6 +12,12 @@ import math
 
 from numba import cuda
 
+from .. import scalar
+
+# the per-element rules are shared with the CPU backend: fastmlp/backends/scalar.py
+sgd_update = cuda.jit(device=True)(scalar.sgd_update)
+adam_update = cuda.jit(device=True)(scalar.adam_update)
+
 
 @cuda.jit
 def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
@@ -21,13 +27,7 @@ def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
     theta += momentum v - lr g  after the v update     (Nesterov)
     """
     for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        g = grad[i]
-        v = momentum * velocity[i] - lr * g
-        velocity[i] = v
-        if nesterov:
-            theta[i] += momentum * v - lr * g
-        else:
-            theta[i] += v
+        sgd_update(theta, grad, velocity, i, lr, momentum, nesterov)
 
 
 @cuda.jit
@@ -41,9 +41,4 @@ def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     c1 = 1.0 - beta1
     c2 = 1.0 - beta2
     for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        g = grad[i]
-        mi = beta1 * m[i] + c1 * g
-        vi = beta2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        theta[i] -= lr_t * mi / (math.sqrt(vi) + eps)
+        adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps)
