@@ -192,3 +192,46 @@ def adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps):
     m[i] = mi
     v[i] = vi
     theta[i] -= lr_t * mi / (math.sqrt(vi) + eps)
+
+
+# --- maxout, one unit at a time ----------------------------------------------
+
+
+def maxout_unit(Z, b, i, u, pieces, H, argmax):
+    """Unit u of row i: Z[i, u*pieces:(u+1)*pieces] += b there; H[i, u] = their max,
+    argmax[i, u] = the winning piece (the first on ties)."""
+    base = u * pieces
+    best = Z[i, base] + b[base]
+    Z[i, base] = best
+    arg = 0
+    for p in range(1, pieces):
+        z = Z[i, base + p] + b[base + p]
+        Z[i, base + p] = z
+        if z > best:
+            best = z
+            arg = p
+    H[i, u] = best
+    argmax[i, u] = arg
+
+
+def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
+    """Route dH[i, u] to the winning piece of unit u; the other pieces get 0."""
+    base = u * pieces
+    win = argmax[i, u]
+    for p in range(pieces):
+        dZ[i, base + p] = dH[i, u] if p == win else 0.0
+
+
+# --- pointwise outputs --------------------------------------------------------
+
+
+def pointwise_output(out_code, o):
+    """The prediction of one logit: sigmoid (code 1), exp (code 3) or o itself."""
+    if out_code == 1:
+        if o >= 0:
+            return 1.0 / (1.0 + math.exp(-o))
+        e = math.exp(o)
+        return e / (1.0 + e)
+    if out_code == 3:
+        return math.exp(o)
+    return o

@@ -42,6 +42,8 @@ from ..._registry import RELU as _RELU, TANH as _TANH  # noqa: E402,F401
 sigmoid_scalar = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
 act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
 act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
+maxout_unit = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit)
+maxout_unit_backward = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit_backward)
 # the same functions as calls that LLVM inlines and folds for a constant code
 # (numba-level inlining would copy every branch into each specialised loop)
 _act_call = njit(fastmath=FASTMATH, error_model="numpy")(scalar.act)
@@ -127,18 +129,7 @@ def maxout_forward(Z, b, pieces, H, argmax):
     n, units = H.shape
     for i in range(n):
         for u in range(units):
-            base = u * pieces
-            best = Z[i, base] + b[base]
-            Z[i, base] = best
-            arg = 0
-            for p in range(1, pieces):
-                z = Z[i, base + p] + b[base + p]
-                Z[i, base + p] = z
-                if z > best:
-                    best = z
-                    arg = p
-            H[i, u] = best
-            argmax[i, u] = arg
+            maxout_unit(Z, b, i, u, pieces, H, argmax)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -150,10 +141,7 @@ def maxout_backward(dH, argmax, pieces, dZ):
     n, units = dH.shape
     for i in range(n):
         for u in range(units):
-            base = u * pieces
-            for p in range(pieces):
-                dZ[i, base + p] = 0.0
-            dZ[i, base + argmax[i, u]] = dH[i, u]
+            maxout_unit_backward(dH, argmax, i, u, pieces, dZ)
 
 
 # --- row-parallel wrappers for large standalone calls (fastmlp.ops) ----------

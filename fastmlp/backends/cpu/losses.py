@@ -9,15 +9,13 @@ an empty array meaning "all ones".  P may be the same array as dO (the
 training loop does that); neither may be O.
 """
 
-import math
-
 from numba import njit, prange
 
 from ..._config import FASTMATH
 from .. import scalar
 
 # the per-row math is shared with the other backend: fastmlp/backends/scalar.py
-sigmoid = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
+pointwise_output = njit(inline="always", fastmath=FASTMATH)(scalar.pointwise_output)
 softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_row)
 log_softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.log_softmax_row)
 softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
@@ -129,13 +127,7 @@ def output_activation(out_code, O, P):
     n, k = O.shape
     for i in range(n):
         for j in range(k):
-            o = O[i, j]
-            if out_code == 1:
-                P[i, j] = sigmoid(o)
-            elif out_code == 3:
-                P[i, j] = math.exp(o)
-            else:
-                P[i, j] = o
+            P[i, j] = pointwise_output(out_code, O[i, j])
 
 
 @njit(nogil=True, cache=True)

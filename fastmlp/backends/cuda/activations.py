@@ -34,6 +34,8 @@ from ..._registry import RELU as _RELU, TANH as _TANH  # noqa: E402,F401
 sigmoid_scalar = cuda.jit(device=True)(scalar.sigmoid)
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
+maxout_unit = cuda.jit(device=True)(scalar.maxout_unit)
+maxout_unit_backward = cuda.jit(device=True)(scalar.maxout_unit_backward)
 
 
 @cuda.jit
@@ -95,18 +97,7 @@ def maxout_forward(Z, b, pieces, H, argmax):
     for t in range(cuda.grid(1), n * units, cuda.gridsize(1)):
         i = t // units
         u = t - i * units
-        base = u * pieces
-        best = Z[i, base] + b[base]
-        Z[i, base] = best
-        arg = 0
-        for p in range(1, pieces):
-            z = Z[i, base + p] + b[base + p]
-            Z[i, base + p] = z
-            if z > best:
-                best = z
-                arg = p
-        H[i, u] = best
-        argmax[i, u] = arg
+        maxout_unit(Z, b, i, u, pieces, H, argmax)
 
 
 @cuda.jit
@@ -119,10 +110,7 @@ def maxout_backward(dH, argmax, pieces, dZ):
     for t in range(cuda.grid(1), n * units, cuda.gridsize(1)):
         i = t // units
         u = t - i * units
-        base = u * pieces
-        win = argmax[i, u]
-        for p in range(pieces):
-            dZ[i, base + p] = dH[i, u] if p == win else 0.0
+        maxout_unit_backward(dH, argmax, i, u, pieces, dZ)
 
 
 # On the GPU every kernel is row-parallel already; the names mirror the CPU's.

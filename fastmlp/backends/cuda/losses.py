@@ -23,15 +23,13 @@ functions are grid-stride over all n*k elements.
 the kernel the output code selects, like their CPU twins dispatch.
 """
 
-import math
-
 from numba import cuda, float64
 
 from .. import scalar
 from ._common import MAX_THREADS, block_sum_add, grid_1d
 
 # the per-row math is shared with the other backend: fastmlp/backends/scalar.py
-sigmoid = cuda.jit(device=True)(scalar.sigmoid)
+pointwise_output = cuda.jit(device=True)(scalar.pointwise_output)
 softmax_row = cuda.jit(device=True)(scalar.softmax_row)
 log_softmax_row = cuda.jit(device=True)(scalar.log_softmax_row)
 softmax_xent_row = cuda.jit(device=True)(scalar.softmax_xent_row)
@@ -148,13 +146,7 @@ def _pointwise_output(out_code, O, P):
     for t in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         i = t // k
         j = t - i * k
-        o = O[i, j]
-        if out_code == 1:
-            P[i, j] = sigmoid(o)
-        elif out_code == 3:
-            P[i, j] = math.exp(o)
-        else:
-            P[i, j] = o
+        P[i, j] = pointwise_output(out_code, O[i, j])
 
 
 def output_activation(out_code, O, P):
