@@ -16,6 +16,11 @@ DEFAULT_DTYPE = "float32"
 # input size (activations of one chunk per layer).
 PREDICT_CHUNK_ROWS = 4096
 
+# Rows per chunk of the full-batch loss and gradient (solver="lbfgs"): bounds
+# its workspace (one chunk's activations per layer) for any n_samples, while
+# keeping each GEMM large enough for BLAS to run at full speed.
+FULL_BATCH_CHUNK_ROWS = 4096
+
 # BLAS threads during CPU training.  The epoch's own loops are serial, so a
 # multi-threaded BLAS owns the cores.  A step whose largest GEMM has fewer
 # multiply-adds than this runs BLAS on one thread: OpenBLAS's second thread

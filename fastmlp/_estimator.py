@@ -35,8 +35,7 @@ from . import _fastpath
 from ._callbacks import CallbackSupportMixin, EpochCallbacks, with_callbacks
 from ._registry import ACTIVATIONS, OUTPUTS, SOLVERS, resolve_activation
 from .backends import BACKENDS, get_backend
-from .backends.cpu.train import ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV
-from .backends.layout import is_packed_view, make_layout, pack, unpack
+from .backends.layout import LR, OptimizerState, is_packed_view, make_layout, pack, unpack
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -282,19 +281,10 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         )
 
     def _new_optimizer(self, theta):
-        hyper = np.zeros(7, dtype=np.float64)
-        hyper[LR] = self.learning_rate_init
-        hyper[MOMENTUM] = self.momentum
-        hyper[NESTEROV] = float(bool(self.nesterovs_momentum))
-        hyper[BETA1], hyper[BETA2], hyper[EPS] = self.beta_1, self.beta_2, self.epsilon
-        hyper[ADAM_T] = 0.0
-        adam = self.solver == "adam"
-        return {
-            "solver": SOLVERS[self.solver],
-            "state1": np.zeros_like(theta),
-            "state2": np.zeros_like(theta) if adam else np.zeros(0, dtype=theta.dtype),
-            "hyper": hyper,
-        }
+        return OptimizerState.new(
+            SOLVERS[self.solver], theta, learning_rate=self.learning_rate_init,
+            momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
+            beta_2=self.beta_2, epsilon=self.epsilon)
 
     @with_callbacks
     def fit(self, X, y, sample_weight=None):
@@ -371,7 +361,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             best_loss = np.inf
 
         opt = getattr(self, "_opt_state", None) if incremental else None
-        if opt is None or opt["state1"].shape != theta.shape or opt["solver"] != SOLVERS[self.solver]:
+        if opt is None or opt.state1.shape != theta.shape or opt.solver != SOLVERS[self.solver]:
             opt = self._new_optimizer(theta)
 
         # ---- train / validation split (scikit-learn's call, stratified for classifiers)
@@ -423,7 +413,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
         best_theta = None
         order = np.arange(n_train)
-        hyper = opt["hyper"]
+        hyper = opt.hyper
         max_epochs = 1 if incremental else self.max_iter
         # as in scikit-learn, n_iter_ counts the epochs of this call (t_ keeps counting)
         n_iter = 0

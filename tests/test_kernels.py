@@ -18,7 +18,7 @@ from fastmlp.backends.cpu import activations as kact
 from fastmlp.backends.cpu import dense as kdense
 from fastmlp.backends.cpu import losses as kloss
 from fastmlp.backends.cpu import train as ktrain
-from fastmlp.backends.layout import make_layout
+from fastmlp.backends.layout import ADAM_T, OptimizerState, make_layout
 
 try:  # tests/ is a rootdir-relative path entry, not a package
     import reference as ref
@@ -545,11 +545,8 @@ def test_predict_in_chunks(rng):
 
 
 def _opt(theta, solver, lr, momentum=0.9, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8):
-    hyper = np.zeros(7)
-    hyper[[ktrain.LR, ktrain.MOMENTUM, ktrain.NESTEROV, ktrain.BETA1, ktrain.BETA2, ktrain.EPS]] = [
-        lr, momentum, float(nesterov), beta1, beta2, eps]
-    return {"solver": solver, "state1": np.zeros_like(theta), "state2": np.zeros_like(theta),
-            "hyper": hyper}
+    return OptimizerState.new(solver, theta, learning_rate=lr, momentum=momentum,
+                              nesterov=nesterov, beta_1=beta1, beta_2=beta2, epsilon=eps)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -576,7 +573,7 @@ def test_train_epoch_sgd_batches(nesterov, rng):
             th, vel = ref.sgd_step(th, g, vel, lr, mom, nesterov)
         assert total == pytest.approx(expect_total, rel=1e-12)
         assert_allclose(trainer.theta, th, rtol=1e-12, atol=1e-14)
-        assert_allclose(opt["state1"], vel, rtol=1e-12, atol=1e-14)
+        assert_allclose(opt.state1, vel, rtol=1e-12, atol=1e-14)
 
 
 def test_train_epoch_adam_counts_steps(rng):
@@ -593,10 +590,10 @@ def test_train_epoch_adam_counts_steps(rng):
     for t, idx in enumerate([order[:5], order[5:]], start=1):
         _, g = cpu.loss_grad(spec, th, X[idx], Y[idx], y, sw, 0.05)
         th, m, v = ref.adam_step(th, g, m, v, 0.01, 0.8, 0.99, 1e-7, t)
-    assert opt["hyper"][ktrain.ADAM_T] == 2.0
+    assert opt.hyper[ADAM_T] == 2.0 and opt.steps == 2
     assert_allclose(trainer.theta, th, rtol=1e-12, atol=1e-14)
-    assert_allclose(opt["state1"], m, rtol=1e-12, atol=1e-16)
-    assert_allclose(opt["state2"], v, rtol=1e-12, atol=1e-18)
+    assert_allclose(opt.state1, m, rtol=1e-12, atol=1e-16)
+    assert_allclose(opt.state2, v, rtol=1e-12, atol=1e-18)
 
 
 def test_nan_input_propagates_through_relu_network(rng):

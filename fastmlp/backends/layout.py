@@ -1,10 +1,11 @@
 """The flat-buffer description of a network, shared by both backends.
 
 ``make_layout`` turns layer sizes into ``NetSpec``: the int64 ``layers`` table
-the compiled kernels index (columns named in ``cpu/train.py``), the length of
+the compiled kernels index (its columns are named here, once), the length of
 the parameter vector and the widths of the workspaces.  ``pack``/``unpack``
 convert between the flat vector and scikit-learn's ``coefs_`` /
-``intercepts_`` lists.
+``intercepts_`` lists.  ``OptimizerState`` is the SGD/Adam state both
+backends' trainers update in place; its ``hyper`` entries are named here too.
 """
 
 from dataclasses import dataclass, field
@@ -13,9 +14,13 @@ import numpy as np
 
 from .._registry import ACTIVATIONS, MAXOUT, PRELU
 
-# columns of the `layers` table (mirrored by name in cpu/train.py)
+# columns of the `layers` table (the kernels import these names)
 W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
 N_COLS = 11
+
+# entries of the float64 `hyper` array of OptimizerState (mutable optimizer scalars)
+LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, ADAM_T = range(7)
+N_HYPER = 7
 
 
 @dataclass
@@ -42,6 +47,54 @@ class NetSpec:
 
     def coef_shapes(self):
         return [(int(r[FAN_IN]), int(r[ZCOLS])) for r in self.layers]
+
+
+@dataclass
+class OptimizerState:
+    """SGD or Adam state of one network, updated in place by a backend's Trainer.
+
+    solver: ``fastmlp._registry.SGD`` or ``ADAM``.
+    state1: SGD velocity or Adam first moment, like theta.
+    state2: Adam second moment, like theta (empty for SGD).
+    hyper: float64 (N_HYPER,): learning rate, momentum, nesterov flag (0/1),
+        beta1, beta2, epsilon and Adam's step count, at the indices named above.
+        The compiled epoch reads it and advances ``hyper[ADAM_T]``.
+    """
+
+    solver: int
+    state1: np.ndarray
+    state2: np.ndarray
+    hyper: np.ndarray
+
+    @classmethod
+    def new(cls, solver, theta, *, learning_rate, momentum=0.9, nesterov=True,
+            beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        """Fresh state (zero moments, step 0) for the flat parameter vector ``theta``."""
+        from .._registry import ADAM
+
+        hyper = np.zeros(N_HYPER, dtype=np.float64)
+        hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] = learning_rate, momentum, float(bool(nesterov))
+        hyper[BETA1], hyper[BETA2], hyper[EPS] = beta_1, beta_2, epsilon
+        state2 = np.zeros_like(theta) if solver == ADAM else np.zeros(0, dtype=theta.dtype)
+        return cls(int(solver), np.zeros_like(theta), state2, hyper)
+
+    def copy(self):
+        """A deep copy (a fit trains a copy and publishes it only when it succeeds)."""
+        return OptimizerState(self.solver, self.state1.copy(), self.state2.copy(),
+                              self.hyper.copy())
+
+    @property
+    def learning_rate(self):
+        return float(self.hyper[LR])
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.hyper[LR] = value
+
+    @property
+    def steps(self):
+        """Adam steps taken so far."""
+        return int(self.hyper[ADAM_T])
 
 
 def make_layout(n_features, hidden, n_outputs, activation, param, pieces, out_code, dtype):

@@ -16,9 +16,10 @@ from .._cache import refresh_numba_cache
 # before any kernel is loaded: drop cached machine code built from other sources
 refresh_numba_cache(Path(__file__).parent)
 
+from ... import _config
 from ..._config import CPU_SERIAL_GEMM_BELOW, PREDICT_CHUNK_ROWS
 from ..layout import FAN_IN, ZCOLS
-from .train import predict_forward, train_epoch, loss_grad_batch, ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV
+from .train import loss_grad_batch, loss_grad_sum, predict_forward, train_epoch
 
 name = "cpu"
 
@@ -96,8 +97,7 @@ class Trainer:
 
     X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
-    opt: dict with "solver" (0 SGD, 1 Adam), "state1", "state2" (arrays like
-    theta) and "hyper" (float64 array, see cpu/train.py).
+    opt: ``fastmlp.backends.layout.OptimizerState``, updated in place.
     """
 
     def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
@@ -130,8 +130,8 @@ class Trainer:
         o = self.opt
         return train_epoch(
             self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
-            s.code, s.param, s.pieces, s.out_code, self.alpha, o["solver"],
-            o["state1"], o["state2"], o["hyper"], self.ws, self.iws, self.cap,
+            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver,
+            o.state1, o.state2, o.hyper, self.ws, self.iws, self.cap,
             self.Xb, self.Yb, self.yb, self.swb,
         )
 
@@ -142,6 +142,43 @@ class Trainer:
     def finish(self):
         """Return the trained flat parameter vector (a NumPy array)."""
         return self.theta
+
+
+class FullBatch:
+    """Unnormalised full-batch sums for L-BFGS: one compiled call per evaluation.
+
+    ``fb(theta, grad)`` writes ``grad = sum_i w_i dl_i/dtheta`` and returns
+    ``sum_i w_i l_i`` (w_i = 1 without weights; l_i the per-row loss, summed
+    over outputs).  No L2 term and no division by the weight sum: the caller
+    adds those, so that sums over blocks held in different places add up.
+    The rows are walked in chunks of ``_config.FULL_BATCH_CHUNK_ROWS``, so the
+    workspace does not grow with n_samples.
+
+    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
+    """
+
+    def __init__(self, spec, X, Y, y, sw):
+        self.spec = spec
+        self.X, self.Y, self.y, self.sw = X, Y, y, sw
+        n = X.shape[0]
+        self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
+        self.ws, self.iws = _workspaces(spec, self.cap)
+        self.gbuf = np.empty(spec.n_params, dtype=spec.dtype) if n > self.cap else \
+            np.empty(0, dtype=spec.dtype)
+        self.serial_blas = gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+
+    def __call__(self, theta, grad):
+        if self.serial_blas:
+            with serial_blas():
+                return self._call(theta, grad)
+        return self._call(theta, grad)
+
+    def _call(self, theta, grad):
+        s = self.spec
+        return float(loss_grad_sum(
+            self.X, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
+            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
 
 
 def predict(spec, theta, X, apply_out):

@@ -19,14 +19,14 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
+from ..._registry import MAXOUT
+from ..layout import (
+    A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
+    MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
+)
 from .dense import dense_backward, dense_forward, hidden_backward
 from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
-
-# columns of the `layers` table
-W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
-# entries of the float64 `hyper` array (mutable optimizer scalars)
-LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, ADAM_T = range(7)
 
 
 @njit(inline="always")
@@ -63,7 +63,7 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
         Z = _view(ws, layers[l, Z_OFF], cap, m, zc)
         H = _view(ws, layers[l, H_OFF], cap, m, units)
         # the argmax cache exists for maxout hidden layers only
-        a_rows = m if (code == 7 and l < L - 1) else 0
+        a_rows = m if (code == MAXOUT and l < L - 1) else 0
         A = _view(iws, layers[l, ARG_OFF], cap, a_rows, units)
         if l == L - 1:
             # output layer: logits only, the loss kernel applies the output function
@@ -80,29 +80,20 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
-                    out_code, alpha, ws, iws, cap):
-    """Loss and full gradient (into ``grad``) of one batch.
+def backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
+             scale, lam, ws, iws, cap):
+    """Forward and backward pass of the m = Xb.shape[0] <= cap rows of one block.
 
-    loss = sum_i w_i l_i / W + alpha / (2 W) * sum of squared weights,
-    W = sum_i w_i (= m without weights), exactly scikit-learn's objective.
-    Returns the loss as a float64.
+    Writes grad = scale * sum_i w_i dl_i/dtheta + lam * (weights, not biases).
+    Returns (sum_i w_i l_i, sum of squared weights); the second is 0 when
+    lam is 0 (the weights are then not read for it).
     """
     m = Xb.shape[0]
     L = layers.shape[0]
-    if swb.shape[0] > 0:
-        wsum = 0.0
-        for i in range(m):
-            wsum += swb[i]
-    else:
-        wsum = float(m)
-    # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
-    scale = 1.0 / wsum if wsum > 0 else 0.0
     O = forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap)
     n_out = O.shape[1]
     dO = _view(ws, layers[L - 1, DZ_OFF], cap, m, n_out)
-    loss = output_loss(out_code, O, Yb, yb, swb, scale, dO, dO) * scale
-    lam = alpha * scale
+    data = output_loss(out_code, O, Yb, yb, swb, scale, dO, dO)
     sq = 0.0
     dZ = dO
     for l in range(L - 1, -1, -1):
@@ -123,7 +114,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
             units = layers[p, UNITS]
             Z = _view(ws, layers[p, Z_OFF], cap, m, pzc)
             H = _view(ws, layers[p, H_OFF], cap, m, units)
-            A = _view(iws, layers[p, ARG_OFF], cap, m if code == 7 else 0, units)
+            A = _view(iws, layers[p, ARG_OFF], cap, m if code == MAXOUT else 0, units)
             dZp = _view(ws, layers[p, DZ_OFF], cap, m, pzc)
             a_off = layers[p, A_OFF]
             if a_off >= 0:
@@ -134,7 +125,63 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
                 dslopes = slopes[:0]
             hidden_backward(dHprev, Z, H, A, code, param, slopes, pieces, dZp, dslopes)
             dZ = dZp
-    return loss + 0.5 * lam * sq
+    return data, sq
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
+                    out_code, alpha, ws, iws, cap):
+    """Loss and full gradient (into ``grad``) of one batch.
+
+    loss = sum_i w_i l_i / W + alpha / (2 W) * sum of squared weights,
+    W = sum_i w_i (= m without weights), exactly scikit-learn's objective.
+    Returns the loss as a float64.
+    """
+    m = Xb.shape[0]
+    if swb.shape[0] > 0:
+        wsum = 0.0
+        for i in range(m):
+            wsum += swb[i]
+    else:
+        wsum = float(m)
+    # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
+    scale = 1.0 / wsum if wsum > 0 else 0.0
+    lam = alpha * scale
+    data, sq = backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
+                        out_code, scale, lam, ws, iws, cap)
+    return data * scale + 0.5 * lam * sq
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
+                  ws, iws, cap):
+    """Unnormalised full-batch sums over all rows of X, in chunks of ``cap`` rows.
+
+    grad = sum_i w_i dl_i/dtheta (no L2 term, no division by the weight sum);
+    returns sum_i w_i l_i.  Memory is one chunk's workspace whatever n is; a
+    chunk's gradient goes to ``gbuf`` and is added to ``grad`` (with a single
+    chunk it is written to ``grad`` directly).  The caller adds the penalty and
+    divides by the weight sum, so blocks of rows held in different places
+    (dask workers) can be summed first.
+    """
+    n = X.shape[0]
+    has_Y = Y.shape[0] > 0
+    has_y = y.shape[0] > 0
+    has_w = sw.shape[0] > 0
+    if n <= cap:
+        return backprop(X, Y, y, sw, theta, grad, layers, code, param, pieces, out_code,
+                        1.0, 0.0, ws, iws, cap)[0]
+    grad[:] = 0.0
+    total = 0.0
+    for start in range(0, n, cap):
+        stop = min(n, start + cap)
+        total += backprop(
+            X[start:stop], Y[start:stop] if has_Y else Y, y[start:stop] if has_y else y,
+            sw[start:stop] if has_w else sw, theta, gbuf, layers, code, param, pieces,
+            out_code, 1.0, 0.0, ws, iws, cap)[0]
+        for j in range(grad.shape[0]):
+            grad[j] += gbuf[j]
+    return total
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)

@@ -147,9 +147,8 @@ class Trainer:
 
     X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
-    opt: dict with "solver" (0 SGD, 1 Adam), "state1", "state2" (host arrays
-    like theta) and "hyper" (host float64, see cpu/train.py; LR is read each
-    epoch, ADAM_T updated each epoch).
+    opt: ``fastmlp.backends.layout.OptimizerState`` with host arrays (LR is
+    read each epoch, ADAM_T updated each epoch).
     """
 
     def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
@@ -161,7 +160,7 @@ class Trainer:
         self.sw_host = np.ascontiguousarray(sw, dtype=np.float64) if sw.shape[0] else None
         self.runner = EpochRunner.allocate(
             spec, np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(y),
-            np.ascontiguousarray(sw), self.cap, theta, opt["state1"], opt["state2"])
+            np.ascontiguousarray(sw), self.cap, theta, opt.state1, opt.state2)
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows.
@@ -176,7 +175,7 @@ class Trainer:
         with warnings.catch_warnings():
             # small batches launch small grids by design; numba would warn on each
             warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            total = self.runner.epoch(order, self.alpha, int(o["solver"]), o["hyper"], wsums)
+            total = self.runner.epoch(order, self.alpha, int(o.solver), o.hyper, wsums)
         return total if np.isfinite(total) else np.nan
 
     def snapshot(self):
@@ -187,8 +186,8 @@ class Trainer:
         """Copy parameters and optimizer state back to the host; return theta (host)."""
         r = self.runner
         r.theta.copy_to_host(self.theta)
-        r.state1.copy_to_host(self.opt["state1"])
-        r.state2.copy_to_host(self.opt["state2"])
+        r.state1.copy_to_host(self.opt.state1)
+        r.state2.copy_to_host(self.opt.state2)
         return self.theta
 
 
