@@ -14,30 +14,108 @@ numbers as scikit-learn's MLP.
 """
 
 import numbers
-import time
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, shuffle as sk_shuffle
+from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call, type_of_target, unique_labels,
+)
 from sklearn.utils.validation import (
     _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
 )
 
-from . import _fastpath
-from ._callbacks import CallbackSupportMixin, EpochCallbacks, with_callbacks
-from ._registry import ACTIVATIONS, OUTPUTS, SOLVERS, resolve_activation
+from . import _config, _fastpath
+from ._callbacks import CallbackSupportMixin, with_callbacks
+from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activation
+from ._solvers import fit_lbfgs, fit_stochastic
 from .backends import BACKENDS, get_backend
-from .backends.layout import LR, OptimizerState, is_packed_view, make_layout, pack, unpack
+from .backends.layout import OptimizerState, is_packed_view, make_layout, pack, unpack
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+
+# attributes scikit-learn's callback machinery keeps on the estimator during a
+# fit: they belong to the running call, not to the fitted state
+_CALLBACK_KEYS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+_F32_RANGE = ("X has values beyond the range of float32 (|x| > 3.4e38), the precision of this "
+              "model (dtype='float32'). Scale the inputs (e.g. with StandardScaler) or use "
+              "dtype='float64'.")
+
+
+def _to_model_dtype(X, dtype):
+    """X (dense or sparse rows) as a C-contiguous array of the model's dtype.
+
+    A float64 value that float32 cannot hold raises a ValueError instead of
+    turning into inf (and then into NaN predictions or a "diverged" fit).
+    """
+    if sp.issparse(X):
+        X = X.toarray()
+    if X.dtype == dtype:
+        return np.ascontiguousarray(X)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(X, dtype=dtype)
+    if (out.dtype == np.float32 and X.dtype.kind == "f" and X.dtype.itemsize > 4
+            and out.size and not _fastpath.all_finite(out.reshape(out.shape[0], -1))):
+        raise ValueError(_F32_RANGE)
+    return out
+
+
+def _predict_chunks(backend, spec, theta, X, apply_out):
+    """Forward pass over X, converting (and densifying) one chunk of rows at a time.
+
+    Memory beyond the output is one chunk in the model's dtype plus the
+    backend's workspace, whatever X's dtype, format and size.
+    """
+    dtype = spec.dtype
+    if not sp.issparse(X) and X.dtype == dtype and X.flags.c_contiguous:
+        return backend.predict(spec, theta, X, apply_out)
+    n = X.shape[0]
+    step = max(1, int(_config.PREDICT_CHUNK_ROWS))
+    if n <= step:
+        return backend.predict(spec, theta, _to_model_dtype(X, dtype), apply_out)
+    out = np.empty((n, spec.n_outputs), dtype=dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        out[start:stop] = backend.predict(spec, theta, _to_model_dtype(X[start:stop], dtype),
+                                          apply_out)
+    return out
+
+
+class _TrainData:
+    """One fit's training arrays, in the layouts the kernels take.
+
+    X (n, d) C-contiguous in the model's dtype; Y (n, k) float targets (or
+    (0, k) for softmax); y (n,) int64 labels (or (0,)); sw (n,) weights in the
+    model's dtype (or (0,)); sample_weight the float64 weights or None; raw
+    the targets as given (for scores); raw_all the targets of the whole fit
+    (before an early-stopping split).
+    """
+
+    def __init__(self, X, Y, y, sw, sample_weight, raw, n_outputs, out_activation, classifier):
+        self.X, self.Y, self.y, self.sw = X, Y, y, sw
+        self.sample_weight, self.raw, self.raw_all = sample_weight, raw, raw
+        self.n_outputs, self.out_activation, self.classifier = n_outputs, out_activation, classifier
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    def subset(self, idx):
+        """The rows idx (the training part of an early-stopping split)."""
+        def rows(a):
+            return np.ascontiguousarray(a[idx]) if a.shape[0] else a
+        part = _TrainData(np.ascontiguousarray(self.X[idx]), rows(self.Y), rows(self.y),
+                          rows(self.sw),
+                          None if self.sample_weight is None else self.sample_weight[idx],
+                          self.raw[idx], self.n_outputs, self.out_activation, self.classifier)
+        part.raw_all = self.raw_all
+        return part
 
 
 def _check_number(name, value, *, integer=False, low=None, high=None,
@@ -90,6 +168,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         backend="auto",
         dtype="float32",
         negative_slope=0.01,
@@ -119,6 +198,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
         self.negative_slope = negative_slope
@@ -148,7 +228,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """Check every constructor parameter; raise errors that name the parameter."""
         self._hidden_sizes()
         self._activation_name = resolve_activation(self.activation)
-        _check_choice("solver", self.solver, list(SOLVERS))
+        _check_choice("solver", self.solver, list(ALL_SOLVERS))
         _check_choice("learning_rate", self.learning_rate, ["constant", "invscaling", "adaptive"])
         _check_choice("backend", self.backend, list(BACKENDS))
         _check_choice("dtype", self.dtype, list(_DTYPES))
@@ -167,7 +247,11 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         _check_number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         _check_number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
-        _check_number("n_iter_no_change", self.n_iter_no_change, integer=True, low=1)
+        if not (isinstance(self.n_iter_no_change, numbers.Real)
+                and not isinstance(self.n_iter_no_change, bool)
+                and self.n_iter_no_change == np.inf):  # np.inf: never stop on tol
+            _check_number("n_iter_no_change", self.n_iter_no_change, integer=True, low=1)
+        _check_number("max_fun", self.max_fun, integer=True, low=1)
         _check_number("negative_slope", self.negative_slope, low=0.0)
         _check_number("prelu_init", self.prelu_init)
         _check_number("elu_alpha", self.elu_alpha, low=0.0, low_open=True)
@@ -187,14 +271,6 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return 0.0
 
     # ------------------------------------------------------------------ data
-    def _validate_X(self, X, reset):
-        X = validate_data(
-            self, X, reset=reset, accept_sparse=["csr", "csc", "coo"],
-            dtype=_DTYPES[self.dtype] if reset else (np.float64, np.float32),
-            ensure_min_samples=1,
-        )
-        return X
-
     def _validate_Xy(self, X, y, reset):
         X, y = validate_data(
             self, X, y, reset=reset, accept_sparse=["csr", "csc", "coo"],
@@ -204,10 +280,23 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn
         return X, y
 
-    def _dense(self, X, dtype):
-        if sp.issparse(X):
-            X = X.toarray()
-        return np.ascontiguousarray(X, dtype=dtype)
+    def _prepare_data(self, X, y, sample_weight, first_pass, incremental, classes):
+        """Validate X, y and the weights (on the draft) and build the kernels' arrays."""
+        X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
+        dtype = _DTYPES[self.dtype]
+        X = _to_model_dtype(X, dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+        sample_weight = self._combine_weights(sample_weight, targets["raw"])
+        if sample_weight is not None and not np.any(sample_weight > 0):
+            raise ValueError("sample_weight must have at least one positive entry.")
+        sw = (np.zeros(0, dtype=dtype) if sample_weight is None
+              else np.ascontiguousarray(sample_weight, dtype=dtype))
+        return _TrainData(
+            X, np.ascontiguousarray(targets["Y"], dtype=dtype),
+            np.ascontiguousarray(targets["y"], dtype=np.int64), sw, sample_weight,
+            targets["raw"], targets["n_outputs"], out_activation, is_classifier(self))
 
     # ------------------------------------------------------------------ params <-> flat vector
     def _init_theta(self, spec, rng):
@@ -280,15 +369,30 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             _DTYPES[self.dtype],
         )
 
+    @property
+    def _solver_code(self):
+        return SOLVERS.get(self.solver)
+
     def _new_optimizer(self, theta):
         return OptimizerState.new(
             SOLVERS[self.solver], theta, learning_rate=self.learning_rate_init,
             momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
             beta_2=self.beta_2, epsilon=self.epsilon)
 
+    def _check_solver(self):
+        """partial_fit exists for the stochastic solvers only (as in scikit-learn)."""
+        if self.solver not in SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic.")
+        return True
+
     @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data X and target(s) y.
+
+        A failed or interrupted fit (any exception, ``KeyboardInterrupt``
+        included) leaves the estimator exactly as it was before the call.
 
         Parameters
         ----------
@@ -307,222 +411,102 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
+        """Train a draft copy of the estimator; publish it in one assignment.
+
+        Everything a fit computes (label encoding, width, weights, optimizer
+        state, history) is set on the draft.  Only when the whole fit
+        succeeded does ``_publish`` swap the draft's attributes in, so an
+        exception or a KeyboardInterrupt leaves ``self`` untouched and a
+        concurrent ``predict`` sees either the old model or the new one.
+        """
         self._validate_params()
-        backend = get_backend(self.backend)
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True.")
-        X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
-        dtype = _DTYPES[self.dtype] if first_pass else self._spec.dtype
-        X = self._dense(X, dtype)
-        n_samples = X.shape[0]
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                                 ensure_non_negative=True)
-        sample_weight = self._combine_weights(sample_weight, y)
-        if sample_weight is not None and not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must have at least one positive entry.")
-        n_outputs = targets["n_outputs"]
+        backend = get_backend(self.backend)
+        draft = self._draft()
+        first_pass = not hasattr(draft, "coefs_") or (not self.warm_start and not incremental)
+        data = draft._prepare_data(X, y, sample_weight, first_pass, incremental, classes)
         rng = check_random_state(self.random_state)
-
         if first_pass:
-            spec = self._make_spec(X.shape[1], n_outputs, out_activation)
-            theta = self._init_theta(spec, rng)
-            loss_curve, t = [], 0
-            best_loss = None if self.early_stopping else np.inf
-            validation_scores = [] if self.early_stopping else None
-            validation_losses = [] if self.early_stopping else None
-            best_validation_score = -np.inf if self.early_stopping else None
-            no_improvement = 0
+            spec = draft._make_spec(data.X.shape[1], data.n_outputs, data.out_activation)
+            theta = draft._init_theta(spec, rng)
         else:
-            spec = self._spec
-            if spec.n_outputs != n_outputs or spec.n_features != X.shape[1]:
-                raise ValueError(
-                    f"The fitted network has {spec.n_features} inputs and {spec.n_outputs} outputs; "
-                    f"this data needs {X.shape[1]} and {n_outputs}. Fit without warm_start."
-                )
-            if list(spec.hidden) != self._hidden_sizes() or spec.activation != self._activation_name:
-                raise ValueError(
-                    "hidden_layer_sizes or activation changed since the last fit; "
-                    "set warm_start=False (or start a new estimator) to train a new network."
-                )
-            theta = self._current_theta().astype(spec.dtype, copy=True)
-            loss_curve = list(self.loss_curve_)
-            t = self.t_
-            best_loss = self.best_loss_
-            validation_scores = None if self.validation_scores_ is None else list(self.validation_scores_)
-            validation_losses = (None if getattr(self, "validation_loss_curve_", None) is None
-                                 else list(self.validation_loss_curve_))
-            best_validation_score = self.best_validation_score_
-            no_improvement = self._no_improvement_count
-        if validation_scores is None and self.early_stopping:
-            validation_scores, validation_losses, best_validation_score = [], [], -np.inf
-        if best_loss is None and not self.early_stopping:
-            best_loss = np.inf
-
-        opt = getattr(self, "_opt_state", None) if incremental else None
-        if opt is None or opt.state1.shape != theta.shape or opt.solver != SOLVERS[self.solver]:
-            opt = self._new_optimizer(theta)
-
-        # ---- train / validation split (scikit-learn's call, stratified for classifiers)
-        X_all = X
-        Xv = yv_raw = swv = None
-        train_idx = np.arange(n_samples)
-        if self.early_stopping:
-            stratify = targets["stratify"]
-            idx = np.arange(n_samples)
-            try:
-                train_idx, val_idx = train_test_split(
-                    idx, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
-            except ValueError:
-                # too few members of some class to stratify: fall back to a plain split
-                train_idx, val_idx = train_test_split(
-                    idx, random_state=rng, test_size=self.validation_fraction)
-            if val_idx.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' "
-                    "or the size of your dataset.")
-            Xv = X[val_idx]
-            yv_raw = targets["raw"][val_idx]
-            swv = None if sample_weight is None else sample_weight[val_idx]
-            X = np.ascontiguousarray(X[train_idx])
-        n_train = X.shape[0]
-        Y = targets["Y"][train_idx] if targets["Y"].shape[0] else targets["Y"]
-        yl = targets["y"][train_idx] if targets["y"].shape[0] else targets["y"]
-        sw = (np.zeros(0, dtype=dtype) if sample_weight is None
-              else np.ascontiguousarray(sample_weight[train_idx], dtype=dtype))
-        Y = np.ascontiguousarray(Y, dtype=dtype)
-        yl = np.ascontiguousarray(yl, dtype=np.int64)
-
-        if self.batch_size == "auto":
-            batch_size = min(200, n_train)
+            spec = draft._same_network(data)
+            theta = draft._current_theta().astype(spec.dtype, copy=True)
+        if self.solver == "lbfgs":
+            fit_lbfgs(draft, backend, spec, theta, data, first_pass, owner=self)
         else:
-            if self.batch_size > n_train:
-                warnings.warn(
-                    f"batch_size={self.batch_size} is larger than the {n_train} training "
-                    "samples; it is clipped to the sample count.")
-            batch_size = int(np.clip(self.batch_size, 1, n_train))
+            fit_stochastic(draft, backend, spec, theta, data, rng, first_pass, incremental,
+                           owner=self)
+        self._publish(draft)
+        return self
 
-        trainer = backend.Trainer(spec, X, Y, yl, sw, batch_size, theta, opt, self.alpha)
-        callbacks = EpochCallbacks(
-            self, X_all, targets["raw"], 1 if incremental else self.max_iter,
-            None if sample_weight is None else {"sample_weight": sample_weight})
+    def _draft(self):
+        """A copy sharing the current attributes; a fit sets new ones on it only."""
+        draft = object.__new__(type(self))
+        draft.__dict__.update(self.__dict__)
+        for key in _CALLBACK_KEYS:
+            draft.__dict__.pop(key, None)
+        return draft
 
-        def fitted_now():
-            return self._fitted_state(spec, trainer.snapshot(), n_outputs, out_activation)
+    def _publish(self, draft):
+        """Make the draft's attributes this estimator's, in one assignment."""
+        new = draft.__dict__
+        for key in _CALLBACK_KEYS:  # the running call's callback bookkeeping stays
+            if key in self.__dict__:
+                new[key] = self.__dict__[key]
+        self.__dict__ = new
 
-        best_theta = None
-        order = np.arange(n_train)
-        hyper = opt.hyper
-        max_epochs = 1 if incremental else self.max_iter
-        # as in scikit-learn, n_iter_ counts the epochs of this call (t_ keeps counting)
-        n_iter = 0
-        for _ in range(max_epochs):
-            callbacks.epoch_begin()
-            tic = time.perf_counter()
-            if self.shuffle:
-                order = _fastpath.shuffled(order, rng)  # = sklearn.utils.shuffle, 3x faster
-            total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
-            if not np.isfinite(total):
-                raise ValueError(
-                    f"Training diverged in epoch {n_iter + 1}: the loss became "
-                    f"{total}. Lower learning_rate_init (now {self.learning_rate_init}) or "
-                    "standardise the inputs; the weights from before this call were kept.")
-            n_iter += 1
-            loss = total / n_train
-            t += n_train
-            loss_curve.append(loss)
-            msg = None
-            if self.early_stopping:
-                current = trainer.snapshot()
-                val_score, val_loss = self._validation_metrics(spec, current, Xv, yv_raw, swv)
-                validation_scores.append(val_score)
-                validation_losses.append(val_loss)
-                if val_score < best_validation_score + self.tol:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
-                if val_score > best_validation_score:
-                    best_validation_score = val_score
-                    best_theta = current.copy()
-            else:
-                if loss > best_loss - self.tol:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
-                if loss < best_loss:
-                    best_loss = loss
-            if self.verbose:
-                dt = time.perf_counter() - tic
-                line = (f"Iteration {n_iter}, loss = {loss:.8f}, time = {dt:.3f}s, "
-                        f"{n_train / max(dt, 1e-12):.0f} samples/s")
-                if self.early_stopping:
-                    line += (f", validation score = {validation_scores[-1]:.6f}, "
-                             f"validation loss = {validation_losses[-1]:.8f}")
-                print(line)
-            if self.solver == "sgd" and self.learning_rate == "invscaling":
-                hyper[LR] = self.learning_rate_init / (t + 1) ** self.power_t
-            stop = False
-            if no_improvement > self.n_iter_no_change:
-                if self.early_stopping:
-                    msg = (f"Validation score did not improve more than tol={self.tol} "
-                           f"for {self.n_iter_no_change} consecutive epochs.")
-                else:
-                    msg = (f"Training loss did not improve more than tol={self.tol} "
-                           f"for {self.n_iter_no_change} consecutive epochs.")
-                if self.solver == "sgd" and self.learning_rate == "adaptive" and hyper[LR] > 1e-6:
-                    hyper[LR] /= 5.0
-                    no_improvement = 0
-                    if self.verbose:
-                        print(msg + f" Setting learning rate to {hyper[LR]:f}")
-                else:
-                    if self.verbose:
-                        print(msg + " Stopping.")
-                    stop = True
-            if callbacks.epoch_end(fitted_now):
-                if self.verbose:
-                    print("A callback asked to stop.")
-                stop = True
-            if stop:
-                break
-            if not incremental and n_iter == self.max_iter:
-                warnings.warn(
-                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                    "the optimization hasn't converged yet.", ConvergenceWarning)
+    def _view(self):
+        """An estimator object over the current attributes as they are now.
 
-        theta = trainer.finish()
-        if self.early_stopping and best_theta is not None:
-            theta = best_theta
-        if not np.all(np.isfinite(theta)):
+        A fit replaces the attribute dict instead of changing it (``_publish``),
+        so reads through the view stay consistent for a whole predict call.
+        """
+        view = object.__new__(type(self))
+        view.__dict__ = self.__dict__
+        return view
+
+    def _same_network(self, data):
+        """The fitted network's spec, or a ValueError naming what changed (warm start,
+        partial_fit): a changed parameter must not be silently ignored."""
+        spec = self._spec
+        if spec.n_outputs != data.n_outputs or spec.n_features != data.X.shape[1]:
             raise ValueError(
-                "Solver produced non-finite parameter weights. Lower learning_rate_init or "
-                "standardise the inputs.")
-        # ---- publish (only now, so a failed fit leaves the previous state intact)
+                f"The fitted network has {spec.n_features} inputs and {spec.n_outputs} outputs; "
+                f"this data needs {data.X.shape[1]} and {data.n_outputs}. Fit without warm_start.")
+        want = self._make_spec(spec.n_features, spec.n_outputs, data.out_activation)
+        changed = [name for name, old, new in (
+            ("hidden_layer_sizes", spec.hidden, want.hidden),
+            ("activation", spec.activation, want.activation),
+            ("negative_slope" if spec.activation == "leaky_relu" else "elu_alpha",
+             spec.param, want.param),
+            ("maxout_pieces", spec.pieces, want.pieces),
+            ("dtype", spec.dtype, want.dtype),
+            ("output", spec.out_code, want.out_code)) if old != new]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since the last fit; set warm_start=False "
+                "(or start a new estimator) to train a new network.")
+        return spec
+
+    def _publish_weights(self, spec, theta, data):
         self._spec = spec
         self._expose(spec, theta)
-        self._opt_state = opt
         self.n_layers_ = spec.n_layers + 1
-        self.n_outputs_ = n_outputs
-        self.out_activation_ = out_activation
-        self.loss_curve_ = loss_curve
-        self.loss_ = loss_curve[-1]
-        self.n_iter_ = n_iter
-        self.t_ = t
-        self.best_loss_ = best_loss
-        self.validation_scores_ = validation_scores
-        self.validation_loss_curve_ = validation_losses
-        self.best_validation_score_ = best_validation_score
-        self._no_improvement_count = no_improvement
-        callbacks.fit_end(dict)
-        return self
+        self.n_outputs_ = data.n_outputs
+        self.out_activation_ = data.out_activation
 
     def _fitted_state(self, spec, theta, n_outputs, out_activation):
         """Attributes that make a copy of this estimator predict with ``theta``
         (what scikit-learn's callbacks call reconstruction attributes)."""
         coefs, intercepts, slopes = unpack(spec, theta)
-        state = {"_spec": spec, "_theta": theta, "coefs_": coefs, "intercepts_": intercepts,
-                 "n_outputs_": n_outputs, "out_activation_": out_activation,
-                 "n_layers_": spec.n_layers + 1}
+        # the fit's label encoding and width (set on the draft) come along
+        state = {k: v for k, v in self.__dict__.items()
+                 if k in ("classes_", "_label_binarizer", "n_features_in_", "feature_names_in_")}
+        state.update({"_spec": spec, "_theta": theta, "coefs_": coefs, "intercepts_": intercepts,
+                      "n_outputs_": n_outputs, "out_activation_": out_activation,
+                      "n_layers_": spec.n_layers + 1})
         if spec.activation == "prelu":
             state["prelu_alphas_"] = slopes
         return state
@@ -537,14 +521,16 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return sample_weight
 
     def _predict_raw(self, X, apply_out):
-        fast = _fastpath.predict_raw(self, X, apply_out)  # a few finite rows of an ndarray
-        if fast is not None:
-            return fast
-        check_is_fitted(self, "coefs_")
-        X = self._validate_X(X, reset=False)
-        X = self._dense(X, self._spec.dtype)
-        backend = get_backend(self.backend)
-        return backend.predict(self._spec, self._current_theta(), X, apply_out)
+        """(forward pass, the estimator view it used): one consistent fitted state
+        for the whole call, X converted chunk by chunk in the model's dtype."""
+        est = self._view()
+        fast = _fastpath.predict_raw(self, est.__dict__, X, apply_out)
+        if fast is not None:  # a few finite rows of an ndarray
+            return fast, est
+        check_is_fitted(est, "coefs_")
+        X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
+        backend = get_backend(est.backend)
+        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out), est
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -675,6 +661,7 @@ feature_names_in_ :
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         backend="auto",
         dtype="float32",
         negative_slope=0.01,
@@ -691,59 +678,49 @@ feature_names_in_ :
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
+            max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
             elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
         )
         self.class_weight = class_weight
 
     def _prepare_targets(self, X, y, first_pass, incremental, classes):
+        """Validate X, y and fix the label encoding (on the draft), as scikit-learn does."""
         X, y = self._validate_Xy(X, y, reset=first_pass)
-        if incremental and not hasattr(self, "classes_") and classes is None:
-            raise ValueError(
-                "classes must be passed on the first call to partial_fit "
-                "(all the labels that will ever appear).")
         y_type = type_of_target(y)
         if y_type not in ("binary", "multiclass", "multilabel-indicator"):
             raise ValueError(
                 f"Unknown label type: {y_type!r}. MLPClassifier needs class labels "
                 "(binary, multiclass or a multilabel indicator matrix); use MLPRegressor "
                 "for continuous targets.")
-        if first_pass or not hasattr(self, "_label_binarizer"):
+        if incremental:
+            # classes is checked the same way on every call: its unique labels must
+            # equal classes_ once classes_ exists
+            if _check_partial_fit_first_call(self, classes):
+                lb = LabelBinarizer()
+                lb.fit(y if y_type.startswith("multilabel") else self.classes_)
+                self._label_binarizer = lb
+                self.classes_ = lb.classes_
+        if (not hasattr(self, "_label_binarizer")
+                or (not incremental and (first_pass or not hasattr(self, "classes_")))):
             lb = LabelBinarizer()
-            if incremental and classes is not None and not y_type.startswith("multilabel"):
-                lb.fit(np.asarray(classes))
-                missing = np.setdiff1d(unique_labels(y), lb.classes_)
-                if len(missing):
-                    raise ValueError(f"y has labels {missing} not in classes={list(lb.classes_)}.")
-            else:
-                lb.fit(y)
+            lb.fit(y)
             self._label_binarizer = lb
             self.classes_ = lb.classes_
         else:
-            if incremental and classes is not None and not np.array_equal(
-                    np.asarray(classes), self.classes_) and not np.array_equal(
-                    np.sort(np.asarray(classes)), self.classes_):
-                raise ValueError(
-                    f"classes={list(classes)} is not the same as on the first call "
-                    f"({list(self.classes_)}).")
             labels = unique_labels(y)
             if self.warm_start and not incremental:
                 if set(labels) != set(self.classes_):
                     raise ValueError(
                         "warm_start can only be used where `y` has the same classes as in the "
-                        f"previous call to fit. Previously got {self.classes_}, `y` has {labels}.")
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {labels}")
             elif len(np.setdiff1d(labels, self.classes_)):
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {labels}.")
-        lb = self._label_binarizer
-        if len(self.classes_) < 2 and lb.y_type_ != "multilabel-indicator":
-            raise ValueError(
-                f"The training data has only one class ({self.classes_[0]!r}); "
-                "a classifier needs at least two classes.")
-        B = lb.transform(y)
-        n = B.shape[0]
-        if lb.y_type_ == "multiclass":
+        # a single class is fitted as scikit-learn does: one logistic output whose
+        # target is always 0, and predict returns that class
+        B = self._label_binarizer.transform(y)
+        if self._label_binarizer.y_type_ == "multiclass":
             out = "softmax"
             targets = {"Y": np.zeros((0, 1)), "y": B.argmax(axis=1), "n_outputs": B.shape[1]}
         else:
@@ -751,8 +728,6 @@ feature_names_in_ :
             targets = {"Y": B.astype(np.float64), "y": np.zeros(0, dtype=np.int64),
                        "n_outputs": B.shape[1]}
         targets["raw"] = y
-        targets["stratify"] = None if lb.y_type_ == "multilabel-indicator" else y
-        assert n == X.shape[0]
         return X, targets, out
 
     def _combine_weights(self, sample_weight, y):
@@ -797,6 +772,7 @@ feature_names_in_ :
         loss = float(np.average(per_row, weights=sw))
         return float(accuracy_score(y, pred, sample_weight=sw)), loss
 
+    @available_if(lambda est: est._check_solver())
     @with_callbacks
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with one epoch over the given batch.
@@ -814,7 +790,7 @@ feature_names_in_ :
         self : object
         """
         if self.solver not in SOLVERS:
-            _check_choice("solver", self.solver, list(SOLVERS))
+            _check_choice("solver", self.solver, list(ALL_SOLVERS))
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict(self, X):
@@ -828,14 +804,14 @@ feature_names_in_ :
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes) for multilabel
         """
-        O = self._predict_raw(X, apply_out=False)
-        if self.out_activation_ == "softmax":
-            return self.classes_[O.argmax(axis=1)]
+        O, est = self._predict_raw(X, apply_out=False)
+        if est.out_activation_ == "softmax":
+            return est.classes_[O.argmax(axis=1)]
         # logistic outputs: sigmoid(o) > 0.5  <=>  o > 0
         B = (O > 0).astype(int)
-        if self.n_outputs_ == 1:
-            return self._label_binarizer.inverse_transform(B.ravel())
-        return self._label_binarizer.inverse_transform(B)
+        if est.n_outputs_ == 1:
+            return est._label_binarizer.inverse_transform(B.ravel())
+        return est._label_binarizer.inverse_transform(B)
 
     def predict_proba(self, X):
         """Class probabilities for X, columns ordered as ``classes_``; rows sum to 1.
@@ -848,8 +824,8 @@ feature_names_in_ :
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        P = self._predict_raw(X, apply_out=True)
-        if self.n_outputs_ == 1:
+        P, est = self._predict_raw(X, apply_out=True)
+        if est.n_outputs_ == 1:
             p = P.ravel()
             return np.column_stack([1 - p, p])
         return P
@@ -928,6 +904,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         backend="auto",
         dtype="float32",
         negative_slope=0.01,
@@ -943,7 +920,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
+            max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
             elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
         )
         self.loss = loss
@@ -976,6 +953,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         pred = P.ravel() if P.shape[1] == 1 else P
         return float(r2_score(y, pred, sample_weight=sw)), float(np.average(per_row, weights=sw))
 
+    @available_if(lambda est: est._check_solver())
     @with_callbacks
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with one epoch over the given batch.
@@ -1003,7 +981,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        P = self._predict_raw(X, apply_out=True)
+        P, _ = self._predict_raw(X, apply_out=True)
         return P.ravel() if P.shape[1] == 1 else P
 
 

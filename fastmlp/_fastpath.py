@@ -19,6 +19,7 @@ assigned instead take the full path.
 import math
 import operator
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -28,14 +29,26 @@ from .backends import get_backend
 MAX_ROWS = 64  # beyond this the validation is no longer what dominates
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)  # (other dtype objects: full path)
-# id(estimator) -> (weak reference, record); the record is (spec, theta, published
-# arrays, their shapes, n_features_in_, backend parameter, backend module), valid
-# while that fitted state lasts.  (A dict on ids: WeakKeyDictionary.get costs more.)
+
+
+class Ready(NamedTuple):
+    """What the shortcut needs of one fitted state, valid while that state lasts."""
+
+    spec: object          # the NetSpec
+    theta: np.ndarray     # the flat parameter vector
+    arrays: tuple         # the published coefs_ / intercepts_ / prelu_alphas_ arrays
+    shapes: list          # their shapes when recorded
+    n_features: int       # n_features_in_
+    backend_name: str     # the backend parameter
+    backend: object       # the backend module
+
+
+# id(estimator) -> (weak reference, Ready).  (A dict on ids: WeakKeyDictionary.get costs more.)
 _ready = {}
 
 
 @njit(cache=True, nogil=True)
-def _all_finite(X):
+def all_finite(X):
     """No NaN or inf in the 2-D array X (a fifth of ``np.isfinite(X).all()``'s cost here)."""
     n, d = X.shape
     for i in range(n):
@@ -53,65 +66,74 @@ def _published(d):
 
 
 def _prepare(est, d):
-    """The record of ``_ready`` for est, or None when the shortcut must not be used:
-    not fitted, fitted with feature names, or coefs_ / intercepts_ / prelu_alphas_
-    no longer the views of the flat vector (the user assigned arrays)."""
+    """The ``Ready`` record for the attribute dict d of est, or None when the
+    shortcut must not be used: not fitted, fitted with feature names, or coefs_ /
+    intercepts_ / prelu_alphas_ no longer the views of the flat vector (the user
+    assigned arrays)."""
     if "coefs_" not in d or "_spec" not in d or "feature_names_in_" in d:
         return None
-    name = est.backend
+    name = d.get("backend")
     if not isinstance(name, str):
         return None
+    view = object.__new__(type(est))
+    view.__dict__ = d
     try:
-        theta = est._current_theta()
+        theta = view._current_theta()
     except Exception:  # inconsistent arrays: the full path raises, after validating X
         return None
     if theta is not d.get("_theta"):
         return None
     arrays = _published(d)
-    shapes = list(map(_shape, arrays))
-    rec = (d["_spec"], theta, arrays, shapes, d.get("n_features_in_"), name, get_backend(name))
+    rec = Ready(d["_spec"], theta, arrays, list(map(_shape, arrays)), d.get("n_features_in_"),
+                name, get_backend(name))
     key = id(est)
     _ready[key] = (weakref.ref(est, lambda _, key=key: _ready.pop(key, None)), rec)
     return rec
 
 
-def _still_valid(rec, d, name):
-    if d.get("_spec") is not rec[0] or d.get("_theta") is not rec[1] or name != rec[5]:
+def _still_valid(rec, d):
+    if d.get("_spec") is not rec.spec or d.get("_theta") is not rec.theta:
         return False
-    if "feature_names_in_" in d or d.get("n_features_in_") != rec[4]:
+    if d.get("backend") != rec.backend_name:
+        return False
+    if "feature_names_in_" in d or d.get("n_features_in_") != rec.n_features:
         return False
     arrays = _published(d)  # the same objects (then arrays), with the same shapes
-    return (len(arrays) == len(rec[2]) and all(map(operator.is_, arrays, rec[2]))
-            and list(map(_shape, arrays)) == rec[3])
+    return (len(arrays) == len(rec.arrays) and all(map(operator.is_, arrays, rec.arrays))
+            and list(map(_shape, arrays)) == rec.shapes)
 
 
-def small_input(est, X):
-    """(record, X as the fitted dtype) when the full validation would accept X
-    unchanged and the fitted state allows the shortcut, else None."""
+def small_input(est, d, X):
+    """(Ready record, X as the fitted dtype) when the full validation would accept
+    X unchanged and the fitted state (the attribute dict d of est) allows the
+    shortcut, else None."""
     if type(X) is not np.ndarray or X.ndim != 2 or not 0 < X.shape[0] <= MAX_ROWS:
         return None
-    d = est.__dict__
     dt = X.dtype
     if (X.shape[1] != d.get("n_features_in_") or (dt is not _F32 and dt is not _F64)
-            or not X.flags.c_contiguous or not _all_finite(X)):
+            or not X.flags.c_contiguous or not all_finite(X)):
         return None
     entry = _ready.get(id(est))
     rec = entry[1] if entry is not None and entry[0]() is est else None
-    if rec is None or not _still_valid(rec, d, est.backend):
+    if rec is None or not _still_valid(rec, d):
         rec = _prepare(est, d)
         if rec is None:
             return None
-    dtype = rec[0].dtype
+    dtype = rec.spec.dtype
     return rec, (X if dt is dtype else X.astype(dtype))
 
 
-def predict_raw(est, X, apply_out):
-    """The forward pass on a small input, or None when the full path must run."""
-    ok = small_input(est, X)
+def predict_raw(est, d, X, apply_out):
+    """The forward pass on a small input, or None when the full path must run.
+
+    ``d`` is the estimator's attribute dict, read once by the caller, so that
+    the whole call sees one fitted state even while a fit publishes a new one.
+    """
+    ok = small_input(est, d, X)
     if ok is None:
         return None
-    (spec, theta, _, _, _, _, backend), X = ok
-    return backend.predict(spec, theta, X, apply_out)
+    rec, X = ok
+    return rec.backend.predict(rec.spec, rec.theta, X, apply_out)
 
 
 def shuffled(order, rng):

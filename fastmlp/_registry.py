@@ -52,8 +52,11 @@ OUTPUTS = {
 }
 OUT_SOFTMAX, OUT_LOGISTIC, OUT_IDENTITY, OUT_EXP = range(4)
 
-SOLVERS = {"sgd": 0, "adam": 1}
+# the stochastic solvers and the code the compiled epoch switches on;
+# "lbfgs" runs in scipy over the backends' full-batch loss and gradient
 SGD, ADAM = range(2)
+SOLVERS = {"sgd": SGD, "adam": ADAM}
+ALL_SOLVERS = ("lbfgs", "sgd", "adam")
 
 
 def resolve_activation(name):

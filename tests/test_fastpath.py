@@ -21,9 +21,11 @@ def fitted(rng):
 
 def _full_path(est, X, apply_out):
     """The forward pass without the shortcut: validate, pack, predict."""
+    from sklearn.utils.validation import validate_data
+
     from fastmlp.backends import get_backend
 
-    Xv = est._dense(est._validate_X(X, reset=False), est._spec.dtype)
+    Xv = np.ascontiguousarray(validate_data(est, X, reset=False), dtype=est._spec.dtype)
     return get_backend(est.backend).predict(est._spec, est._current_theta(), Xv, apply_out)
 
 
@@ -32,7 +34,7 @@ def _full_path(est, X, apply_out):
 def test_small_input_matches_full_path(fitted, rows, dtype):
     clf, X = fitted
     Xs = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])), dtype=dtype)
-    assert _fastpath.small_input(clf, Xs) is not None
+    assert _fastpath.small_input(clf, clf.__dict__, Xs) is not None
     np.testing.assert_array_equal(clf.predict_proba(Xs), _full_path(clf, Xs, True))
     np.testing.assert_array_equal(clf.predict(Xs), clf.classes_[_full_path(clf, Xs, False).argmax(1)])
 
@@ -42,7 +44,7 @@ def test_non_finite_still_raises(fitted, bad):
     clf, X = fitted
     row = X[:1].copy()
     row[0, 2] = bad
-    assert _fastpath.small_input(clf, row) is None
+    assert _fastpath.small_input(clf, clf.__dict__, row) is None
     with pytest.raises(ValueError, match="(?i)nan|inf"):
         clf.predict(row)
 
@@ -60,10 +62,10 @@ def test_not_fitted_still_raises():
 
 def test_other_inputs_take_the_full_path(fitted):
     clf, X = fitted
-    assert _fastpath.small_input(clf, X[:1].tolist()) is None  # not an ndarray
-    assert _fastpath.small_input(clf, np.asfortranarray(X[:2])) is None  # not C-contiguous
-    assert _fastpath.small_input(clf, X[:_fastpath.MAX_ROWS + 1]) is None  # not small
-    assert _fastpath.small_input(clf, X[:1].astype(np.int64)) is None  # not float
+    assert _fastpath.small_input(clf, clf.__dict__, X[:1].tolist()) is None  # not an ndarray
+    assert _fastpath.small_input(clf, clf.__dict__, np.asfortranarray(X[:2])) is None  # not C-contiguous
+    assert _fastpath.small_input(clf, clf.__dict__, X[:_fastpath.MAX_ROWS + 1]) is None  # not small
+    assert _fastpath.small_input(clf, clf.__dict__, X[:1].astype(np.int64)) is None  # not float
     np.testing.assert_array_equal(clf.predict(X[:1].tolist()), clf.predict(X[:1]))
 
 
