@@ -515,6 +515,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """Score (accuracy or R^2) and loss of the validation set under ``theta``."""
         backend = get_backend(self.backend)
         P = backend.predict(spec, theta, Xv, True)
+        if not _fastpath.all_finite(P):  # scikit-learn scores non-finite predictions as nan
+            return np.nan, np.nan
         return self._score_and_loss(P, yv, swv)
 
     def _combine_weights(self, sample_weight, y):
@@ -759,6 +761,10 @@ feature_names_in_ :
 
     def _score_and_loss(self, P, y, sw):
         """Accuracy and mean log loss of predictions P against raw labels y."""
+        with np.errstate(all="ignore"):  # a diverging fit may send P to inf/nan
+            return self._score_and_loss_checked(P, y, sw)
+
+    def _score_and_loss_checked(self, P, y, sw):
         P = P.astype(np.float64)
         B = self._label_binarizer.transform(y).astype(np.float64)
         eps = np.finfo(np.float64).eps
@@ -942,6 +948,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _score_and_loss(self, P, y, sw):
         """R^2 and loss (half squared error, or half Poisson deviance) on a validation set."""
+        with np.errstate(all="ignore"):  # a diverging fit may send P to inf/nan
+            return self._score_and_loss_checked(P, y, sw)
+
+    def _score_and_loss_checked(self, P, y, sw):
         P = P.astype(np.float64)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if self.loss == "poisson":
