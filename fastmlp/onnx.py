@@ -72,6 +72,14 @@ class _Writer:
         self.proto = _PROTO[self.dtype]
         self.native = self.dtype == np.float32
         self.opset = container.target_opset_onnx
+        self._scalars = {}
+
+    def scalar(self, hint, value):
+        """A 0-d initializer in the model dtype, written once per value."""
+        key = float(value)
+        if key not in self._scalars:
+            self._scalars[key] = self.const(hint, key)
+        return self._scalars[key]
 
     def const(self, hint, value, dtype=None):
         """An initializer holding ``value`` (in the model dtype unless ``dtype``)."""
@@ -97,7 +105,7 @@ class _Writer:
 
     def where_positive(self, z, otherwise):
         """z where z > 0, else ``otherwise`` (the kernels' ``z if z > 0 else ...``)."""
-        return self.op("Where", [self.op("Greater", [z, self.const("zero", 0.0)]), z, otherwise])
+        return self.op("Where", [self.op("Greater", [z, self.scalar("zero", 0.0)]), z, otherwise])
 
 
 # Hidden activations: name -> f(writer, Z, est, l) -> H, for hidden layer l.
@@ -121,7 +129,7 @@ def _leaky_relu(w, z, est, l):
     slope = float(est.negative_slope)
     if w.native:
         return w.op("LeakyRelu", [z], alpha=slope)
-    return w.where_positive(z, w.op("Mul", [z, w.const("slope", slope)]))
+    return w.where_positive(z, w.op("Mul", [z, w.scalar("slope", slope)]))
 
 
 def _prelu(w, z, est, l):
@@ -136,8 +144,8 @@ def _elu(w, z, est, l):
     alpha = float(est.elu_alpha)
     if w.native:
         return w.op("Elu", [z], alpha=alpha)
-    em1 = w.op("Sub", [w.op("Exp", [w.op("Min", [z, w.const("zero", 0.0)])]), w.const("one", 1.0)])
-    return w.where_positive(z, w.op("Mul", [em1, w.const("alpha", alpha)]))
+    em1 = w.op("Sub", [w.op("Exp", [w.op("Min", [z, w.scalar("zero", 0.0)])]), w.scalar("one", 1.0)])
+    return w.where_positive(z, w.op("Mul", [em1, w.scalar("alpha", alpha)]))
 
 
 def _maxout(w, z, est, l):
@@ -313,13 +321,13 @@ def _convert_classifier(scope, operator, container):
         index = w.op("ArgMax", [o], axis=1, keepdims=0)
     elif out == "logistic" and est.n_outputs_ == 1:
         p = w.op("Sigmoid", [o])
-        proba = w.op("Concat", [w.op("Sub", [w.const("one", 1.0), p]), p], axis=1)
-        positive = w.cast(w.op("Greater", [o, w.const("zero", 0.0)]), TensorProto.INT64)
+        proba = w.op("Concat", [w.op("Sub", [w.scalar("one", 1.0), p]), p], axis=1)
+        positive = w.cast(w.op("Greater", [o, w.scalar("zero", 0.0)]), TensorProto.INT64)
         index = w.op("Reshape", [positive, w.const("flat", [-1], np.int64)])
     elif out == "logistic":
         proba = w.op("Sigmoid", [o])
         index = None
-        w.cast(w.op("Greater", [o, w.const("zero", 0.0)]), TensorProto.INT64, label_var.full_name)
+        w.cast(w.op("Greater", [o, w.scalar("zero", 0.0)]), TensorProto.INT64, label_var.full_name)
     else:
         raise ValueError(f"out_activation_={out!r} is not a classifier output "
                          "(softmax or logistic).")

@@ -189,6 +189,15 @@ def test_skl2onnx_to_onnx_converts_fastmlp_estimators(task, rng):
     check_outputs(est, X, session(model).run(None, {"X": X}), TOL["float32"])
 
 
+def test_nocl_option_gives_class_positions(rng):
+    """skl2onnx's option nocl=True: labels are positions in classes_, not the classes."""
+    est = fitted("tanh", "multiclass", "float64")
+    X = fresh_X(est, rng)
+    model = skl2onnx.to_onnx(est, X[:1], options={id(est): {"zipmap": False, "nocl": True}})
+    label, _ = session(model).run(None, {"X": X})
+    assert_array_equal(label, np.searchsorted(est.classes_, est.predict(X)))
+
+
 def test_float_input_to_a_float64_model(rng):
     """A float32 input tensor is cast to double; the outputs follow the input type (skl2onnx)."""
     est = fitted("prelu", "multiclass", "float64")
