@@ -30,10 +30,17 @@ FULL_BATCH_CHUNK_ROWS = 4096
 # 1.4x, 256x784x256: 1.9x) two threads win.
 CPU_SERIAL_GEMM_BELOW = 1_000_000
 
-# CUDA launch configuration.  Small blocks in the simulator make the
-# multi-block paths run on tiny test inputs.
-CUDA_THREADS_PER_BLOCK = 256
+# CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
+# CUDA_TILE threads (the GEMM tiles' shape; the elementwise phases use the same
+# threads flattened).  Small blocks in the simulator make the multi-block
+# paths run on tiny test inputs.
 CUDA_TILE = 16
 # Register blocking of the forward GEMM: each thread computes R x R outputs, so a
 # block of CUDA_TILE x CUDA_TILE threads covers a (R * CUDA_TILE)^2 output tile.
 CUDA_REGISTER_BLOCK = 2
+# How the CUDA backend runs an epoch (and a predict chunk): "persistent" = one
+# cooperative kernel for every phase of every batch (grid sync between phases);
+# "launches" = one kernel launch per phase and batch from a host loop; "auto" =
+# persistent, falling back to launches (once, with a warning) where a
+# cooperative launch cannot run.
+CUDA_EPOCH_DRIVER = "auto"

@@ -1,59 +1,53 @@
 """The CUDA backend: ``@cuda.jit`` kernels from numba-cuda, on NVIDIA GPUs.
 
 The same interface as ``fastmlp.backends.cpu`` (``name``, ``is_available``,
-``Trainer``, ``predict``, ``loss_grad``) plus ``unavailable_reason``.
-Importing this package without numba-cuda raises ImportError, which
-``fastmlp.backends.get_backend`` turns into a clear message; ``import
-fastmlp`` never imports it.
+``Trainer``, ``FullBatch``, ``predict``, ``loss_grad``) plus
+``unavailable_reason`` and ``is_simulated``.  Importing this package without
+numba-cuda raises ImportError, which ``fastmlp.backends.get_backend`` turns
+into a clear message; ``import fastmlp`` never imports it.
 
-Where each kernel lives (the CPU twin has the same file and function name
-under ``fastmlp/backends/cpu/``):
+Where the code lives:
 
-``activations.py``  device functions ``sigmoid_scalar``, ``act``, ``act_grad``;
-                    grid-stride kernels ``bias_act_forward``, ``act_backward``,
-                    ``maxout_forward`` (with the argmax cache), ``maxout_backward``;
-                    ``prelu_slope_grad`` (a thread per column).
-``losses.py``       fused output + loss kernels, a thread per row, the loss
-                    reduced per block in shared memory and added atomically:
-                    ``softmax_cross_entropy`` (stable), ``sigmoid_binary_cross_entropy``,
-                    ``squared_error``, ``poisson_deviance``; ``softmax_rows``,
-                    ``log_softmax_rows``, ``one_hot``; host dispatchers
-                    ``output_loss``, ``output_activation``.
-``dense.py``        ``gemm_kernels(T)``: tiled shared-memory GEMMs Z = H W (bias +
-                    activation fused into the store), dW = H^T dZ (bias gradient
-                    and L2 term fused) and dH = dZ W^T (act' fused); host functions
-                    ``dense_forward``, ``dense_backward``, ``hidden_backward``.
-``optimizers.py``   fused grid-stride ``sgd_step`` and ``adam_step`` over the flat theta.
-``train.py``        GPU only: ``gather_batch`` (X[order[start:start+m]] into the
-                    batch buffers), ``batch_weight_sums`` (host sums of each batch's
-                    weights), ``Plan`` (the device views of one batch size) and
-                    ``EpochRunner`` (the per-batch launch sequence of a fit); the
-                    CPU names ``forward_batch``, ``loss_grad_batch``, ``train_epoch``,
-                    ``predict_forward`` on device arrays.
-``_common.py``      launch geometry (from ``fastmlp._config`` at call time) and the
+``train.py``        the phases of a batch (``schedule``), ``run_phase`` (one phase
+                    for the calling block), the two drivers built by ``kernels(T, R)``:
+                    the persistent cooperative ``epoch_kernel`` (one launch per epoch
+                    or per predict chunk, grid sync between phases) and the
+                    fallback ``phase_kernel`` (one launch per phase), and
+                    ``Program`` (the device buffers of one network and the choice
+                    of driver, ``_config.CUDA_EPOCH_DRIVER``).
+``dense.py``        ``gemm_phases(T, R)``: the tiled GEMM phases (forward with bias +
+                    activation fused; dW, db, L2 and dH with act' fused).
+``activations.py``  the per-element math of ``backends/scalar.py`` as device functions;
+                    the maxout forward and the prelu / maxout backward phases.
+``losses.py``       the fused output + loss phase and the prediction output phase.
+``optimizers.py``   the SGD / Adam step phase over the flat theta.
+``_common.py``      tile size, register block and driver settings (read from
+                    ``fastmlp._config`` at call time), the tile schedule and the
                     shared-memory block reduction.
 
 Data movement: a Trainer sends X, Y/y and the sample weights to the device
-once; each epoch sends only the row order and reads back one float64 (the
-epoch loss).  ``snapshot``/``finish`` copy the parameters back.
+once; each epoch sends the row order and the per-batch weight scales and
+reads back one float64 (the epoch loss).  ``snapshot``/``finish`` copy the
+parameters back.  Prediction sends each chunk of rows and reads back its
+output.
 
-Compilation: each kernel compiles on its first launch in a process, per
-dtype (no on-disk cache: the GEMMs are closures built per tile size, and
-the loss kernels call a device function of ``_common.py``, which numba's
-cache would not see change).  ``benchmarks/gpu_check.py --compile-ptx``
-compiles all of them to PTX without a GPU.
+Compilation: the kernels compile on their first launch in a process, per
+dtype and network kind (no on-disk cache: they are closures built per tile
+size).  ``benchmarks/gpu_check.py --compile-ptx`` compiles them to PTX
+without a GPU.
 """
 
 import os
 import threading
-import warnings
 
 import numpy as np
 from numba import cuda
-from numba.core.errors import NumbaPerformanceWarning
 
 from ... import _config
-from .train import EpochRunner, batch_weight_sums, loss_grad_batch, predict_forward
+from ..._registry import ADAM
+from ..layout import ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV, unpack
+from .optimizers import SUM_GRAD
+from .train import Program, epoch_scales, schedule
 
 name = "cuda"
 
@@ -140,7 +134,8 @@ class Trainer:
 
     Built once per fit (once per partial_fit call): X, Y, y and sw go to the
     device here, once, with theta and the optimizer state; every buffer is
-    allocated here.  ``epoch`` sends only ``order`` and reads back the epoch
+    allocated here.  ``epoch`` sends the row order and the batch scales, runs
+    the epoch (one launch with the persistent driver) and reads back the epoch
     loss; ``snapshot``/``finish`` copy the parameters back; ``finish`` also
     writes the optimizer state into the host arrays of ``opt`` (so that
     partial_fit continues from it) and theta into the host ``theta``.
@@ -148,7 +143,7 @@ class Trainer:
     X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     opt: ``fastmlp.backends.layout.OptimizerState`` with host arrays (LR is
-    read each epoch, ADAM_T updated each epoch).
+    read each epoch, ADAM_T advanced each epoch).
     """
 
     def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
@@ -158,9 +153,15 @@ class Trainer:
         self.opt = opt
         self.alpha = float(alpha)
         self.sw_host = np.ascontiguousarray(sw, dtype=np.float64) if sw.shape[0] else None
-        self.runner = EpochRunner.allocate(
-            spec, np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(y),
-            np.ascontiguousarray(sw), self.cap, theta, opt.state1, opt.state2)
+        self.prog = Program(spec, self.cap, theta, np.ascontiguousarray(X),
+                            np.ascontiguousarray(Y), np.ascontiguousarray(y),
+                            np.ascontiguousarray(sw), opt.state1, opt.state2)
+        self.table = schedule(spec.layers, spec.code, True)
+
+    @property
+    def last_driver(self):
+        """"persistent" or "launches": the driver that ran the last epoch."""
+        return self.prog.last_driver
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows.
@@ -168,65 +169,111 @@ class Trainer:
         NaN when the loss is not finite (a diverging fit).
         """
         order = np.ascontiguousarray(order, dtype=np.int64)
-        wsums = None
-        if self.sw_host is not None:
-            wsums = batch_weight_sums(self.sw_host, order, self.cap)
-        o = self.opt
-        with warnings.catch_warnings():
-            # small batches launch small grids by design; numba would warn on each
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            total = self.runner.epoch(order, self.alpha, int(o.solver), o.hyper, wsums)
+        n = order.shape[0]
+        n_batches = (n + self.cap - 1) // self.cap
+        self.prog.set_epoch(order, epoch_scales(self.sw_host, order, self.cap, n_batches))
+        h = self.opt.hyper
+        t0 = float(h[ADAM_T])
+        hyper = (h[LR], h[MOMENTUM], h[NESTEROV] != 0.0, h[BETA1], h[BETA2], h[EPS])
+        total = self.prog.run(self.table, n_batches, n, solver=self.opt.solver, hyper=hyper,
+                              t0=t0, alpha=self.alpha)
+        if self.opt.solver == ADAM:
+            h[ADAM_T] = t0 + n_batches
         return total if np.isfinite(total) else np.nan
 
     def snapshot(self):
         """A host copy of the current parameters (for early stopping)."""
-        return self.runner.theta.copy_to_host()
+        return self.prog.theta.copy_to_host()
 
     def finish(self):
         """Copy parameters and optimizer state back to the host; return theta (host)."""
-        r = self.runner
-        r.theta.copy_to_host(self.theta)
-        r.state1.copy_to_host(self.opt.state1)
-        r.state2.copy_to_host(self.opt.state2)
+        p = self.prog
+        p.theta.copy_to_host(self.theta)
+        p.state1.copy_to_host(self.opt.state1)
+        p.state2.copy_to_host(self.opt.state2)
         return self.theta
 
 
-def _workspaces(spec, cap):
-    ws = cuda.device_array(max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
-    iws = cuda.device_array(max(spec.iws_cols, 1) * cap, dtype=np.int32)
-    return ws, iws
+class FullBatch:
+    """Unnormalised full-batch sums for L-BFGS: the data is placed on the device once.
+
+    ``fb(theta, grad)`` writes ``grad = sum_i w_i dl_i/dtheta`` (a host array
+    like theta) and returns ``sum_i w_i l_i`` as a float (w_i = 1 without
+    weights; l_i the per-row loss, summed over outputs).  No L2 term and no
+    division by the weight sum.  The rows are walked in chunks of
+    ``_config.FULL_BATCH_CHUNK_ROWS`` in one
+    launch, the chunk gradients summed on the device, so device memory is the
+    data plus one chunk's workspace whatever n_samples is.
+
+    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
+    """
+
+    def __init__(self, spec, X, Y, y, sw):
+        self.spec = spec
+        n = X.shape[0]
+        self.n = n
+        self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
+        self.n_batches = (n + self.cap - 1) // self.cap
+        zeros = np.zeros(spec.n_params, dtype=spec.dtype)
+        self.prog = Program(spec, self.cap, zeros, np.ascontiguousarray(X),
+                            np.ascontiguousarray(Y), np.ascontiguousarray(y),
+                            np.ascontiguousarray(sw), state1=zeros)
+        self.prog.set_epoch(np.arange(n, dtype=np.int64),
+                            np.ones((self.n_batches, 2), dtype=np.float64))
+        self.table = schedule(spec.layers, spec.code, True)
+        self._zeros = zeros
+
+    def __call__(self, theta, grad):
+        p = self.prog
+        p.theta.copy_to_device(np.ascontiguousarray(theta, dtype=self.spec.dtype))
+        p.state1.copy_to_device(self._zeros)  # the sum of the chunk gradients
+        loss = p.run(self.table, self.n_batches, self.n, solver=SUM_GRAD)
+        grad[:] = p.state1.copy_to_host()
+        return float(loss)
 
 
 def predict(spec, theta, X, apply_out):
     """Logits (apply_out False) or predictions for X (n, d), on the device in bounded memory.
 
-    X is sent in chunks of ``fastmlp._config.PREDICT_CHUNK_ROWS`` rows; device
-    memory is theta plus one chunk's workspace.  Returns a host array (n, n_out).
+    X is sent in chunks of ``fastmlp._config.PREDICT_CHUNK_ROWS`` rows, each
+    run through every layer and the output function in one launch (with the
+    persistent driver); device memory is theta plus one chunk's workspace.
+    Returns a host array (n, n_out).
     """
     n = X.shape[0]
     cap = max(1, min(n, int(_config.PREDICT_CHUNK_ROWS)))
-    ws, iws = _workspaces(spec, cap)
+    prog = Program(spec, cap, theta, None, None, None, None, grad=False)
+    table = schedule(spec.layers, spec.code, False)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
-    d_theta = cuda.to_device(np.ascontiguousarray(theta, dtype=spec.dtype))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumbaPerformanceWarning)
-        predict_forward(X, d_theta, spec.layers, spec.code, spec.param, spec.pieces,
-                        spec.out_code, bool(apply_out), ws, iws, cap, out)
+    for start in range(0, n, cap):
+        stop = min(n, start + cap)
+        m = stop - start
+        prog.Xb[:m].copy_to_device(np.ascontiguousarray(X[start:stop], dtype=spec.dtype))
+        prog.run(table, 1, m, apply_out=bool(apply_out))
+        prog.P[:m].copy_to_host(out[start:stop])
     return out
 
 
 def loss_grad(spec, theta, X, Y, y, sw, alpha):
-    """Full-batch loss and gradient (a new host array like theta), computed on the device."""
+    """Full-batch loss and gradient (a new host array like theta), computed on the device.
+
+    scikit-learn's objective: (sum_i w_i l_i + alpha / 2 * sum of squared weights) / sum_i w_i.
+    """
     n = X.shape[0]
-    ws, iws = _workspaces(spec, n)
-    d_theta = cuda.to_device(np.ascontiguousarray(theta, dtype=spec.dtype))
-    d_grad = cuda.device_array_like(d_theta)
     wsum = float(np.asarray(sw, dtype=np.float64).sum()) if sw.shape[0] else float(n)
-    dev = [cuda.to_device(np.ascontiguousarray(a)) for a in (X, Y, y, sw)]
-    loss = loss_grad_batch(*dev, d_theta, d_grad, spec.layers, spec.code, spec.param,
-                           spec.pieces, spec.out_code, float(alpha), ws, iws, n, wsum=wsum)
-    return loss, d_grad.copy_to_host()
+    grad = np.empty_like(theta)
+    loss = FullBatch(spec, X, Y, y, sw)(theta, grad)
+    coefs, _, _ = unpack(spec, theta)
+    gcoefs, _, _ = unpack(spec, grad)
+    sq = 0.0
+    for W, G in zip(coefs, gcoefs):
+        sq += float(np.sum(np.asarray(W, dtype=np.float64) ** 2))
+        G += alpha * W
+    scale = 1.0 / wsum if wsum > 0 else 0.0
+    grad *= scale
+    return (loss + 0.5 * alpha * sq) * scale, grad
 
 
 __all__ = ["name", "is_available", "unavailable_reason", "is_simulated", "Trainer",
-           "predict", "loss_grad"]
+           "FullBatch", "predict", "loss_grad"]

@@ -1,32 +1,34 @@
-"""Launch geometry and the block reduction shared by the CUDA kernels.
+"""Launch geometry, the tile schedule and the block reduction shared by the CUDA kernels.
 
-The launch sizes are read from ``fastmlp._config`` at call time, not at
-import, so the tests can shrink them (tiny blocks make the multi-block and
-edge paths run on tiny inputs in the simulator).
+The sizes are read from ``fastmlp._config`` at call time, not at import, so
+the tests can shrink them (tiny blocks make the multi-block and edge paths
+run on tiny inputs in the simulator).
+
+The tile schedule is written as plain Python functions (``tiles_along``,
+``tile_origin``, ``backward_tile``) and compiled as device functions, like
+``backends/scalar.py``: the kernels call the compiled ones, and the tests
+check the plain ones on the CPU (every output element of every phase covered
+exactly once for any number of blocks).  A phase is a loop
+
+    for t in range(block, n_tiles, n_blocks): work on tile t
+
+so block ``b`` of a grid of ``g`` blocks takes tiles b, b + g, b + 2g, ...
 """
 
 from numba import cuda
 
 from ... import _config
 
-# Largest block any kernel here is launched with; also the length of the
-# float64 shared buffer of ``block_sum_add``.
-MAX_THREADS = 1024
-# No kernel launches more blocks than this: grid-stride loops (and the GEMMs'
-# loops over tiles) cover the rest.  Read at call time; the simulator tests
+# No grid has more blocks than this.  Read at call time; the simulator tests
 # lower it so that few Python threads do all the work.
 MAX_BLOCKS = 4096
 
 
-def threads_per_block():
-    """Threads per block of the 1-D kernels (``_config.CUDA_THREADS_PER_BLOCK``)."""
-    return max(1, min(int(_config.CUDA_THREADS_PER_BLOCK), MAX_THREADS))
-
-
 def tile():
-    """Edge of the square GEMM tile (``_config.CUDA_TILE``); a block is tile x tile threads."""
+    """Edge T of the square tile of the backward GEMMs (``_config.CUDA_TILE``);
+    every kernel runs blocks of T x T threads."""
     t = int(_config.CUDA_TILE)
-    if t < 1 or t * t > MAX_THREADS:
+    if t < 1 or t * t > 1024:
         raise ValueError(f"CUDA_TILE must be in [1, 32], got {t}.")
     return t
 
@@ -39,19 +41,46 @@ def reg_block():
     return r
 
 
-def grid_1d(n):
-    """(blocks, threads) for n work items of a grid-stride loop (at most MAX_BLOCKS blocks)."""
-    tpb = threads_per_block()
-    blocks = max(1, min((int(n) + tpb - 1) // tpb, MAX_BLOCKS))
-    return blocks, tpb
+def driver():
+    """``_config.CUDA_EPOCH_DRIVER``: "auto", "persistent" or "launches"."""
+    d = str(getattr(_config, "CUDA_EPOCH_DRIVER", "auto"))
+    if d not in ("auto", "persistent", "launches"):
+        raise ValueError(f'CUDA_EPOCH_DRIVER must be "auto", "persistent" or "launches", got {d!r}.')
+    return d
 
 
-def grid_tiles(rows, cols, t, r=1):
-    """(blocks, (t, t)) for a rows x cols GEMM output in (t r) x (t r) tiles of t x t
-    threads, each thread computing r x r outputs (blocks loop over tiles)."""
-    e = t * r
-    n_tiles = ((int(rows) + e - 1) // e) * ((int(cols) + e - 1) // e)
-    return max(1, min(n_tiles, MAX_BLOCKS)), (t, t)
+# --- the tile schedule (plain Python; compiled below) -----------------------------------
+
+
+def tiles_along(n, edge):
+    """Tiles of ``edge`` needed to cover ``n`` (0 for n = 0)."""
+    return (n + edge - 1) // edge
+
+
+def tile_origin(t, tiles_x, edge):
+    """(row0, col0) of tile ``t`` in a row-major grid of tiles ``tiles_x`` wide."""
+    ty = t // tiles_x
+    return ty * edge, (t - ty * tiles_x) * edge
+
+
+def backward_tile(t, n_weight_tiles, tiles_x_w, tiles_x_in, edge):
+    """The backward phase of a layer runs two products over one tile range: tiles
+    [0, n_weight_tiles) of dW (fan_in x zcols) and then the tiles of dH (rows x fan_in).
+
+    Returns (kind, row0, col0): kind 0 for a dW tile, 1 for a dH tile.
+    """
+    # tile_origin spelled out: a device function may call only device functions
+    if t < n_weight_tiles:
+        ty = t // tiles_x_w
+        return 0, ty * edge, (t - ty * tiles_x_w) * edge
+    u = t - n_weight_tiles
+    ty = u // tiles_x_in
+    return 1, ty * edge, (u - ty * tiles_x_in) * edge
+
+
+d_tiles_along = cuda.jit(device=True)(tiles_along)
+d_tile_origin = cuda.jit(device=True)(tile_origin)
+d_backward_tile = cuda.jit(device=True)(backward_tile)
 
 
 @cuda.jit(device=True)
@@ -60,10 +89,12 @@ def block_sum_add(buf, val, factor, out):
 
     buf: float64 shared array of at least blockDim.x * blockDim.y entries.
     Every thread of the block must call this (it synchronises); any block
-    size works (a tree over the next power of two, no warp shuffles).
+    size works (a tree over the next power of two, no warp shuffles): a
+    thread adds its partner ``tid + s`` only where that partner exists.
     """
     tid = cuda.threadIdx.x + cuda.threadIdx.y * cuda.blockDim.x
     nt = cuda.blockDim.x * cuda.blockDim.y
+    cuda.syncthreads()  # buf may still be read from a previous use
     buf[tid] = val
     cuda.syncthreads()
     s = 1

@@ -1,11 +1,11 @@
-"""Fused in-place optimizer steps over the flat parameter vector, on NVIDIA GPUs.
+"""The optimizer step over the flat parameter vector, on NVIDIA GPUs.
 
-The ``@cuda.jit`` twins of ``fastmlp/backends/cpu/optimizers.py``: one
-grid-stride loop over the whole flat vector ``theta`` (every weight, bias
-and prelu slope), reading ``grad`` and the optimizer state once and writing
-them once.  The rules are scikit-learn's.  The step count ``t`` and the
-learning rate come from the host as scalars, so the host-side ``hyper``
-array stays the one source of truth between epochs.
+One grid-stride phase over ``theta`` (every weight, bias and prelu slope),
+reading ``grad`` and the optimizer state once and writing them once, with
+the per-element rules of ``fastmlp/backends/scalar.py`` (scikit-learn's).
+Adam's step number arrives per batch from the driver, so the bias
+correction is computed on the device and the host's ``hyper`` array stays
+the one source of truth between epochs.
 """
 
 import math
@@ -13,32 +13,35 @@ import math
 from numba import cuda
 
 from .. import scalar
+from ..._registry import ADAM, SGD
 
-# the per-element rules are shared with the CPU backend: fastmlp/backends/scalar.py
 sgd_update = cuda.jit(device=True)(scalar.sgd_update)
 adam_update = cuda.jit(device=True)(scalar.adam_update)
 
+# the "solver" that L-BFGS's full-batch sums use: state1 += grad, theta untouched
+SUM_GRAD = -1
 
-@cuda.jit
-def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
-    """SGD with momentum, in place; grid-stride over theta.
 
-    v <- momentum v - lr g;  theta += v               (classical)
-    theta += momentum v - lr g  after the v update     (Nesterov)
+@cuda.jit(device=True)
+def step_phase(solver, theta, grad, state1, state2, lr, momentum, nesterov, beta1, beta2,
+               eps, t, g, stride):
+    """Update theta in place from grad: SGD (state1 = velocity) or Adam at step t >= 1
+    (state1, state2 = moments); ``SUM_GRAD`` adds grad into state1 instead.
+
+    SGD: v <- momentum v - lr g; theta += v, or momentum v - lr g (Nesterov).
+    Adam: m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+    theta -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
     """
-    for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        sgd_update(theta, grad, velocity, i, lr, momentum, nesterov)
-
-
-@cuda.jit
-def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
-    """Adam, in place, at step t >= 1 (the caller counts steps); grid-stride over theta.
-
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-    theta -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-    """
-    lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-    c1 = 1.0 - beta1
-    c2 = 1.0 - beta2
-    for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps)
+    P = theta.shape[0]
+    if solver == SGD:
+        for i in range(g, P, stride):
+            sgd_update(theta, grad, state1, i, lr, momentum, nesterov)
+    elif solver == ADAM:
+        lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+        c1 = 1.0 - beta1
+        c2 = 1.0 - beta2
+        for i in range(g, P, stride):
+            adam_update(theta, grad, state1, state2, i, lr_t, beta1, c1, beta2, c2, eps)
+    elif solver == SUM_GRAD:
+        for i in range(g, P, stride):
+            state1[i] += grad[i]

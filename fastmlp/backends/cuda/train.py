@@ -1,373 +1,437 @@
-"""The training epoch and the chunked forward pass on NVIDIA GPUs.
+"""The training epoch and the chunked forward pass on NVIDIA GPUs: phases, schedule, drivers.
 
-The twins of ``fastmlp/backends/cpu/train.py``, on the same flat buffers:
-``theta``/``grad``/optimizer state are 1-D device arrays, the batch
-buffers live in the float workspace ``ws`` and the integer workspace ``iws``
-(device arrays) at the column offsets of the ``layers`` table, a buffer of
-``c`` columns at offset ``o`` being ``ws[o * cap : (o + c) * cap]`` viewed
-as (rows, c).  ``layers`` itself stays on the host: it only decides which
-views and launches to make.
+Work is cut into *phases*; within a phase nothing depends on anything else
+of the same phase, so the blocks of a grid share it out (output tiles for
+the GEMMs, grid-stride loops for the rest) and a phase needs the previous
+one finished.  ``run_phase`` runs one phase of one batch for the calling
+block.  A batch of training is the phase list ``schedule(spec, True)``:
 
-A kernel cannot call a kernel, so the CPU's one compiled epoch becomes a
-host loop that launches, per batch: the gather of the batch rows, one fused
-GEMM per layer forward, the fused loss, per layer the weight-gradient GEMM
-(+ bias gradient + L2) and the input-gradient GEMM (+ act'), and one fused
-optimizer step; all on one stream, so in order, with no host round trip.
-The batch losses (times rows) are accumulated on the device into one
-float64 scalar that is read once per epoch.
+    GATHER                       rows order[b cap : b cap + m] into the batch buffers
+    FORWARD l (, MAXOUT_FWD l)   per layer: GEMM tiles with bias + act fused
+    LOSS                         fused output + loss, dO
+    BACKWARD l (, HIDDEN_BWD l-1)  per layer, last first: dW, db (+ L2) and dH(l-1)
+                                 tiles (act' fused), then prelu / maxout backward
+    STEP                         SGD / Adam over theta
 
-The device views of each batch size are made once (``Plan``) and reused;
-nothing is allocated per batch.
+and prediction of a chunk is FORWARD l ..., OUTPUT.  Two drivers run the
+same list with the same device functions:
+
+``persistent``  one cooperative kernel (``kernels(T, R)[0]``) runs every
+    phase of every batch of the epoch (or of a predict chunk), with
+    ``cuda.cg.this_grid().sync()`` between phases.  Its grid is the smaller
+    of ``max_cooperative_grid_blocks`` (all blocks resident at once, which
+    grid sync needs) and the most blocks any phase can use.  One launch per
+    epoch; the epoch loss is summed per thread over all batches, reduced per
+    block once and added atomically into one float64 read once.
+``launches``    the fallback: one launch of ``kernels(T, R)[1]`` per phase and
+    batch from a host loop, each grid sized to its phase.  Used where a
+    cooperative launch is impossible (the kernel cannot be resident, or the
+    device / driver refuses or cannot link it).
+
+``_config.CUDA_EPOCH_DRIVER`` ("auto" by default) picks: "auto" takes the
+persistent kernel and falls back, once and with a warning, when it cannot run.
+
+Buffers: ``theta``/``grad``/optimizer state are flat device arrays (W of layer
+l at ``layers[l, W_OFF]``, row-major (fan_in, zcols)); the per-row buffers
+are 2-D device arrays of ``cap`` rows: the float workspace ``ws`` (cap,
+ws_cols) holds the buffer of ``c`` columns at column offset ``o`` of the
+``layers`` table as the view ``ws[:m, o:o + c]``; ``iws`` likewise the maxout
+argmax.  Nothing is allocated per batch or per epoch.
 """
 
+import warnings
+
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
-from ._common import grid_1d, grid_tiles, reg_block, tile
-from .activations import act_backward, maxout_backward, maxout_forward, prelu_slope_grad
-from .dense import gemm_kernels
-from .losses import output_activation, output_loss
-from .optimizers import adam_step, sgd_step
+from ..._registry import ADAM, IDENTITY, MAXOUT, PRELU
+from ..layout import (
+    A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, UNITS, W_OFF, Z_OFF, ZCOLS,
+)
+from ._common import MAX_BLOCKS, block_sum_add, driver, reg_block, tile
+from .activations import hidden_backward_phase, maxout_forward_phase
+from .dense import gemm_phases
+from .losses import loss_phase, output_phase
+from .optimizers import step_phase
 
-# columns of the `layers` table (as cpu/train.py)
-W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
-# entries of the float64 `hyper` array (as cpu/train.py)
-LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, ADAM_T = range(7)
-
-_PRELU = 5
-_MAXOUT = 7
-
-
-def _view(buf, col_off, cap, rows, cols):
-    start = int(col_off) * cap
-    return buf[start:start + rows * cols].reshape((rows, cols))
+# phase kinds (column 0 of a schedule row; column 1 is the layer)
+GATHER, FORWARD, MAXOUT_FWD, LOSS, BACKWARD, HIDDEN_BWD, STEP, OUTPUT = range(8)
 
 
-class _Layer:
-    """Views and launch grids of one dense layer for batches of m rows."""
-
-    __slots__ = ("fi", "zc", "units", "W", "b", "slopes", "dW", "db", "dslopes",
-                 "Z", "H", "A", "dZ", "dH", "g_fwd", "g_w", "g_in")
-
-
-class Plan:
-    """Device views of one network for batches of ``m`` rows, made once and reused.
-
-    theta, grad: 1-D device arrays (grad may be None: forward only).
-    ws, iws: device workspaces of ``cap`` rows; T: GEMM tile edge.
-    """
-
-    def __init__(self, layers, code, theta, grad, ws, iws, cap, m, T):
-        self.m = m
-        self.T = T
-        self.R = reg_block()
-        self.code = int(code)
-        L = layers.shape[0]
-        self.layers = []
-        for l in range(L):
-            r = layers[l]
-            v = _Layer()
-            fi, zc, units = int(r[FAN_IN]), int(r[ZCOLS]), int(r[UNITS])
-            v.fi, v.zc, v.units = fi, zc, units
-            wo, bo, ao = int(r[W_OFF]), int(r[B_OFF]), int(r[A_OFF])
-            v.W = theta[wo:wo + fi * zc].reshape((fi, zc))
-            v.b = theta[bo:bo + zc]
-            # slopes: the prelu vector, or any (zc,) array for the other codes
-            v.slopes = theta[ao:ao + units] if ao >= 0 else v.b
-            if grad is not None:
-                v.dW = grad[wo:wo + fi * zc].reshape((fi, zc))
-                v.db = grad[bo:bo + zc]
-                v.dslopes = grad[ao:ao + units] if ao >= 0 else None
-            hidden = l < L - 1
-            v.Z = _view(ws, r[Z_OFF], cap, m, zc)
-            v.H = _view(ws, r[H_OFF], cap, m, units)
-            v.dZ = _view(ws, r[DZ_OFF], cap, m, zc)
-            v.dH = _view(ws, r[DH_OFF], cap, m, units)
-            v.A = _view(iws, r[ARG_OFF], cap, m, units) if (hidden and code == _MAXOUT) else None
-            v.g_fwd = grid_tiles(m, zc, T, self.R)
-            v.g_w = grid_tiles(fi, zc, T)
-            v.g_in = grid_tiles(m, fi, T)
-            self.layers.append(v)
-
-
-def _forward(plan, Xb, param, pieces):
-    """Forward pass of plan.m rows through the planned views; returns the logits view."""
-    fwd = gemm_kernels(plan.T, plan.R)[0]
-    code = plan.code
-    param = float(param)
-    L = len(plan.layers)
-    Hprev = Xb
+def schedule(layers, code, training):
+    """The phase list of one batch: int64 (n_phases, 2) rows (kind, layer)."""
+    L = layers.shape[0]
+    rows = [(GATHER, 0)] if training else []
     for l in range(L):
-        v = plan.layers[l]
-        grid, block = v.g_fwd
-        if l == L - 1:
-            # output layer: logits only, the loss kernel applies the output function
-            fwd[grid, block](Hprev, v.W, v.b, 0, 0.0, v.b, True, v.Z, v.Z)
-            return v.Z
-        if code == _MAXOUT:
-            fwd[grid, block](Hprev, v.W, v.b, 0, 0.0, v.b, False, v.Z, v.Z)
-            blocks, tpb = grid_1d(plan.m * v.units)
-            maxout_forward[blocks, tpb](v.Z, v.b, int(pieces), v.H, v.A)
-        else:
-            fwd[grid, block](Hprev, v.W, v.b, code, param, v.slopes, True, v.Z, v.H)
-        Hprev = v.H
-    return Hprev
-
-
-def _loss_grad(plan, Xb, Yb, yb, swb, param, pieces, out_code, scale, lam,
-               loss_scale, l2_scale, loss_acc):
-    """Forward, fused loss and backward of one batch: the gradient lands in plan's grad views.
-
-    loss_acc[0] += loss_scale * sum_i w_i l_i + l2_scale * sum of squared weights.
-    """
-    _, wk, ik = gemm_kernels(plan.T)
-    code = plan.code
-    param = float(param)
-    lam = float(lam)
-    l2_scale = float(l2_scale)
-    m = plan.m
-    L = len(plan.layers)
-    O = _forward(plan, Xb, param, pieces)
-    dO = plan.layers[L - 1].dZ
-    output_loss(out_code, O, Yb, yb, swb, scale, dO, dO, loss_scale, loss_acc)
-    fuse = code != _PRELU and code != _MAXOUT
+        rows.append((FORWARD, l))
+        if code == MAXOUT and l < L - 1:
+            rows.append((MAXOUT_FWD, l))
+    if not training:
+        rows.append((OUTPUT, L - 1))
+        return np.array(rows, dtype=np.int64)
+    rows.append((LOSS, L - 1))
     for l in range(L - 1, -1, -1):
-        v = plan.layers[l]
-        Hprev = Xb if l == 0 else plan.layers[l - 1].H
-        grid, block = v.g_w
-        wk[grid, block](Hprev, v.dZ, v.W, lam, v.dW, v.db, l2_scale, loss_acc)
-        if l == 0:
-            break
-        p = plan.layers[l - 1]
-        grid, block = v.g_in
-        if fuse:
-            # dZ(l-1) = (dZ(l) W^T) * act'(cache) in one kernel
-            ik[grid, block](v.dZ, v.W, code, param, p.Z, p.H, p.b, True, p.dZ)
-            continue
-        ik[grid, block](v.dZ, v.W, 0, 0.0, p.dH, p.dH, p.b, False, p.dH)
-        n_el = m * p.units
-        if code == _MAXOUT:
-            blocks, tpb = grid_1d(n_el)
-            maxout_backward[blocks, tpb](p.dH, p.A, int(pieces), p.dZ)
-        else:  # prelu: slope gradient from dH first, then dZ in place of dH
-            blocks, tpb = grid_1d(p.units)
-            prelu_slope_grad[blocks, tpb](p.dH, p.Z, p.dslopes)
-            blocks, tpb = grid_1d(n_el)
-            act_backward[blocks, tpb](p.dH, p.Z, p.H, code, param, p.slopes, p.dZ)
+        rows.append((BACKWARD, l))
+        if l > 0 and (code == MAXOUT or code == PRELU):
+            rows.append((HIDDEN_BWD, l - 1))
+    rows.append((STEP, 0))
+    return np.array(rows, dtype=np.int64)
 
 
-@cuda.jit
-def gather_batch(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb):
-    """Rows order[start : start + m] of X (and Y, y, sw where not empty) into the batch buffers.
+def phase_blocks(layers, table, cap, d, k, n_params, T, R):
+    """The number of T x T blocks each phase of ``table`` can keep busy (batches of cap rows)."""
+    nt = T * T
+    TR = T * R
 
-    X: (n, d) on the device, order: (n_order,) int64 on the device; Xb: (cap, d),
-    Yb: (cap, k) or empty, yb, swb: (cap,) or empty.  Grid-stride over m*d.
-    """
-    g = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    d = X.shape[1]
-    for t in range(g, m * d, stride):
-        i = t // d
-        j = t - i * d
-        Xb[i, j] = X[order[start + i], j]
-    if Y.shape[0] > 0:
-        k = Y.shape[1]
-        for t in range(g, m * k, stride):
-            i = t // k
-            j = t - i * k
-            Yb[i, j] = Y[order[start + i], j]
-    if y.shape[0] > 0:
-        for i in range(g, m, stride):
-            yb[i] = y[order[start + i]]
-    if sw.shape[0] > 0:
-        for i in range(g, m, stride):
-            swb[i] = sw[order[start + i]]
+    def cdiv(a, b):
+        return max(1, (int(a) + b - 1) // b)
+
+    out = []
+    for kind, l in table:
+        r = layers[l]
+        fi, zc, units = int(r[FAN_IN]), int(r[ZCOLS]), int(r[UNITS])
+        if kind == GATHER:
+            n = cdiv(cap * max(d, k), nt)
+        elif kind == FORWARD:
+            n = cdiv(cap, TR) * cdiv(zc, TR)
+        elif kind == BACKWARD:
+            n = cdiv(fi, T) * cdiv(zc, T) + (cdiv(cap, T) * cdiv(fi, T) if l > 0 else 0)
+        elif kind == STEP:
+            n = cdiv(n_params, nt)
+        elif kind == HIDDEN_BWD or kind == MAXOUT_FWD:
+            n = cdiv(cap * units, nt)
+        else:  # LOSS, OUTPUT
+            n = cdiv(cap * k, nt)
+        out.append(n)
+    return out
 
 
-class EpochRunner:
-    """The per-batch launch sequence of one fit, over buffers already on the device.
+_KERNELS = {}
 
-    Holds the device data (X, Y, y, sw), parameters, gradient, optimizer
-    state, workspaces, batch buffers, a float64 loss accumulator and an
-    ``order`` buffer; the ``Plan`` of each batch size is made on first use.
-    ``allocate`` builds one from host arrays (what the Trainer does, once).
-    """
 
-    def __init__(self, layers, code, param, pieces, out_code, X, Y, y, sw, cap,
-                 theta, grad, state1, state2, ws, iws, Xb, Yb, yb, swb):
-        self.layers = layers
-        self.code, self.param, self.pieces = int(code), float(param), int(pieces)
-        self.out_code = int(out_code)
-        self.cap = int(cap)
-        self.T = tile()
-        self.X, self.Y, self.y, self.sw = X, Y, y, sw
-        self.theta, self.grad, self.state1, self.state2 = theta, grad, state1, state2
-        self.ws, self.iws = ws, iws
-        self.Xb, self.Yb, self.yb, self.swb = Xb, Yb, yb, swb
-        self.acc = cuda.to_device(np.zeros(1, dtype=np.float64))
-        self.order = cuda.device_array(0, dtype=np.int64)
-        self._zero = np.zeros(1, dtype=np.float64)
-        self._plans = {}
+def kernels(T, R):
+    """(persistent epoch kernel, one-phase kernel) for T x T blocks and R x R register blocks."""
+    key = (T, R)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    forward_tiles, backward_tiles = gemm_phases(T, R)
+    TR = T * R
+    T1 = T + 1
+    TR1 = TR + 1
+    NT = T * T
 
-    @classmethod
-    def allocate(cls, spec, X, Y, y, sw, cap, theta, state1, state2):
-        """Copy the host arrays to the device once and allocate every buffer of the fit."""
-        dt = spec.dtype
+    @cuda.jit(device=True)
+    def gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride):
+        """Rows order[start : start + m] of X (and Y, y, sw where not empty) into Xb, Yb, yb, swb."""
         d = X.shape[1]
-        d_theta = cuda.to_device(theta)
-        return cls(
-            spec.layers, spec.code, spec.param, spec.pieces, spec.out_code,
-            cuda.to_device(X), cuda.to_device(Y), cuda.to_device(y), cuda.to_device(sw), cap,
-            d_theta, cuda.device_array_like(d_theta), cuda.to_device(state1),
-            cuda.to_device(state2),
-            cuda.device_array(max(spec.ws_cols, 1) * cap, dtype=dt),
-            cuda.device_array(max(spec.iws_cols, 1) * cap, dtype=np.int32),
-            cuda.device_array((cap, d), dtype=dt),
-            cuda.device_array((cap if Y.shape[0] else 0, Y.shape[1]), dtype=dt),
-            cuda.device_array(cap if y.shape[0] else 0, dtype=np.int64),
-            cuda.device_array(cap if sw.shape[0] else 0, dtype=dt),
-        )
+        for t in range(g, m * d, stride):
+            i = t // d
+            j = t - i * d
+            Xb[i, j] = X[order[start + i], j]
+        if Y.shape[0] > 0:
+            k = Y.shape[1]
+            for t in range(g, m * k, stride):
+                i = t // k
+                j = t - i * k
+                Yb[i, j] = Y[order[start + i], j]
+        if y.shape[0] > 0:
+            for i in range(g, m, stride):
+                yb[i] = y[order[start + i]]
+        if sw.shape[0] > 0:
+            for i in range(g, m, stride):
+                swb[i] = sw[order[start + i]]
 
-    def plan(self, m):
-        """(Plan, Xb, Yb, yb, swb) for batches of m rows: the views, made on first use."""
-        p = self._plans.get(m)
-        if p is None:
-            plan = Plan(self.layers, self.code, self.theta, self.grad, self.ws, self.iws,
-                        self.cap, m, self.T)
+    @cuda.jit(device=True)
+    def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
+                  X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
+                  lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                  ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
+        """Phase ``kind`` (layer l) of batch b for the calling block; returns this
+        thread's share of the batch's loss contribution (float64)."""
+        first = cuda.blockIdx.x
+        step = cuda.gridDim.x
+        stride = step * NT
+        g = first * NT + cuda.threadIdx.x + cuda.threadIdx.y * T
+        cap = Xb.shape[0]
+        start = b * cap
+        m = min(cap, n_rows - start)
+        L = layers.shape[0]
+        gscale = scales[b, 0]  # gradient scale: 1 / (weight sum of the batch)
+        lscale = scales[b, 1]  # loss scale: rows / weight sum (training), 1 (full-batch sums)
+        part = 0.0
+        if kind == GATHER:
+            gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride)
+        elif kind == STEP:
+            step_phase(solver, theta, grad, state1, state2, lr, momentum, nesterov,
+                       beta1, beta2, eps, t0 + b + 1.0, g, stride)
+        elif kind == LOSS:
+            k = layers[L - 1, ZCOLS]
+            zo = layers[L - 1, Z_OFF]
+            dzo = layers[L - 1, DZ_OFF]
+            part = lscale * loss_phase(out_code, ws[:m, zo:zo + k], Yb[:m], yb[:m],
+                                       swb[:m], gscale, ws[:m, dzo:dzo + k], g, stride)
+        elif kind == OUTPUT:
+            k = layers[L - 1, ZCOLS]
+            zo = layers[L - 1, Z_OFF]
+            output_phase(out_code, apply_out, ws[:m, zo:zo + k], P[:m], g, stride)
+        else:
+            zc = layers[l, ZCOLS]
+            units = layers[l, UNITS]
+            zo = layers[l, Z_OFF]
+            ho = layers[l, H_OFF]
+            bo = layers[l, B_OFF]
+            ao = layers[l, A_OFF]
+            if kind == FORWARD:
+                if l == 0:
+                    Hp = Xb[:m]
+                else:
+                    po = layers[l - 1, H_OFF]
+                    Hp = ws[:m, po:po + layers[l - 1, UNITS]]
+                Z = ws[:m, zo:zo + zc]
+                if l == L - 1:  # logits: bias only, the loss applies the output function
+                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, -1, zc, IDENTITY, 0.0,
+                                  True, Z, Z, first, step, sA, sB, acc, a_reg, b_reg)
+                else:
+                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, ao, zc, code, param,
+                                  code != MAXOUT, Z, ws[:m, ho:ho + units], first, step,
+                                  sA, sB, acc, a_reg, b_reg)
+            elif kind == MAXOUT_FWD:
+                a0 = layers[l, ARG_OFF]
+                maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], pieces,
+                                     ws[:m, ho:ho + units], iws[:m, a0:a0 + units], g, stride)
+            elif kind == HIDDEN_BWD:
+                a0 = layers[l, ARG_OFF]
+                dho = layers[l, DH_OFF]
+                dzo = layers[l, DZ_OFF]
+                so = ao if ao >= 0 else bo  # prelu slopes (any vector otherwise)
+                hidden_backward_phase(code, ws[:m, dho:dho + units], ws[:m, zo:zo + zc],
+                                      ws[:m, ho:ho + units], iws[:m, a0:a0 + units], pieces,
+                                      param, theta[so:so + units], ws[:m, dzo:dzo + zc],
+                                      grad[so:so + units], g, stride)
+            elif kind == BACKWARD:
+                dzo = layers[l, DZ_OFF]
+                dZ = ws[:m, dzo:dzo + zc]
+                lam = alpha * gscale
+                if l == 0:
+                    sq = backward_tiles(Xb[:m], dZ, theta, grad, layers[l, W_OFF], bo, lam,
+                                        False, code, param, dZ, dZ, -1, False, dZ,
+                                        first, step, sA, sB, acc)
+                else:
+                    p = l - 1
+                    pu = layers[p, UNITS]
+                    pzo = layers[p, Z_OFF]
+                    pho = layers[p, H_OFF]
+                    fuse = code != MAXOUT and code != PRELU
+                    # fused: dZ(l-1) = (dZ W^T) * act'; else dH(l-1), finished by HIDDEN_BWD
+                    oo = layers[p, DZ_OFF] if fuse else layers[p, DH_OFF]
+                    sq = backward_tiles(ws[:m, pho:pho + pu], dZ, theta, grad, layers[l, W_OFF],
+                                        bo, lam, True, code, param, ws[:m, pzo:pzo + pu],
+                                        ws[:m, pho:pho + pu], layers[p, A_OFF], fuse,
+                                        ws[:m, oo:oo + pu], first, step, sA, sB, acc)
+                part = 0.5 * alpha * lscale * sq  # = rows x the batch's L2 term
+        return part
 
-            def rows(buf):  # the first m rows, or the empty buffer as it is
-                return buf[:m] if buf.shape[0] else buf
+    @cuda.jit
+    def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
+                     X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
+                     lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+        """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
+        loss_acc[0] += the summed loss contributions.  A cooperative launch."""
+        sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
+        sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
+        red = cuda.shared.array(NT, dtype=float64)
+        acc = cuda.local.array((R, R), dtype=theta.dtype)
+        a_reg = cuda.local.array(R, dtype=theta.dtype)
+        b_reg = cuda.local.array(R, dtype=theta.dtype)
+        grid = cuda.cg.this_grid()
+        part = 0.0
+        for b in range(n_batches):
+            for p in range(table.shape[0]):
+                part += run_phase(table[p, 0], table[p, 1], b, layers, code, param, pieces,
+                                  out_code, apply_out, X, Y, y, sw, order, scales, n_rows,
+                                  theta, grad, state1, state2, solver, lr, momentum, nesterov,
+                                  beta1, beta2, eps, t0, alpha, ws, iws, Xb, Yb, yb, swb, P,
+                                  sA, sB, acc, a_reg, b_reg)
+                grid.sync()
+        block_sum_add(red, part, 1.0, loss_acc)
 
-            p = (plan, self.Xb[:m], rows(self.Yb), rows(self.yb), rows(self.swb))
-            self._plans[m] = p
-        return p
+    @cuda.jit
+    def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
+                     X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
+                     lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+        """One phase of one batch (the fallback driver launches one per phase)."""
+        sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
+        sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
+        red = cuda.shared.array(NT, dtype=float64)
+        acc = cuda.local.array((R, R), dtype=theta.dtype)
+        a_reg = cuda.local.array(R, dtype=theta.dtype)
+        b_reg = cuda.local.array(R, dtype=theta.dtype)
+        part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
+                         X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
+                         lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                         ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
+        if kind == LOSS or (kind == BACKWARD and alpha != 0.0):
+            block_sum_add(red, part, 1.0, loss_acc)
 
-    def epoch(self, order, alpha, solver, hyper, wsums):
-        """One epoch over ``order`` (host int64); returns sum of batch loss x rows (one sync).
+    _KERNELS[key] = (epoch_kernel, phase_kernel)
+    return _KERNELS[key]
 
-        wsums: host float64 sum of the sample weights of each batch, or None.
-        Reads the learning rate etc. from the host ``hyper`` and updates
-        hyper[ADAM_T] there.
-        """
-        n = order.shape[0]
-        if self.order.shape[0] != n:
-            self.order = cuda.device_array(n, dtype=np.int64)
+
+def cooperative_blocks(kernel, args, block):
+    """``max_cooperative_grid_blocks`` of ``kernel`` compiled for ``args`` (1 in the simulator)."""
+    from . import is_simulated
+
+    if is_simulated():
+        return int(kernel.overloads[None].max_cooperative_grid_blocks(block))
+    compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+    return int(compiled.max_cooperative_grid_blocks(block))
+
+
+class Program:
+    """One network on the device for batches of up to ``cap`` rows, and the two drivers.
+
+    Holds the device copies of the data (X, Y, y, sw; empty for prediction),
+    theta, grad, the optimizer state, the workspaces, the batch buffers, the
+    prediction buffer P, a float64 loss accumulator and the ``order`` and
+    ``scales`` buffers of an epoch.  ``run(table, n_batches, ...)`` executes a
+    schedule with the driver ``_config.CUDA_EPOCH_DRIVER`` selects.
+    """
+
+    def __init__(self, spec, cap, theta, X, Y, y, sw, state1=None, state2=None, grad=True):
+        dt = spec.dtype
+        self.spec = spec
+        self.cap = int(cap)
+        d = spec.n_features
+        k = spec.n_outputs
+        self.layers = cuda.to_device(np.ascontiguousarray(spec.layers))
+        self.theta = cuda.to_device(np.ascontiguousarray(theta, dtype=dt))
+        self.grad = cuda.device_array_like(self.theta) if grad else self.theta
+        self.state1 = cuda.to_device(state1) if state1 is not None else self.grad
+        self.state2 = cuda.to_device(state2) if state2 is not None else self.grad
+        self.X = cuda.to_device(X) if X is not None else cuda.device_array((0, d), dt)
+        self.Y = cuda.to_device(Y) if Y is not None else cuda.device_array((0, k), dt)
+        self.y = cuda.to_device(y) if y is not None else cuda.device_array(0, np.int64)
+        self.sw = cuda.to_device(sw) if sw is not None else cuda.device_array(0, dt)
+        self.ws = cuda.device_array((self.cap, max(spec.ws_cols, 1)), dtype=dt)
+        self.iws = cuda.device_array((self.cap, max(spec.iws_cols, 1)), dtype=np.int32)
+        self.Xb = cuda.device_array((self.cap, d), dtype=dt)
+        self.Yb = cuda.device_array((self.cap if self.Y.shape[0] else 0, k), dtype=dt)
+        self.yb = cuda.device_array(self.cap if self.y.shape[0] else 0, dtype=np.int64)
+        self.swb = cuda.device_array(self.cap if self.sw.shape[0] else 0, dtype=dt)
+        self.P = cuda.device_array((self.cap if X is None else 1, k), dtype=dt)
+        self.acc = cuda.device_array(1, dtype=np.float64)
+        self.order = cuda.device_array(0, dtype=np.int64)
+        self.scales = cuda.to_device(np.ones((1, 2), dtype=np.float64))  # predict: one batch
+        self._zero = np.zeros(1, dtype=np.float64)
+        self._grids = {}
+        self.last_driver = None
+
+    def set_epoch(self, order, scales):
+        """Send an epoch's row order (int64) and per-batch (gradient, loss) scales (float64)."""
+        if self.order.shape[0] != order.shape[0]:
+            self.order = cuda.device_array(order.shape[0], dtype=np.int64)
+        if self.scales.shape[0] != scales.shape[0]:
+            self.scales = cuda.device_array(scales.shape, dtype=np.float64)
         self.order.copy_to_device(order)
+        self.scales.copy_to_device(scales)
+
+    def _args(self, n_rows, solver, hyper, t0, alpha, apply_out):
+        s = self.spec
+        lr, momentum, nesterov, beta1, beta2, eps = hyper
+        return (self.layers, int(s.code), float(s.param), int(s.pieces), int(s.out_code),
+                bool(apply_out), self.X, self.Y, self.y, self.sw, self.order, self.scales,
+                int(n_rows), self.theta, self.grad, self.state1, self.state2, int(solver),
+                float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
+                float(eps), float(t0), float(alpha), self.ws, self.iws, self.Xb, self.Yb,
+                self.yb, self.swb, self.P, self.acc)
+
+    def run(self, table, n_batches, n_rows, solver=0, hyper=(0.0, 0.0, False, 0.9, 0.999, 1e-8),
+            t0=0.0, alpha=0.0, apply_out=False):
+        """Every phase of ``table`` for batches 0 .. n_batches-1; returns the summed loss
+        contributions (one float64 read back)."""
         self.acc.copy_to_device(self._zero)
-        cap = self.cap
-        has_w = self.sw.shape[0] > 0
-        alpha = float(alpha)
-        lr = float(hyper[LR])
-        momentum = float(hyper[MOMENTUM])
-        nesterov = bool(hyper[NESTEROV] != 0.0)
-        beta1, beta2, eps = float(hyper[BETA1]), float(hyper[BETA2]), float(hyper[EPS])
-        t = float(hyper[ADAM_T])
-        opt_blocks, opt_tpb = grid_1d(self.theta.shape[0])
-        width = max(self.X.shape[1], self.Y.shape[1])
-        for bi, start in enumerate(range(0, n, cap)):
-            m = min(cap, n - start)
-            plan, Xb, Yb, yb, swb = self.plan(m)
-            blocks, tpb = grid_1d(m * width)
-            gather_batch[blocks, tpb](self.X, self.Y, self.y, self.sw, self.order,
-                                      start, m, self.Xb, self.Yb, self.yb, self.swb)
-            wsum = float(wsums[bi]) if has_w else float(m)
-            # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
-            scale = 1.0 / wsum if wsum > 0 else 0.0
-            lam = alpha * scale
-            _loss_grad(plan, Xb, Yb, yb, swb, self.param, self.pieces, self.out_code,
-                       scale, lam, scale * m, 0.5 * lam * m, self.acc)
-            if solver == 0:
-                sgd_step[opt_blocks, opt_tpb](self.theta, self.grad, self.state1, lr,
-                                              momentum, nesterov)
-            else:
-                t += 1.0
-                adam_step[opt_blocks, opt_tpb](self.theta, self.grad, self.state1, self.state2,
-                                               lr, beta1, beta2, eps, t)
-        hyper[ADAM_T] = t
+        T, R = tile(), reg_block()
+        epoch_kernel, phase_kernel = kernels(T, R)
+        args = self._args(n_rows, solver, hyper, t0, alpha, apply_out)
+        blocks = phase_blocks(self.spec.layers, table, self.cap, self.spec.n_features,
+                              self.spec.n_outputs, self.spec.n_params, T, R)
+        mode = driver()
+        grid = self._persistent_grid(epoch_kernel, table, args, blocks, mode) \
+            if mode != "launches" else 0
+        with warnings.catch_warnings():
+            # small phases launch small grids by design; numba would warn on each
+            from numba.core.errors import NumbaPerformanceWarning
+
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            if grid > 0:
+                try:
+                    epoch_kernel[grid, (T, T)](self._table(table), int(n_batches), *args)
+                    self.last_driver = "persistent"
+                    return float(self.acc.copy_to_host()[0])
+                except Exception as exc:  # launch refused: fall back once, for good
+                    if mode == "persistent":
+                        raise
+                    _fallback(f"the cooperative launch failed ({type(exc).__name__}: {exc})")
+                    self.acc.copy_to_device(self._zero)
+            cap_blocks = int(MAX_BLOCKS)
+            for b in range(int(n_batches)):
+                for (kind, l), nb in zip(table, blocks):
+                    phase_kernel[min(nb, cap_blocks), (T, T)](int(kind), int(l), b, *args)
+        self.last_driver = "launches"
         return float(self.acc.copy_to_host()[0])
 
+    def _table(self, table):
+        key = table.tobytes()
+        d = self._grids.get(("table", key))
+        if d is None:
+            d = self._grids[("table", key)] = cuda.to_device(table)
+        return d
 
-def batch_weight_sums(sw, order, cap):
-    """Host float64 sums of the sample weights of each batch of ``order`` (None without weights)."""
-    if sw.shape[0] == 0:
-        return None
+    def _persistent_grid(self, kernel, table, args, blocks, mode):
+        """Blocks of the persistent grid, or 0 when the fallback must run."""
+        if _FALLBACK_REASON and mode == "auto":
+            return 0
+        key = (table.tobytes(), tile(), reg_block(), int(MAX_BLOCKS))
+        grid = self._grids.get(key)
+        if grid is None:
+            T = tile()
+            try:
+                most = cooperative_blocks(kernel, (self._table(table), 1) + args, (T, T))
+            except Exception as exc:  # no cooperative launch on this device / toolkit
+                if mode == "persistent":
+                    raise
+                _fallback(f"the persistent kernel did not build ({type(exc).__name__}: {exc})")
+                return 0
+            if most < 1:
+                if mode == "persistent":
+                    raise RuntimeError("the persistent epoch kernel cannot be resident on this GPU")
+                return 0  # this network's kernel cannot hold a grid: launches, this time
+            grid = self._grids[key] = max(1, min(most, max(blocks), int(MAX_BLOCKS)))
+        return grid
+
+
+_FALLBACK_REASON = []
+
+
+def _fallback(reason):
+    """Switch "auto" to the per-phase launches for the rest of the process, saying why once."""
+    if not _FALLBACK_REASON:
+        _FALLBACK_REASON.append(reason)
+        warnings.warn(f"fastmlp CUDA: {reason}; using one launch per phase instead.",
+                      RuntimeWarning, stacklevel=3)
+
+
+def epoch_scales(sw, order, cap, n_batches):
+    """Host float64 (n_batches, 2): per batch 1 / weight sum and rows / weight sum
+    (0 and 0 for a batch whose rows all weigh 0: it contributes nothing)."""
     n = order.shape[0]
-    return np.add.reduceat(sw[order].astype(np.float64), np.arange(0, n, cap))
-
-
-# --- the CPU names: the same contracts, on device arrays ---------------------------------
-
-
-def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
-    """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out).
-
-    theta, ws, iws: device arrays; layers: the host table.
-    """
-    plan = Plan(layers, code, theta, None, ws, iws, cap, Xb.shape[0], tile())
-    return _forward(plan, Xb, param, pieces)
-
-
-def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
-                    out_code, alpha, ws, iws, cap, wsum=None):
-    """Loss and full gradient (into ``grad``, a device array) of one batch on the device.
-
-    loss = sum_i w_i l_i / W + alpha / (2 W) * sum of squared weights, W = sum_i w_i.
-    W is the host scalar ``wsum`` (when not given it is computed from swb,
-    one more copy).  Returns the loss as a float (one device-to-host copy).
-    """
-    m = Xb.shape[0]
-    if wsum is None:
-        wsum = float(swb.copy_to_host().astype(np.float64).sum()) if swb.shape[0] else float(m)
-    scale = 1.0 / wsum if wsum > 0 else 0.0  # rows that all weigh 0 contribute nothing
-    lam = float(alpha) * scale
-    acc = cuda.to_device(np.zeros(1, dtype=np.float64))
-    plan = Plan(layers, code, theta, grad, ws, iws, cap, m, tile())
-    _loss_grad(plan, Xb, Yb, yb, swb, param, pieces, out_code, scale, lam, scale, 0.5 * lam, acc)
-    return float(acc.copy_to_host()[0])
-
-
-def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces,
-                out_code, alpha, solver, state1, state2, hyper, ws, iws, cap,
-                Xb, Yb, yb, swb):
-    """One epoch of minibatch training on the device (the CPU twin's arguments).
-
-    X, Y, y, sw, theta, grad, state1, state2, ws, iws, Xb, Yb, yb, swb: device
-    arrays; order: host int64; hyper: host float64 (hyper[ADAM_T] updated).
-    Returns sum over batches of batch_loss * batch_rows, NaN if not finite.
-    The Trainer keeps one ``EpochRunner`` per fit instead, so that the views
-    are made once; this function builds one per call.
-    """
-    runner = EpochRunner(layers, code, param, pieces, out_code, X, Y, y, sw, cap,
-                         theta, grad, state1, state2, ws, iws, Xb, Yb, yb, swb)
-    order = np.ascontiguousarray(order, dtype=np.int64)
-    host_sw = sw.copy_to_host() if sw.shape[0] else np.zeros(0)
-    total = runner.epoch(order, alpha, int(solver), hyper,
-                         batch_weight_sums(host_sw, order, int(cap)))
-    return total if np.isfinite(total) else np.nan
-
-
-def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out,
-                    ws, iws, cap, out):
-    """Forward pass over any number of rows in chunks of ``cap`` rows.
-
-    X: (n, d) host array, sent to the device one chunk at a time; theta, ws,
-    iws: device arrays; out: (n, n_out) host array receiving the logits
-    (apply_out False) or predictions (True: softmax / sigmoid / identity /
-    exp).  Device memory is one chunk's workspace, whatever n is.
-    """
-    n, d = X.shape
-    T = tile()
-    Xc = cuda.device_array((cap, d), dtype=ws.dtype)
-    plans = {}
-    for start in range(0, n, cap):
-        stop = min(n, start + cap)
-        m = stop - start
-        plan = plans.get(m)
-        if plan is None:
-            plan = plans[m] = Plan(layers, code, theta, None, ws, iws, cap, m, T)
-        Xm = Xc[:m]
-        Xm.copy_to_device(np.ascontiguousarray(X[start:stop], dtype=ws.dtype))
-        O = _forward(plan, Xm, param, pieces)
-        if apply_out:
-            output_activation(out_code, O, O)
-        O.copy_to_host(out[start:stop])
+    starts = np.arange(0, n, cap)
+    rows = np.minimum(cap, n - starts).astype(np.float64)
+    wsum = rows if sw is None else np.add.reduceat(sw[order].astype(np.float64), starts)
+    out = np.zeros((n_batches, 2), dtype=np.float64)
+    pos = wsum > 0
+    out[pos, 0] = 1.0 / wsum[pos]
+    out[pos, 1] = rows[pos] / wsum[pos]
+    return out
