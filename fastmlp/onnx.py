@@ -263,6 +263,9 @@ def _classifier_shapes(operator):
         raise ValueError(f"a classifier has two outputs (label, probabilities), "
                          f"got {len(operator.outputs)}.")
     multilabel = est.out_activation_ == "logistic" and est.n_outputs_ > 1
+    if not multilabel and len(est.classes_) < 2:
+        raise ValueError(f"a classifier with a single class ({est.classes_.tolist()}) has no "
+                         "ONNX export; fastmlp fits classifiers on two classes or more.")
     if multilabel:
         operator.outputs[0].type = Int64TensorType([n, est.n_outputs_])
     else:

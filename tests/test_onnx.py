@@ -279,6 +279,14 @@ def test_fractional_float_classes_are_refused():
         to_onnx(est, zipmap=False)
 
 
+def test_single_class_is_refused():
+    import copy
+    est = copy.deepcopy(fitted("relu", "binary", "float32"))
+    est.classes_ = est.classes_[:1]
+    with pytest.raises(ValueError, match="single class"):
+        to_onnx(est, zipmap=False)
+
+
 def test_missing_packages_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "skl2onnx", None)  # import skl2onnx -> ImportError
     monkeypatch.delitem(sys.modules, "fastmlp.onnx")
