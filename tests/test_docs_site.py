@@ -1,12 +1,15 @@
 """The documentation site keeps up with the package.
 
-The API reference (``docs/api/index.rst``) must name every public name, and
+The API reference (``docs/api/index.rst``) must name every public name (the
+``__all__`` of ``fastmlp``, ``fastmlp.ops``, ``fastmlp.plotting`` and any other
+public module), and
 the benchmark results file the gallery draws must hold only numbers that
 ``benchmarks/RESULTS.md`` states.  The site itself is built by ``.ci/run``
 (``python -m sphinx -W -b html docs docs/_build/html``).
 """
 
 import ast
+import importlib
 import json
 import re
 from pathlib import Path
@@ -19,6 +22,16 @@ import fastmlp.plotting as plotting
 
 ROOT = Path(__file__).resolve().parent.parent
 API = ROOT / "docs" / "api" / "index.rst"
+
+
+def optional_modules():
+    """``OPTIONAL_MODULES`` of docs/conf.py, read without running conf.py."""
+    tree = ast.parse((ROOT / "docs" / "conf.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "OPTIONAL_MODULES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("docs/conf.py has no OPTIONAL_MODULES")
 
 
 def documented_names(text):
@@ -45,10 +58,26 @@ def documented_names(text):
     return names
 
 
+def public_modules():
+    """fastmlp's public modules (``fastmlp/<name>.py`` without a leading underscore)."""
+    return sorted(f"fastmlp.{p.stem}" for p in (ROOT / "fastmlp").glob("*.py")
+                  if not p.name.startswith("_"))
+
+
 def public_names():
     out = [f"fastmlp.{n}" for n in fastmlp.__all__ if n not in ("__version__",)]
     out += [f"fastmlp.ops.{n}" for n in ops.__all__]
     out += [f"fastmlp.plotting.{n}" for n in plotting.__all__]
+    # every other public module with a hand-written section (not OPTIONAL_MODULES,
+    # whose pages conf.py generates from their __all__)
+    for modname in public_modules():
+        if modname in ("fastmlp.ops", "fastmlp.plotting") or modname in optional_modules():
+            continue
+        try:
+            module = importlib.import_module(modname)
+        except ImportError:     # its optional dependencies are not installed here
+            continue
+        out += [f"{modname}.{n}" for n in getattr(module, "__all__", [])]
     return out
 
 
@@ -65,21 +94,9 @@ def test_the_parser_sees_what_it_should():
     assert documented_names(text) == {"pkg.Foo", "pkg.bar", "pkg.Alias"}
 
 
-def optional_modules():
-    """``OPTIONAL_MODULES`` of docs/conf.py, read without running conf.py."""
-    tree = ast.parse((ROOT / "docs" / "conf.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-                getattr(t, "id", None) == "OPTIONAL_MODULES" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError("docs/conf.py has no OPTIONAL_MODULES")
-
-
 def test_every_public_module_has_a_reference_page():
     documented = documented_names(API.read_text(encoding="utf-8")) | set(optional_modules())
-    modules = sorted(f"fastmlp.{p.stem}" for p in (ROOT / "fastmlp").glob("*.py")
-                     if not p.name.startswith("_"))
-    missing = [m for m in modules if m not in documented]
+    missing = [m for m in public_modules() if m not in documented]
     assert not missing, (f"public modules without an API page: {missing}; document them in "
                          "docs/api/index.rst or list them in OPTIONAL_MODULES of docs/conf.py")
 
