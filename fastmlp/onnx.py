@@ -21,7 +21,9 @@ estimator's ``dtype`` (a float64 model gives double tensors):
   ``probabilities`` (behind a ZipMap, ``output_label`` and
   ``output_probability``, unless ``zipmap=False``); a regressor gives
   ``variable`` of shape (n, n_outputs).  Labels are decided on the logits, as
-  ``predict`` decides them (argmax for softmax, logit > 0 for logistic).
+  ``predict`` decides them (argmax for softmax, logit > 0 for logistic); a
+  classifier fitted on a single class labels every row with it and has the
+  two probability columns [1 - p, p] of its ``predict_proba``.
 """
 
 import numbers
@@ -263,16 +265,22 @@ def _classifier_shapes(operator):
         raise ValueError(f"a classifier has two outputs (label, probabilities), "
                          f"got {len(operator.outputs)}.")
     multilabel = est.out_activation_ == "logistic" and est.n_outputs_ > 1
-    if not multilabel and len(est.classes_) < 2:
-        raise ValueError(f"a classifier with a single class ({est.classes_.tolist()}) has no "
-                         "ONNX export; fastmlp fits classifiers on two classes or more.")
+    n_columns = len(est.classes_)
+    if not multilabel and n_columns == 1:
+        # fitted on one class: predict_proba has two columns, [1 - p, p], as in scikit-learn
+        options = operator.scope_inst.get_options(est, dict(zipmap=True))
+        if options["zipmap"] is not False:
+            raise ValueError(f"a classifier fitted on a single class ({est.classes_.tolist()}) "
+                             "has two probability columns for one class, which ZipMap cannot "
+                             "label; convert it with zipmap=False.")
+        n_columns = 2
     if multilabel:
         operator.outputs[0].type = Int64TensorType([n, est.n_outputs_])
     else:
         nocl = operator.scope_inst.get_options(est, dict(nocl=False))["nocl"]
         _, label_type = _label_classes(est, nocl)
         operator.outputs[0].type = label_type([n])
-    operator.outputs[1].type = kind([n, len(est.classes_)])
+    operator.outputs[1].type = kind([n, n_columns])
 
 
 def _regressor_shapes(operator):
@@ -336,6 +344,8 @@ def _convert_classifier(scope, operator, container):
                          "(softmax or logistic).")
     if index is not None:
         classes, _ = _label_classes(est, options["nocl"])
+        if len(classes) == 1:  # single class: predict gives it whatever the logit
+            classes = np.repeat(classes, 2)
         w.op("Gather", [w.const("classes", classes, classes.dtype), index], label_var.full_name,
              axis=0)
     _finish(w, proba, proba_var)
@@ -386,7 +396,8 @@ def to_onnx(estimator, *, target_opset=None, name=None, zipmap=True):
         and ``output_probability`` (a list of {class: probability} dicts);
         False gives ``label`` and ``probabilities`` (an (n, n_classes)
         tensor); "columns" one output per class.  ZipMap holds float32 only,
-        so a float64 classifier needs False or "columns".
+        so a float64 classifier needs False or "columns"; a classifier fitted
+        on a single class needs False.
 
     Returns
     -------

@@ -94,8 +94,9 @@ def check_outputs(est, X, outs, tol):
     """The graph's outputs equal predict / predict_proba (labels exactly)."""
     if isinstance(est, MLPClassifier):
         label, proba = outs
-        assert proba.dtype == X.dtype and proba.shape == (X.shape[0], len(est.classes_))
-        assert_allclose(proba, est.predict_proba(X), **tol)
+        expected = est.predict_proba(X)  # (n, n_classes); (n, 2) for a single class
+        assert proba.dtype == X.dtype and proba.shape == expected.shape
+        assert_allclose(proba, expected, **tol)
         assert_array_equal(label, est.predict(X))
     else:
         (pred,) = outs
@@ -279,12 +280,18 @@ def test_fractional_float_classes_are_refused():
         to_onnx(est, zipmap=False)
 
 
-def test_single_class_is_refused():
-    import copy
-    est = copy.deepcopy(fitted("relu", "binary", "float32"))
-    est.classes_ = est.classes_[:1]
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_single_class_classifier(dtype, rng):
+    """Fitted on one class, predict gives that class and predict_proba [1 - p, p]."""
+    X = rng.normal(size=(40, N_FEATURES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(activation="elu", dtype=dtype, random_state=0, **NET).fit(
+            X, np.full(40, "only"))
+    X = fresh_X(est, rng)
+    check_outputs(est, X, session(to_onnx(est, zipmap=False)).run(None, {"X": X}), TOL[dtype])
     with pytest.raises(ValueError, match="single class"):
-        to_onnx(est, zipmap=False)
+        to_onnx(est, zipmap="columns")
 
 
 def test_missing_packages_say_what_to_install(monkeypatch):
