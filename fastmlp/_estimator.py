@@ -48,6 +48,13 @@ _F32_RANGE = ("X has values beyond the range of float32 (|x| > 3.4e38), the prec
               "dtype='float64'.")
 
 
+def _check_float32_range(values, dtype):
+    """Raise when a float64 value does not fit the float32 model (it would become inf)."""
+    if (np.dtype(dtype) == np.float32 and values.dtype.kind == "f" and values.dtype.itemsize > 4
+            and values.size and np.abs(values).max() > np.finfo(np.float32).max):
+        raise ValueError(_F32_RANGE)
+
+
 def _to_model_dtype(X, dtype):
     """X (dense or sparse rows) as a C-contiguous array of the model's dtype.
 
@@ -55,7 +62,8 @@ def _to_model_dtype(X, dtype):
     turning into inf (and then into NaN predictions or a "diverged" fit).
     """
     if sp.issparse(X):
-        X = X.toarray()
+        _check_float32_range(X.data, dtype)
+        return X.astype(dtype).toarray()
     if X.dtype == dtype:
         return np.ascontiguousarray(X)
     with np.errstate(over="ignore"):
@@ -70,10 +78,15 @@ def _predict_chunks(backend, spec, theta, X, apply_out):
     """Forward pass over X, converting (and densifying) one chunk of rows at a time.
 
     Memory beyond the output is one chunk in the model's dtype plus the
-    backend's workspace, whatever X's dtype, format and size.
+    backend's workspace, whatever X's dtype, format and size.  A sparse X
+    is converted to the model's dtype once (its non-zeros only), then each
+    chunk of rows is densified straight into that dtype.
     """
     dtype = spec.dtype
-    if not sp.issparse(X) and X.dtype == dtype and X.flags.c_contiguous:
+    if sp.issparse(X):
+        _check_float32_range(X.data, dtype)
+        X = X.astype(dtype, copy=False)
+    elif X.dtype == dtype and X.flags.c_contiguous:
         return backend.predict(spec, theta, X, apply_out)
     n = X.shape[0]
     step = max(1, int(_config.PREDICT_CHUNK_ROWS))

@@ -120,7 +120,11 @@ def small_input(est, d, X):
         if rec is None:
             return None
     dtype = rec.spec.dtype
-    return rec, (X if dt is dtype else X.astype(dtype))
+    if dt is not dtype:
+        X = X.astype(dtype)
+        if not all_finite(X):  # beyond float32's range: the full path explains it
+            return None
+    return rec, X
 
 
 def predict_raw(est, d, X, apply_out):
