@@ -21,6 +21,10 @@ PREDICT_CHUNK_ROWS = 4096
 # keeping each GEMM large enough for BLAS to run at full speed.
 FULL_BATCH_CHUNK_ROWS = 4096
 
+# Rows densified at a time when training on a sparse X (rounded down to whole
+# batches): the memory a sparse fit holds beyond the sparse matrix itself.
+SPARSE_CHUNK_ROWS = 4096
+
 # BLAS threads during CPU training.  The epoch's own loops are serial, so a
 # multi-threaded BLAS owns the cores.  A step whose largest GEMM has fewer
 # multiply-adds than this runs BLAS on one thread: OpenBLAS's second thread

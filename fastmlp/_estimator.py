@@ -103,7 +103,8 @@ def _predict_chunks(backend, spec, theta, X, apply_out):
 class _TrainData:
     """One fit's training arrays, in the layouts the kernels take.
 
-    X (n, d) C-contiguous in the model's dtype; Y (n, k) float targets (or
+    X (n, d) C-contiguous in the model's dtype (or a CSR matrix of that dtype,
+    which the solvers densify a chunk of rows at a time); Y (n, k) float targets (or
     (0, k) for softmax); y (n,) int64 labels (or (0,)); sw (n,) weights in the
     model's dtype (or (0,)); sample_weight the float64 weights or None; raw
     the targets as given (for scores); raw_all the targets of the whole fit
@@ -123,7 +124,8 @@ class _TrainData:
         """The rows idx (the training part of an early-stopping split)."""
         def rows(a):
             return np.ascontiguousarray(a[idx]) if a.shape[0] else a
-        part = _TrainData(np.ascontiguousarray(self.X[idx]), rows(self.Y), rows(self.y),
+        X = self.X[idx] if sp.issparse(self.X) else np.ascontiguousarray(self.X[idx])
+        part = _TrainData(X, rows(self.Y), rows(self.y),
                           rows(self.sw),
                           None if self.sample_weight is None else self.sample_weight[idx],
                           self.raw[idx], self.n_outputs, self.out_activation, self.classifier)
@@ -297,7 +299,11 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """Validate X, y and the weights (on the draft) and build the kernels' arrays."""
         X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
         dtype = _DTYPES[self.dtype]
-        X = _to_model_dtype(X, dtype)
+        if sp.issparse(X):  # kept sparse: the solvers densify a chunk of rows at a time
+            _check_float32_range(X.data, dtype)
+            X = X.tocsr().astype(dtype)
+        else:
+            X = _to_model_dtype(X, dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
@@ -410,7 +416,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
-            Training data (sparse input is densified).
+            Training data (a sparse matrix is densified a chunk of rows at a
+            time, never whole).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets: class labels (classifier) or values (regressor).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -527,7 +534,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     def _validation_metrics(self, spec, theta, Xv, yv, swv):
         """Score (accuracy or R^2) and loss of the validation set under ``theta``."""
         backend = get_backend(self.backend)
-        P = backend.predict(spec, theta, Xv, True)
+        P = _predict_chunks(backend, spec, theta, Xv, True)
         if not _fastpath.all_finite(P):  # scikit-learn scores non-finite predictions as nan
             return np.nan, np.nan
         return self._score_and_loss(P, yv, swv)

@@ -19,11 +19,12 @@ import warnings
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.optimize import _check_optimize_result
 
-from . import _fastpath
+from . import _config, _fastpath
 from ._callbacks import EpochCallbacks
 from .backends.layout import FAN_IN, W_OFF, ZCOLS, B_OFF, A_OFF, UNITS
 
@@ -141,8 +142,11 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     n_train = data.n
     batch_size = batch_size_for(est, n_train)
 
-    trainer = backend.Trainer(spec, data.X, data.Y, data.y, data.sw, batch_size, theta, opt,
-                              est.alpha)
+    if sp.issparse(data.X):
+        trainer = SparseRowsTrainer(backend, spec, data, batch_size, theta, opt, est.alpha)
+    else:
+        trainer = backend.Trainer(spec, data.X, data.Y, data.y, data.sw, batch_size, theta, opt,
+                                  est.alpha)
     callbacks = EpochCallbacks(
         owner, X_all, data.raw_all, 1 if incremental else est.max_iter,
         None if sample_weight is None else {"sample_weight": sample_weight})
@@ -231,6 +235,76 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     est._opt_state = opt
     history.store(est, n_iter)
     callbacks.fit_end(dict)
+
+
+def _rows(a, idx):
+    """Rows idx of a per-row array (arrays with 0 rows stand for 'not used')."""
+    return np.ascontiguousarray(a[idx]) if a.shape[0] else a
+
+
+class SparseRowsTrainer:
+    """A backend Trainer over sparse training data, densified a chunk of rows at a time.
+
+    Each epoch walks the shuffled order in chunks of whole batches (about
+    ``_config.SPARSE_CHUNK_ROWS`` rows), densifies those rows in the model's
+    dtype and runs the backend's compiled epoch over them, so the batches,
+    their order and every update are those of the dense fit, while memory
+    holds one dense chunk instead of the whole matrix.  theta and the
+    optimizer state are carried from chunk to chunk (in place on the CPU; a
+    GPU trainer copies them back at ``finish``).
+    """
+
+    def __init__(self, backend, spec, data, batch_size, theta, opt, alpha):
+        self.backend, self.spec, self.data = backend, spec, data
+        self.batch_size, self.theta, self.opt, self.alpha = batch_size, theta, opt, alpha
+        per = max(1, int(_config.SPARSE_CHUNK_ROWS) // batch_size)
+        self.chunk = per * batch_size
+
+    def epoch(self, order):
+        d = self.data
+        total = 0.0
+        for start in range(0, order.shape[0], self.chunk):
+            idx = order[start:start + self.chunk]
+            trainer = self.backend.Trainer(
+                self.spec, d.X[idx].toarray(), _rows(d.Y, idx), _rows(d.y, idx),
+                _rows(d.sw, idx), self.batch_size, self.theta, self.opt, self.alpha)
+            part = trainer.epoch(np.arange(idx.shape[0], dtype=np.int64))
+            self.theta = trainer.finish()
+            if not np.isfinite(part):
+                return np.nan
+            total += part
+        return total
+
+    def snapshot(self):
+        return self.theta.copy()
+
+    def finish(self):
+        return self.theta
+
+
+class SparseRowsFullBatch:
+    """The backend's full-batch sums over sparse rows, densified a chunk at a time.
+
+    Chunks of ``_config.FULL_BATCH_CHUNK_ROWS`` rows, added in order: the
+    sums the dense path computes, with one dense chunk in memory.
+    """
+
+    def __init__(self, backend, spec, data):
+        self.backend, self.spec, self.data = backend, spec, data
+        self.chunk = max(1, int(_config.FULL_BATCH_CHUNK_ROWS))
+        self.part = np.empty(spec.n_params, dtype=spec.dtype)
+
+    def __call__(self, theta, grad):
+        d = self.data
+        grad[:] = 0.0
+        total = 0.0
+        for start in range(0, d.n, self.chunk):
+            idx = slice(start, min(d.n, start + self.chunk))
+            sums = self.backend.FullBatch(self.spec, d.X[idx].toarray(), _rows(d.Y, idx),
+                                          _rows(d.y, idx), _rows(d.sw, idx))
+            total += sums(theta, self.part)
+            grad += self.part
+        return total
 
 
 class _History:
@@ -358,7 +432,10 @@ def minimize_lbfgs(est, objective, x0, callbacks=None):
 
 def fit_lbfgs(est, backend, spec, theta, data, first_pass, owner):
     """L-BFGS-B on the draft ``est``; sets its fitted attributes as scikit-learn does."""
-    sums = backend.FullBatch(spec, data.X, data.Y, data.y, data.sw)
+    if sp.issparse(data.X):
+        sums = SparseRowsFullBatch(backend, spec, data)
+    else:
+        sums = backend.FullBatch(spec, data.X, data.Y, data.y, data.sw)
     W = float(data.n if data.sample_weight is None else data.sample_weight.sum())
     objective = LbfgsObjective(spec, sums, W, est.alpha, data.n_outputs, data.out_activation)
     callbacks = EpochCallbacks(
