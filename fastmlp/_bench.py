@@ -39,12 +39,14 @@ FULL = {
     "small": dict(n=4000, d=40, k=10, hidden=(100, 100), batch=100, epochs=20),
     "predict_rows": 20000,
     "one_row_calls": 2000,
+    "lbfgs": dict(n=20000, d=100, k=10, hidden=(128,), iters=100),
 }
 QUICK = {
     "big": dict(n=600, d=64, k=10, hidden=(32, 16), batch=64, epochs=1),
     "small": dict(n=300, d=10, k=3, hidden=(16, 16), batch=50, epochs=2),
     "predict_rows": 600,
     "one_row_calls": 20,
+    "lbfgs": dict(n=400, d=20, k=3, hidden=(16,), iters=5),
 }
 COLUMNS = ["case", "fastmlp", "scikit-learn", "PyTorch", "BLAS floor",
            "sklearn / fastmlp", "PyTorch / fastmlp", "fastmlp / floor", "target"]
@@ -140,6 +142,17 @@ def sklearn_model(c, max_iter=None):
     return MLPClassifier(hidden_layer_sizes=c["hidden"], batch_size=c["batch"],
                          max_iter=max_iter or c["epochs"], random_state=0, tol=0.0,
                          n_iter_no_change=10**9)
+
+
+def lbfgs_models(c):
+    """fastmlp and scikit-learn lbfgs, float64, every iteration run (tol=0)."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from . import MLPClassifier
+
+    kw = dict(solver="lbfgs", hidden_layer_sizes=c["hidden"], max_iter=c["iters"],
+              random_state=0, tol=0.0)
+    return MLPClassifier(backend="cpu", dtype="float64", **kw), SkMLP(**kw)
 
 
 def _quiet(fn):
@@ -381,6 +394,23 @@ def run_cases(quick=False, repeat=5, torch=True, startup=True, log=None):
     rows.append(_row(f"peak memory of fit beyond the data ({X.nbytes / 2**20:.0f} MiB)", "MiB",
                      {k: v / 2**20 for k, v in mem.items()}, "<= sklearn"))
     say(f"  memory: {mem}")
+
+    # lbfgs: full-batch loss and gradient per evaluation (float64, as scikit-learn's default)
+    c = sizes["lbfgs"]
+    say(f"case lbfgs: {c}")
+    Xl, yl = make_data(c["n"], c["d"], c["k"])
+    Xl = Xl.astype(np.float64)
+    fl, sl = lbfgs_models(c)
+    times = interleaved_best({"fastmlp": _quiet(lambda: fl.fit(Xl, yl)),
+                              "scikit-learn": _quiet(lambda: sl.fit(Xl, yl))}, repeat, pause=pause)
+    rows.append(_row(f"lbfgs fit {c['n']}x{c['d']} float64, hidden {c['hidden']}, "
+                     f"{c['iters']} iterations (both ran {fl.n_iter_} / {sl.n_iter_})", "s",
+                     times, ">= 2x sklearn"))
+    mem = {"fastmlp": peak_alloc(_quiet(lambda: lbfgs_models(c)[0].fit(Xl, yl))),
+           "scikit-learn": peak_alloc(_quiet(lambda: lbfgs_models(c)[1].fit(Xl, yl)))}
+    rows.append(_row(f"peak memory of the lbfgs fit beyond the data ({Xl.nbytes / 2**20:.0f} MiB)",
+                     "MiB", {k: v / 2**20 for k, v in mem.items()}, "<= sklearn"))
+    say(f"  lbfgs: {times}, memory {mem}")
 
     if startup and not quick:
         with tempfile.TemporaryDirectory() as cold_dir:

@@ -564,9 +564,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier with Numba kernels on the CPU and GPU.
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` (same
-    parameters, defaults and fitted attributes, except ``max_fun`` and the
-    ``lbfgs`` solver) that adds activations (leaky_relu, prelu, elu, maxout),
-    a GPU backend, ``class_weight`` and the validation loss curve.
+    parameters, defaults and fitted attributes, all three solvers) that adds
+    activations (leaky_relu, prelu, elu, maxout), a GPU backend,
+    ``class_weight`` and the validation loss curve.  A fit that fails or is
+    interrupted leaves the estimator as it was before the call.
 
     Parameters
     ----------
@@ -575,8 +576,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     activation : {"identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", \
 "prelu", "elu", "maxout"}, default="relu"
         Hidden-layer activation; "sigmoid" is another name for "logistic".
-    solver : {"adam", "sgd"}, default="adam"
-        Stochastic optimizer.
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        "adam" or "sgd": minibatch training, one compiled call per epoch.
+        "lbfgs": scipy's L-BFGS-B on the full-batch loss, one compiled call per
+        evaluation (the rows are walked in chunks, so memory does not grow
+        with n_samples); no ``partial_fit``.
     alpha : float, default=1e-4
         Strength of the L2 penalty on the weights (not the biases).
     batch_size : int or "auto", default="auto"
@@ -588,7 +592,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     power_t : float, default=0.5
         Exponent of the "invscaling" schedule.
     max_iter : int, default=200
-        Maximum number of epochs.
+        Maximum number of epochs (lbfgs: of iterations).
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, RandomState or None, default=None
@@ -597,7 +601,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Improvement below which an epoch counts as "no improvement".
     verbose : bool or int, default=False
         Print one line per epoch: loss, time, samples per second (and the
-        validation score and loss with early stopping).
+        validation score and loss with early stopping); lbfgs prints the loss
+        per iteration.
     warm_start : bool, default=False
         Continue from the previous fit's weights.
     momentum : float, default=0.9
@@ -605,14 +610,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     nesterovs_momentum : bool, default=True
         Use Nesterov's momentum (SGD).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` (stratified) and stop when its
-        accuracy stops improving; the best weights are restored.
+        Hold out ``validation_fraction`` (stratified for a single output, as
+        scikit-learn) and stop when its accuracy stops improving; the best
+        weights are restored.  A loss that diverges to nan/inf is recorded as
+        nan, training stops there and the best weights are restored, with a
+        ConvergenceWarning.
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     beta_1, beta_2, epsilon : float, defaults 0.9, 0.999, 1e-8
         Adam's parameters.
-    n_iter_no_change : int, default=10
-        Epochs without improvement before stopping.
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without improvement before stopping (``np.inf``: never stop on tol).
+    max_fun : int, default=15000
+        Maximum number of loss evaluations (solver="lbfgs" only).
     backend : {"auto", "cpu", "cuda"}, default="auto"
         Where the math runs; "auto" uses a GPU when one is usable.
     dtype : {"float32", "float64"}, default="float32"
@@ -644,6 +654,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_iter_, t_, n_layers_, n_outputs_, out_activation_, n_features_in_, \
 feature_names_in_ :
         As in scikit-learn.
+
+    Notes
+    -----
+    A fit is a transaction: everything it computes is built on a copy and
+    published in one assignment when the fit succeeds.  After an exception
+    (a ``KeyboardInterrupt`` included) every attribute, the optimizer state
+    that ``partial_fit`` continues from and the label encoding are those of
+    before the call, and a ``predict`` running in another thread sees the old
+    model or the new one, never a mix.  (scikit-learn keeps the weights
+    reached when a fit is interrupted; fastmlp keeps the previous model.)
+
+    While a CPU fit runs whose largest matrix product is small
+    (``fastmlp._config.CPU_SERIAL_GEMM_BELOW``), the BLAS libraries are
+    limited to one thread for the whole process (threadpoolctl), since a
+    second BLAS thread costs more than it gives there; the limit is lifted
+    when the last such fit returns.
 
     Examples
     --------

@@ -194,8 +194,28 @@ def _check_network(est, activation):
         raise ValueError(f"the last layer has {width} outputs but n_outputs_ is {est.n_outputs_}.")
 
 
+class _AsFitted:
+    """The estimator as it was fitted: activation, slope, alpha and pieces come from
+    the fitted network (``_spec``), not from parameters changed after the fit."""
+
+    def __init__(self, est):
+        self._est = est
+        spec = getattr(est, "_spec", None)
+        self.activation = spec.activation if spec is not None else est.activation
+        self.negative_slope = spec.param if spec is not None and spec.activation == "leaky_relu" \
+            else est.negative_slope
+        self.elu_alpha = spec.param if spec is not None and spec.activation == "elu" \
+            else est.elu_alpha
+        self.maxout_pieces = spec.pieces if spec is not None and spec.activation == "maxout" \
+            else est.maxout_pieces
+
+    def __getattr__(self, name):
+        return getattr(self._est, name)
+
+
 def _logits(w, est, x):
     """The forward pass up to the output layer's pre-activation O."""
+    est = _AsFitted(est)
     activation = resolve_activation(est.activation)
     _check_network(est, activation)
     act = ACTIVATIONS[activation]

@@ -304,3 +304,22 @@ def test_missing_packages_say_what_to_install(monkeypatch):
 def test_public_functions_have_examples():
     for name in fonnx.__all__:
         assert ">>>" in (getattr(fonnx, name).__doc__ or ""), name
+
+
+@pytest.mark.parametrize("activation, param, value", [
+    ("leaky_relu", "negative_slope", 0.3), ("elu", "elu_alpha", 0.2)])
+def test_export_uses_the_fitted_parameters(activation, param, value):
+    """set_params after fit changes neither predict nor the exported graph."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((80, 4))
+    y = (X[:, 0] > 0).astype(int)
+    est = MLPClassifier(hidden_layer_sizes=(6,), activation=activation, max_iter=30,
+                        random_state=0, backend="cpu", dtype="float64", negative_slope=0.05,
+                        elu_alpha=1.5).fit(X, y)
+    expected = est.predict_proba(X)
+    est.set_params(**{param: value})
+    sess = ort.InferenceSession(to_onnx(est, zipmap=False).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    _, proba = sess.run(None, {sess.get_inputs()[0].name: X})
+    np.testing.assert_allclose(proba, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.predict_proba(X), expected, rtol=0, atol=0)
