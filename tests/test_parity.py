@@ -227,7 +227,6 @@ def test_lbfgs_memory_does_not_grow_with_rows(rng, monkeypatch):
     from fastmlp import _config
     from fastmlp.backends import cpu
 
-    monkeypatch.setattr(_config, "FULL_BATCH_CHUNK_ROWS", 64)
     spec_rows = []
     real = cpu.FullBatch
 
@@ -239,12 +238,11 @@ def test_lbfgs_memory_does_not_grow_with_rows(rng, monkeypatch):
     monkeypatch.setattr(cpu, "FullBatch", Spy)
     X = rng.standard_normal((1000, 5))
     y = (X[:, 0] > 0).astype(int)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _config.override(FULL_BATCH_CHUNK_ROWS=64):
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(7,), max_iter=20, random_state=0,
                           **F64).fit(X, y)
-    monkeypatch.setattr(_config, "FULL_BATCH_CHUNK_ROWS", 100_000)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _config.override(FULL_BATCH_CHUNK_ROWS=100_000):
         warnings.simplefilter("ignore", ConvergenceWarning)
         b = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(7,), max_iter=20, random_state=0,
                           **F64).fit(X, y)
@@ -358,3 +356,27 @@ def test_partial_fit_classes_checked_the_same_every_call(rng):
         est.partial_fit(X, y, classes=[1, 0])
         with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
             est.partial_fit(X, y, classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize("Est, kind", [(MLPClassifier, "multiclass"), (MLPRegressor, "poisson")])
+def test_lbfgs_on_the_cuda_backend_equals_the_cpu(rng, Est, kind):
+    """Both backends' FullBatch give the same lbfgs fit (CUDA in numba's simulator here)."""
+    from fastmlp import available_backends
+
+    if "cuda" not in available_backends():  # pragma: no cover - CI has the simulator
+        pytest.fail("the CUDA backend (or numba's simulator) is not available")
+    X = rng.standard_normal((24, 3))
+    if kind == "multiclass":
+        y, extra = np.arange(24) % 3, {}
+    else:
+        y, extra = rng.poisson(np.exp(0.3 * X[:, 0])), {"loss": "poisson"}
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(4,), max_iter=4, random_state=0,
+              dtype="float64", **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cpu = Est(backend="cpu", **kw).fit(X, y)
+        gpu = Est(backend="cuda", **kw).fit(X, y)
+    assert gpu.n_iter_ == cpu.n_iter_
+    assert gpu.loss_ == pytest.approx(cpu.loss_, rel=1e-10)
+    for a, b in zip(gpu.coefs_ + gpu.intercepts_, cpu.coefs_ + cpu.intercepts_):
+        assert_allclose(a, b, rtol=1e-8, atol=1e-12)
