@@ -350,6 +350,103 @@ def test_float32_epoch_close_to_cpu(rng, drv):
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-4, atol=1e-5)
 
 
+# --------------------------------------------------------------------------- simulator threads
+# numba's simulator created a launch's shared arrays with an unlocked check-then-set,
+# so two threads of one block could get different "shared" arrays (see
+# fastmlp/backends/cuda/_simulator.py).  It showed as rare parity failures, mostly of
+# the maxout fallback driver.  These tests widen the race window the way a loaded
+# machine does (a GIL switch inside the allocation) and switch threads every
+# microsecond; without the fix they fail on nearly every run.
+
+
+class _SlowEmpty:
+    """numpy, except that ``empty`` first sleeps (releasing the GIL): every thread
+    that reaches a shared-array allocation at the same time then races for it."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(*args, **kwargs):
+        time.sleep(2e-4)
+        return np.empty(*args, **kwargs)
+
+
+@pytest.fixture
+def thread_stress(monkeypatch):
+    """A thread switch every microsecond and a GIL release inside each shared-array allocation."""
+    if not cb.is_simulated():  # pragma: no cover - real GPU run
+        pytest.skip("simulator threads only")
+    from numba.cuda.simulator import kernelapi
+
+    from fastmlp.backends.cuda import _simulator
+
+    monkeypatch.setattr(kernelapi, "np", _SlowEmpty())
+    monkeypatch.setattr(_simulator, "np", _SlowEmpty())
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+@cuda.jit
+def _shared_seen(seed, out):
+    """Thread 0 writes ``seed`` into three shared arrays; every thread reads them back."""
+    cuda.syncthreads()  # all threads reach the allocations together
+    a = cuda.shared.array(4, dtype=np.float64)
+    b = cuda.shared.array((2, 3), dtype=np.float32)
+    c = cuda.shared.array(5, dtype=np.int64)
+    tid = cuda.threadIdx.x + cuda.threadIdx.y * cuda.blockDim.x
+    if tid == 0:
+        a[0] = seed
+        b[1, 2] = seed
+        c[4] = seed
+    cuda.syncthreads()
+    out[cuda.blockIdx.x, tid] = a[0] + b[1, 2] + c[4]
+
+
+def test_simulator_fix_is_installed():
+    if not cb.is_simulated():  # pragma: no cover - real GPU run
+        pytest.skip("simulator only")
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    from fastmlp.backends.cuda import _simulator
+
+    assert FakeCUDAShared.array is _simulator._locked_array
+    assert _simulator.install() is True  # idempotent
+
+
+@pytest.mark.parametrize("block", [(3, 3), (4, 2), 5])
+def test_simulated_shared_arrays_are_one_per_block(thread_stress, block):
+    nt = block if isinstance(block, int) else block[0] * block[1]
+    for seed in range(1, 4):
+        out = np.zeros((2, nt))
+        _shared_seen[2, block](float(seed), out)
+        assert (out == 3 * seed).all(), (seed, out)
+
+
+@pytest.mark.parametrize("driver,blocks", [("launches", 1), ("launches", 3), ("persistent", 1)])
+def test_maxout_epoch_matches_cpu_under_thread_stress(rng, monkeypatch, thread_stress, driver,
+                                                     blocks):
+    """The case of the rare failures: a maxout epoch (every phase kind, 3 batches) on
+    1 or 3 blocks per launch, or the persistent kernel, against the CPU."""
+    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", driver, raising=False)
+    monkeypatch.setattr(_common, "MAX_BLOCKS", blocks)
+    spec, X, Y, y, sw = _problem(rng, "maxout", "identity", 11, True)
+    theta = _theta(spec, rng)
+    order = rng.permutation(11)
+    out = []
+    for be in (cpu_backend, cb):
+        th = theta.copy()
+        opt = _opt(th, ADAM)
+        tr = be.Trainer(spec, X, Y, y, sw, 4, th, opt, 0.02)
+        out.append((tr.epoch(order), tr.finish().copy(), opt.state2.copy()))
+    assert tr.last_driver == driver
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-10, atol=1e-16)
+
+
 # --------------------------------------------------------------------------- launches
 
 

@@ -24,6 +24,9 @@ Where the code lives:
 ``_common.py``      tile size, register block and driver settings (read from
                     ``fastmlp._config`` at call time), the tile schedule and the
                     shared-memory block reduction.
+``_simulator.py``   a fix installed on import when numba's CUDA simulator runs the
+                    kernels: its ``cuda.shared.array`` could hand two threads of one
+                    block different arrays (an unlocked first allocation).
 
 Data movement: a Trainer sends X, Y/y and the sample weights to the device
 once; each epoch sends the row order and the per-batch weight scales and
@@ -65,6 +68,12 @@ def is_simulated():
         return bool(getattr(config, "ENABLE_CUDASIM", 0))
     except ImportError:  # pragma: no cover
         return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+if is_simulated():  # before any kernel runs; see _simulator.py
+    from ._simulator import install as _install_simulator_fix
+
+    _install_simulator_fix()
 
 
 @cuda.jit
