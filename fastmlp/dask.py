@@ -1,0 +1,1083 @@
+"""Data-parallel training on a dask.distributed cluster, where the data lives.
+
+``DaskMLPClassifier`` and ``DaskMLPRegressor`` take the local estimators'
+parameters plus ``client``, fit on dask arrays (or dask DataFrames / Series)
+chunked along rows, and end up with the same fitted attributes as a local
+estimator; ``to_local()`` returns that plain estimator.
+
+How a fit runs:
+
+* Every block of rows is prepared once, on the worker that holds it (X in
+  the model's dtype, targets encoded with the label encoding fixed on the
+  client from the unique labels, weights combined with class weights), and
+  kept there as a future whose graph goes back to the source arrays: a lost
+  worker costs a recomputation of its blocks, not the fit.  Only small
+  per-block summaries (row counts, weight sums) and any input error come
+  back to the client, before training starts.
+* ``solver="lbfgs"`` is exact: each evaluation scatters the parameter vector
+  once (every worker fetches one copy), each block computes its unnormalised loss and
+  gradient sums in one compiled call, and a tree of additions on the
+  cluster (fixed by block index, so the result does not depend on where the
+  blocks live) returns one (loss, gradient) pair to scipy's L-BFGS-B on the
+  client.
+* ``solver="sgd"`` / ``"adam"`` average parameters: each epoch every block
+  trains its own copy of the network for one epoch over its rows, starting
+  from the same parameters and optimizer state, and the copies (parameters,
+  optimizer moments, Adam's step count) are averaged weighted by rows.
+"""
+
+import copy
+import time
+import uuid
+import warnings
+from concurrent.futures import CancelledError as _FuturesCancelled
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    import distributed
+    from dask.sizeof import sizeof as _sizeof
+except ImportError as exc:  # pragma: no cover - the [dask] extra is missing
+    raise ImportError(
+        'fastmlp.dask needs dask and distributed: pip install "fastmlp[dask]"') from exc
+
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, _get_feature_names, check_is_fitted
+
+from ._estimator import MLPClassifier, MLPRegressor
+from ._solvers import (NON_FINITE, LbfgsObjective, NoImprovement, _History, after_epoch_lr,
+                       batch_size_for, minimize_lbfgs, on_plateau)
+from .backends import get_backend
+from .backends.layout import ADAM_T
+
+__all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
+
+# a round that loses a scattered replica or a connection is sent again, this often
+_ROUND_ATTEMPTS = 4
+# block results summed per task of the reduction tree (dask's split_every): each
+# level is a scheduler hop, so a wide tree keeps a round's latency down
+_FAN_IN = 8
+_TRANSIENT = (
+    _FuturesCancelled, OSError,
+    getattr(distributed.client, "FutureCancelledError", _FuturesCancelled),
+    getattr(distributed.client, "FuturesCancelledError", _FuturesCancelled),
+)
+
+
+# ---------------------------------------------------------------------------
+# worker side: pure functions of their arguments (a retry recomputes them)
+# ---------------------------------------------------------------------------
+class _Part:
+    """One block of rows, prepared where it lives.
+
+    train: a ``_TrainData`` (the block's training rows in the kernels'
+    layouts); Xv, yv, swv: the block's early-stopping validation rows (X in the
+    model's dtype, raw targets, float64 weights or None), or None;
+    template: an unfitted local estimator holding the label encoding (for
+    validation scores); block: the block's index along the rows.
+    """
+
+    __slots__ = ("block", "train", "Xv", "yv", "swv", "template")
+
+    def __init__(self, block, train, Xv, yv, swv, template):
+        self.block, self.train, self.template = block, train, template
+        self.Xv, self.yv, self.swv = Xv, yv, swv
+
+    @property
+    def backend(self):
+        return get_backend(self.template.backend)
+
+
+@_sizeof.register(_Part)
+def _sizeof_part(part):
+    """Bytes a part holds (for the worker's memory accounting and spilling)."""
+    d = part.train
+    arrays = [d.X, d.Y, d.y, d.sw, d.raw, part.Xv, part.yv, part.swv, d.sample_weight]
+    return 1000 + sum(_sizeof(a) for a in arrays if a is not None)
+
+
+def _prepare_part(template, class_weight, X, y, sw, block, first_row, holdout):
+    """Validate and convert one block (runs on the worker holding it).
+
+    class_weight: float64 weight per class of ``template.classes_`` or None.
+    holdout: None, or (validation_fraction, seed): a random share of the
+    block's rows, drawn from (seed, block), is set aside for early stopping.
+    Errors name the block and its rows.
+    """
+    try:
+        data = template._prepare_data(X, y, None, False, False, None)
+        w = None
+        if sw is not None:
+            w = _check_sample_weight(sw, data.X, dtype=np.float64, ensure_non_negative=True)
+        if class_weight is not None:
+            cw = class_weight[np.searchsorted(template.classes_, data.raw)]
+            w = cw if w is None else cw * w
+    except ValueError as exc:
+        raise ValueError(f"Block {block} of the training data (rows {first_row} to "
+                         f"{first_row + len(X) - 1}): {exc}") from exc
+    if w is not None:
+        data.sample_weight = w
+        data.sw = np.ascontiguousarray(w, dtype=data.X.dtype)
+    Xv = yv = swv = None
+    if holdout is not None:
+        fraction, seed = holdout
+        n_val = int(np.ceil(fraction * data.n))  # train_test_split's rule
+        perm = np.random.default_rng([seed, block]).permutation(data.n)
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        Xv, yv = np.ascontiguousarray(data.X[val_idx]), data.raw[val_idx]
+        swv = None if w is None else w[val_idx]
+        data = data.subset(train_idx)
+    return _Part(block, data, Xv, yv, swv, template)
+
+
+def _part_summary(part):
+    """(training rows, their weight sum, validation rows, their weight sum)."""
+    d = part.train
+    w_train = float(d.n if d.sample_weight is None else d.sample_weight.sum())
+    n_val = 0 if part.Xv is None else part.Xv.shape[0]
+    w_val = float(n_val if part.swv is None else part.swv.sum())
+    return d.n, w_train, n_val, w_val
+
+
+def _block_sums(part, theta, spec):
+    """(sum_i w_i l_i, sum_i w_i dl_i/dtheta as float64) over the block's rows."""
+    d = part.train
+    grad = np.zeros(spec.n_params, dtype=spec.dtype)
+    if d.n == 0:
+        return 0.0, grad.astype(np.float64)
+    loss = part.backend.FullBatch(spec, d.X, d.Y, d.y, d.sw)(theta, grad)
+    return float(loss), grad.astype(np.float64, copy=False)
+
+
+class _Shared:
+    """What every block of a stochastic epoch starts from (scattered once per epoch)."""
+
+    def __init__(self, theta, opt):
+        self.theta, self.opt = theta, opt
+
+
+def _block_epoch(part, shared, spec, seed, epoch, batch_size, alpha, shuffle, learning_rate):
+    """One epoch of SGD/Adam over the block from the shared state (which stays unchanged).
+
+    ``learning_rate`` is passed on its own, so that a schedule changing it
+    after the state was scattered for validation still reaches the epoch.
+
+    Returns row-weighted sums for the average: (rows, summed batch loss x rows,
+    rows * theta, rows * state1, rows * state2, rows * Adam's step count).
+    The shuffle is drawn from (seed, epoch, block), so a retry repeats it.
+    """
+    d = part.train
+    n = d.n
+    if n == 0:
+        z = np.zeros(spec.n_params)
+        return 0.0, 0.0, z, z, np.zeros(shared.opt.state2.shape[0]), 0.0
+    theta, opt = shared.theta.copy(), shared.opt.copy()
+    opt.learning_rate = learning_rate
+    if shuffle:
+        order = np.random.default_rng([seed, epoch, part.block]).permutation(n)
+    else:
+        order = np.arange(n)
+    trainer = part.backend.Trainer(spec, d.X, d.Y, d.y, d.sw, min(int(batch_size), n), theta,
+                                   opt, alpha)
+    total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
+    theta = trainer.finish()
+    r = float(n)
+    return (r, float(total), r * theta.astype(np.float64), r * opt.state1.astype(np.float64),
+            r * opt.state2.astype(np.float64), r * float(opt.hyper[ADAM_T]))
+
+
+def _block_validation(part, shared, spec, y_mean):
+    """Sums for the validation score and loss of the block's held-out rows.
+
+    Classifier (y_mean None): (W, W * accuracy, W * loss).  Regressor:
+    (W, W * loss, per-output weighted squared residuals, per-output weighted
+    squared deviations from the validation mean y_mean); nan when a
+    prediction is not finite.
+    """
+    est = part.template
+    n_out = 1 if y_mean is None else y_mean.shape[0]
+    if part.Xv is None or part.Xv.shape[0] == 0:
+        return (0.0, 0.0, 0.0) if y_mean is None else (0.0, 0.0, np.zeros(n_out),
+                                                       np.zeros(n_out))
+    W = float(part.Xv.shape[0] if part.swv is None else part.swv.sum())
+    score, loss = est._validation_metrics(spec, shared.theta, part.Xv, part.yv, part.swv)
+    if y_mean is None:
+        return W, W * score, W * loss
+    P = part.backend.predict(spec, shared.theta, part.Xv, True).astype(np.float64)
+    Y = part.yv.reshape(-1, 1) if part.yv.ndim == 1 else part.yv
+    w = np.ones(Y.shape[0]) if part.swv is None else part.swv
+    with np.errstate(all="ignore"):
+        res = (w[:, None] * (Y - P) ** 2).sum(axis=0)
+    if not np.isfinite(score):
+        res = np.full(n_out, np.nan)
+    return W, W * loss, res, (w[:, None] * (Y - y_mean) ** 2).sum(axis=0)
+
+
+def _val_target_sums(part):
+    """(validation weight sum, per-output weighted sum of the targets)."""
+    if part.Xv is None or part.Xv.shape[0] == 0:
+        return 0.0, 0.0
+    Y = part.yv.reshape(-1, 1) if part.yv.ndim == 1 else part.yv
+    w = np.ones(Y.shape[0]) if part.swv is None else part.swv
+    return float(w.sum()), (w[:, None] * Y).sum(axis=0)
+
+
+def _add(*items):
+    """Elementwise sum, left to right, of equal-length tuples of numbers / arrays.
+
+    Returns new objects (the inputs are stored results a retry may read again).
+    """
+    total = list(items[0])
+    for item in items[1:]:
+        total = [x + y for x, y in zip(total, item)]
+    return tuple(total)
+
+
+def _predict_block(X, est, method):
+    return getattr(est, method)(X)
+
+
+# ---------------------------------------------------------------------------
+# client side
+# ---------------------------------------------------------------------------
+def _nbytes(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(o) for o in obj)
+    return 8
+
+
+def _resolve_client(client, owner):
+    if client is not None:
+        return client
+    try:
+        return distributed.get_client()
+    except ValueError:
+        raise ValueError(
+            f"{owner} needs a dask.distributed Client: create one first "
+            "(e.g. `Client(LocalCluster())`, or `Client('tcp://scheduler:8786')` for a "
+            "cluster) or pass client=...") from None
+
+
+def _as_dask_array(obj, what, lengths=True):
+    """A dask array from a dask array, DataFrame or Series; TypeError otherwise.
+
+    lengths=True computes the partitions' lengths (known chunk sizes, needed to
+    line up X, y and the weights); None leaves them unknown.
+    """
+    if isinstance(obj, da.Array):
+        return obj
+    if dask.is_dask_collection(obj) and hasattr(obj, "to_dask_array"):
+        return obj.to_dask_array(lengths=lengths)
+    raise TypeError(
+        f"{what} must be a dask array, DataFrame or Series, got {type(obj).__name__}. Wrap "
+        "in-memory data with dask.array.from_array(X, chunks=(rows_per_block, -1)), or fit "
+        "the local fastmlp.MLPClassifier / MLPRegressor on it.")
+
+
+def _check_rows(arr, what, X):
+    """arr (y or sample_weight) must share X's row blocks and have one column block."""
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{what} must be 1- or 2-dimensional, got shape {arr.shape}.")
+    if any(np.isnan(c) for c in arr.chunks[0]):
+        raise ValueError(f"{what} has unknown chunk sizes; call {what}.compute_chunk_sizes() "
+                         "(or convert DataFrames with to_dask_array(lengths=True)).")
+    if arr.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but {what} has {arr.shape[0]}.")
+    if arr.chunks[0] != X.chunks[0]:
+        raise ValueError(
+            f"{what} must be partitioned along rows like X (blocks of {X.chunks[0]} rows), "
+            f"got blocks of {arr.chunks[0]}; rechunk it with "
+            f"{what}.rechunk({{0: X.chunks[0]}}).")
+    if arr.ndim == 2 and arr.numblocks[1] != 1:
+        raise ValueError(f"{what} must have one block along its columns; rechunk it with "
+                         f"{what}.rechunk({{1: -1}}).")
+
+
+def _check_training_input(X, y, sample_weight):
+    """Dask arrays with the same row blocks and one column block; names for X's columns."""
+    feature_names = (_get_feature_names(X._meta)
+                     if dask.is_dask_collection(X) and hasattr(X, "columns") else None)
+    X = _as_dask_array(X, "X")
+    y = _as_dask_array(y, "y")
+    if sample_weight is not None:
+        sample_weight = _as_dask_array(sample_weight, "sample_weight")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional (rows, features), got shape {X.shape}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError("X has unknown chunk sizes (e.g. after boolean indexing); call "
+                         "X.compute_chunk_sizes() first (or convert DataFrames with "
+                         "to_dask_array(lengths=True)).")
+    if X.numblocks[1] != 1:
+        raise ValueError(
+            f"X must be chunked along rows only (one block of all {X.shape[1]} columns), got "
+            f"column blocks {X.chunks[1]}; rechunk it with X.rechunk({{1: -1}}).")
+    _check_rows(y, "y", X)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if sample_weight is not None:
+        _check_rows(sample_weight, "sample_weight", X)
+        if sample_weight.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-dimensional, got shape "
+                             f"{sample_weight.shape}.")
+    if X.shape[0] == 0:
+        raise ValueError("X has no rows.")
+    return X, y, sample_weight, feature_names
+
+
+class _Cluster:
+    """One fit's prepared blocks on the cluster, and the rounds run over them.
+
+    A round scatters one object to the cluster once, runs a function on every
+    prepared block where it lives (each worker fetches the object once, from
+    the worker that received it), and sums the results
+    with a tree of additions on the cluster (``_FAN_IN`` results per task, in
+    block order, whatever worker holds which block); only the sum comes back.  A round that loses a scattered replica or a
+    connection (a worker died) is sent again with fresh keys.
+    """
+
+    def __init__(self, client, parts):
+        self.client, self.parts = client, parts
+        self.tag = uuid.uuid4().hex[:12]
+        self.rounds = 0
+        self.bytes_received = 0
+
+    def gather_small(self, func, *args):
+        """Per-block results of a cheap function, in block order (summaries)."""
+        futures = self.client.map(func, self.parts, *[[a] * len(self.parts) for a in args],
+                                  key=[f"fastmlp-{func.__name__}-{self.tag}-{i}"
+                                       for i in range(len(self.parts))])
+        out = self.client.gather(futures)
+        self.bytes_received += _nbytes(out)
+        return out
+
+    def round(self, func, payload, *args, shared=None):
+        """(sum over blocks of func(part, payload, *args), the scattered payload).
+
+        ``payload`` is scattered once, or ``shared`` (a future from an earlier
+        round holding the same payload) is reused; a retry scatters
+        ``payload`` again.
+
+        The scatter goes to one worker and every other worker fetches it from
+        there once, when its first block task needs it: the same one copy per
+        worker as ``scatter(..., broadcast=True)``, without
+        ``Scheduler.replicate``, which loops forever (holding a lock that
+        ``retire_workers`` also takes) when a worker dies while it runs
+        (dask/distributed#5704, #6578).
+        """
+        last = None
+        for attempt in range(_ROUND_ATTEMPTS):
+            self.rounds += 1
+            prefix = f"fastmlp-{func.__name__}-{self.tag}-{self.rounds}"
+            try:
+                if shared is None or attempt:
+                    shared = self.client.scatter(payload, hash=False)
+                total = self._tree(func, shared, args, prefix).result()
+            except _TRANSIENT as exc:  # a worker (or a replica of the payload) was lost
+                last = exc
+                continue
+            self.bytes_received += _nbytes(total)
+            return total, shared
+        raise RuntimeError(f"A cluster round failed {_ROUND_ATTEMPTS} times; the last "
+                           f"error: {last!r}") from last
+
+    def _tree(self, func, shared, args, prefix):
+        """Futures of func on every part, summed in a tree of fan-in _FAN_IN, in block order."""
+        level = [self.client.submit(func, p, shared, *args, key=f"{prefix}-{i}")
+                 for i, p in enumerate(self.parts)]
+        depth = 0
+        while len(level) > 1:
+            level = [self.client.submit(_add, *level[j:j + _FAN_IN],
+                                        key=f"{prefix}-sum{depth}-{j // _FAN_IN}")
+                     if len(level[j:j + _FAN_IN]) > 1 else level[j]
+                     for j in range(0, len(level), _FAN_IN)]
+            depth += 1
+        return level[0]
+
+
+class _LbfgsSums:
+    """``LbfgsObjective``'s ``sums`` over the cluster: one round per evaluation."""
+
+    def __init__(self, cluster, spec):
+        self.cluster, self.spec = cluster, spec
+        self.evaluations = 0
+
+    def __call__(self, theta, grad):
+        (loss, g), _ = self.cluster.round(_block_sums, theta.copy(), self.spec)
+        grad[...] = g
+        self.evaluations += 1
+        return loss
+
+
+def _r2(ss_res, ss_tot):
+    """scikit-learn's r2_score from per-output sums (uniform average, force_finite)."""
+    with np.errstate(all="ignore"):
+        per = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
+                       np.where(ss_res == 0, 1.0, 0.0))
+    per = np.where(np.isnan(ss_res), np.nan, per)
+    return float(np.mean(per))
+
+
+def _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass):
+    """Exact L-BFGS-B over the blocks; sets ``local``'s fitted attributes as fit_lbfgs does."""
+    sums = _LbfgsSums(cluster, spec)
+    objective = LbfgsObjective(spec, sums, W, local.alpha, net.n_outputs, net.out_activation)
+    x, loss, n_iter = minimize_lbfgs(local, objective, objective.pack(theta))
+    theta = objective.unpack(x)
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(NON_FINITE)
+    local._publish_weights(spec, theta, net)
+    local.n_iter_, local.loss_ = n_iter, loss
+    if first_pass:
+        local.t_ = 0
+        for name in ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_",
+                     "best_validation_score_", "_no_improvement_count", "_opt_state"):
+            local.__dict__.pop(name, None)
+    else:
+        local.t_ = getattr(local, "t_", 0)
+    return {"evaluations": sums.evaluations}
+
+
+def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass):
+    """SGD / Adam with per-epoch parameter averaging; sets ``local``'s fitted attributes.
+
+    The epoch loop of ``fit_stochastic`` (stopping rule, learning-rate
+    schedule, divergence, early stopping, verbose lines, history), with one
+    cluster round per epoch in place of the compiled epoch.
+    """
+    est = local
+    es = est.early_stopping
+    opt = est._new_optimizer(theta)
+    history = _History.start(est, first_pass)
+    rule = NoImprovement(est.tol, est.n_iter_no_change, history.no_improvement,
+                         np.inf if history.best_loss is None else history.best_loss,
+                         -np.inf if history.best_score is None else history.best_score)
+    n_train = int(sum(s[0] for s in summaries))
+    if n_train == 0:
+        raise ValueError("No training rows are left after the validation split; lower "
+                         "validation_fraction or use larger blocks.")
+    y_mean = None
+    if es:
+        if sum(s[2] for s in summaries) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        if net.out_activation in ("identity", "exp"):
+            sums = cluster.gather_small(_val_target_sums)
+            y_mean = sum(s[1] for s in sums) / sum(s[0] for s in sums)
+            y_mean = np.atleast_1d(np.asarray(y_mean, dtype=np.float64))
+    batch_size = batch_size_for(est, n_train)
+    best_theta = theta.copy() if es else None
+    epoch0 = len(history.loss_curve)
+    shared, n_iter = None, 0
+    for _ in range(est.max_iter):
+        tic = time.perf_counter()
+        total, shared = cluster.round(
+            _block_epoch, _Shared(theta.copy(), opt.copy()), spec, seed, epoch0 + n_iter,
+            batch_size, est.alpha, est.shuffle, opt.learning_rate, shared=shared)
+        shared = None
+        rows, loss_sum, s_theta, s1, s2, s_t = total
+        n_iter += 1
+        history.t += n_train
+        with np.errstate(all="ignore"):
+            theta = (s_theta / rows).astype(spec.dtype)
+            opt.state1[...] = s1 / rows
+            opt.state2[...] = s2 / rows
+        opt.hyper[ADAM_T] = s_t / rows
+        if not np.isfinite(loss_sum):
+            if not es:
+                raise ValueError(
+                    f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
+                    f"{loss_sum}. Lower learning_rate_init (now {est.learning_rate_init}) or "
+                    "standardise the inputs; the estimator was left as it was before this call.")
+            history.loss_curve.append(np.nan)
+            history.validation_scores.append(np.nan)
+            history.validation_losses.append(np.nan)
+            warnings.warn(
+                f"Training diverged in epoch {n_iter}: the loss became {loss_sum}. The "
+                "validation score is recorded as nan, training stopped, and the weights of the "
+                f"best validation score ({rule.best_score:.6g}) were restored. Lower "
+                "learning_rate_init or standardise the inputs.", ConvergenceWarning)
+            break
+        loss = loss_sum / n_train
+        history.loss_curve.append(loss)
+        if es:
+            val, shared = cluster.round(_block_validation, _Shared(theta.copy(), opt.copy()),
+                                        spec, y_mean)
+            if y_mean is None:
+                val_score, val_loss = val[1] / val[0], val[2] / val[0]
+            else:
+                val_score, val_loss = _r2(val[2], val[3]), val[1] / val[0]
+            history.validation_scores.append(float(val_score))
+            history.validation_losses.append(float(val_loss))
+            if rule.score(val_score):
+                best_theta = theta.copy()
+        else:
+            rule.loss(loss)
+        if est.verbose:
+            dt = time.perf_counter() - tic
+            line = (f"Iteration {history.n_iter_offset + epoch0 + n_iter}, loss = {loss:.8f}, "
+                    f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
+            if es:
+                line += (f", validation score = {history.validation_scores[-1]:.6f}, "
+                         f"validation loss = {history.validation_losses[-1]:.8f}")
+            print(line)
+        after_epoch_lr(est, opt, history.t)
+        if rule.fired:
+            what = "Validation score" if es else "Training loss"
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+            if on_plateau(est, opt, rule, msg):
+                break
+        if n_iter == est.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
+                "the optimization hasn't converged yet.", ConvergenceWarning)
+    if es:
+        theta = best_theta
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(NON_FINITE)
+    history.no_improvement = rule.count
+    history.best_loss = None if es else rule.best_loss
+    history.best_score = rule.best_score if es else None
+    est._publish_weights(spec, theta, net)
+    est._opt_state = opt
+    history.store(est, n_iter)
+    return {"epochs": n_iter}
+
+
+class _Net:
+    """What ``_publish_weights`` / ``_same_network`` read of a fit's data."""
+
+    def __init__(self, n_features, n_outputs, out_activation):
+        self.X = np.empty((0, n_features))
+        self.n_outputs, self.out_activation = n_outputs, out_activation
+
+
+class _DaskMLPMixin:
+    """fit on dask collections, block-wise predict, to_local (shared by both estimators)."""
+
+    _local_class = None
+
+    @property
+    def partial_fit(self):
+        raise AttributeError(
+            f"{type(self).__name__} has no partial_fit; stream blocks through a local "
+            "estimator with dask_ml.wrappers.Incremental instead.")
+
+    def _local_params(self):
+        return {k: v for k, v in self.get_params(deep=False).items() if k != "client"}
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["client"] = None  # a Client does not travel; None means the current one
+        return state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, sample_weight=None):
+        """Fit on dask collections, each block of rows where it lives.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+            Chunked along rows only (one block of columns), known chunk sizes.
+        y : dask array or dask Series/DataFrame of shape (n_samples,) or (n_samples, n_outputs)
+            Targets, partitioned along rows exactly like X.
+        sample_weight : dask array of shape (n_samples,), default=None
+            Per-sample weights, partitioned like X.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator (its attributes are NumPy arrays, as a local fit's).
+        """
+        params = self._local_params()
+        local = self._local_class(**params)
+        local._validate_params()
+        client = _resolve_client(self.client, type(self).__name__)
+        X, y, sample_weight, feature_names = _check_training_input(X, y, sample_weight)
+        first_pass = not (self.warm_start and hasattr(self, "coefs_"))
+        if not first_pass:
+            local = self.to_local()
+            local.set_params(**params)
+            local._validate_params()
+        local.__dict__.pop("feature_names_in_", None)  # blocks reach the workers as arrays
+        d = int(X.shape[1])
+        n_outputs, out, class_weight = self._encode_targets(local, client, y, d, first_pass)
+        net = _Net(d, n_outputs, out)
+        rng = check_random_state(self.random_state)
+        if first_pass:
+            spec = local._make_spec(d, n_outputs, out)
+            theta = local._init_theta(spec, rng)
+        else:
+            spec = local._same_network(net)
+            theta = local._current_theta().astype(spec.dtype, copy=True)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        holdout = ((self.validation_fraction, seed)
+                   if self.early_stopping and self.solver != "lbfgs" else None)
+
+        tic = time.perf_counter()
+        cluster = self._prepare_blocks(client, local, class_weight, X, y, sample_weight, holdout)
+        summaries = cluster.gather_small(_part_summary)
+        W = float(sum(s[1] for s in summaries))
+        if not W > 0:
+            raise ValueError("sample_weight must have at least one positive entry.")
+        if self.solver == "lbfgs":
+            info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
+        else:
+            info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass)
+        info.update(blocks=len(cluster.parts), rounds=cluster.rounds,
+                    bytes_received=cluster.bytes_received, seconds=time.perf_counter() - tic)
+
+        fitted = {k: v for k, v in local.__dict__.items() if k not in params}
+        if feature_names is not None:
+            fitted["feature_names_in_"] = feature_names
+        fitted["_dask_fit_info"] = info
+        keep = {k: v for k, v in self.__dict__.items()
+                if k in params or k == "client" or k.startswith(("_skl", "_callback"))}
+        keep.update(fitted)
+        self.__dict__ = keep  # published in one assignment, as the local estimators do
+        return self
+
+    def _prepare_blocks(self, client, local, class_weight, X, y, sample_weight, holdout):
+        """Persist every non-empty block, prepared, on the worker that computes it."""
+        template = self._local_class(**self._local_params())
+        template.warm_start = False  # a block need not hold every class
+        if "class_weight" in template.get_params():
+            template.class_weight = None  # resolved on the client into class_weight
+        for key in ("_label_binarizer", "classes_", "n_features_in_"):
+            if hasattr(local, key):
+                setattr(template, key, getattr(local, key))
+        tag = uuid.uuid4().hex[:12]
+        template = dask.delayed(template, name=f"fastmlp-template-{tag}")
+        xs = X.to_delayed().ravel()
+        ys = y.to_delayed().ravel()
+        ws = [None] * len(xs) if sample_weight is None else sample_weight.to_delayed().ravel()
+        starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+        prepare = dask.delayed(_prepare_part, pure=True)
+        parts = [prepare(template, class_weight, xs[i], ys[i], ws[i], i, int(starts[i]),
+                         holdout, dask_key_name=f"fastmlp-part-{tag}-{i}")
+                 for i in range(len(xs)) if X.chunks[0][i] > 0]
+        return _Cluster(client, client.compute(parts))
+
+    # ------------------------------------------------------------------ predict
+    def _blockwise(self, X, method):
+        """``method`` of the fitted local estimator mapped over X's row blocks (lazy)."""
+        check_is_fitted(self, "coefs_")
+        names = getattr(self, "feature_names_in_", None)
+        if dask.is_dask_collection(X) and hasattr(X, "columns"):
+            cols = _get_feature_names(X._meta)
+            if names is not None and (cols is None or list(cols) != list(names)):
+                raise ValueError(
+                    f"The feature names should match those that were passed during fit: "
+                    f"fitted with {list(names)}, got {None if cols is None else list(cols)}.")
+        X = _as_dask_array(X, "X", lengths=None)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has shape {X.shape}, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        est = self.to_local()
+        est.__dict__.pop("feature_names_in_", None)  # names were checked above
+        sample = getattr(est, method)(np.zeros((1, X.shape[1])))
+        if sample.ndim == 1:
+            return X.map_blocks(_predict_block, est, method, dtype=sample.dtype,
+                                chunks=(X.chunks[0],), drop_axis=1, meta=sample[:0])
+        return X.map_blocks(_predict_block, est, method, dtype=sample.dtype,
+                            chunks=(X.chunks[0], (sample.shape[1],)), meta=sample[:0])
+
+    def predict(self, X):
+        """Predict for each row, block by block on the workers.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+            An in-memory array is predicted locally (a NumPy result).
+
+        Returns
+        -------
+        y : dask array of shape (n_samples,) or (n_samples, n_outputs)
+            Lazy; ``.compute()`` brings it to the client.
+        """
+        if not dask.is_dask_collection(X):
+            return super().predict(X)
+        return self._blockwise(X, "predict")
+
+    def to_local(self):
+        """The fitted model as a plain local estimator (NumPy arrays only).
+
+        Returns
+        -------
+        estimator : MLPClassifier or MLPRegressor
+            Same parameters (without ``client``) and fitted attributes (copies).
+        """
+        check_is_fitted(self, "coefs_")
+        params = self._local_params()
+        state = dict(params)
+        for k, v in self.__dict__.items():
+            if (k in params or k in ("client", "_theta", "_dask_fit_info")
+                    or k.startswith(("_skl", "_callback"))):
+                continue
+            state[k] = copy.deepcopy(v)
+        local = object.__new__(self._local_class)
+        local.__setstate__(state)
+        return local
+
+    def _score_client(self):
+        return _resolve_client(self.client, type(self).__name__)
+
+    @staticmethod
+    def _score_inputs(pred, y, sample_weight):
+        y = _as_dask_array(y, "y")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if not any(np.isnan(c) for c in pred.chunks[0]):
+            y = y.rechunk({0: pred.chunks[0]})
+        w = None
+        if sample_weight is not None:
+            w = _as_dask_array(sample_weight, "sample_weight")
+            if not any(np.isnan(c) for c in pred.chunks[0]):
+                w = w.rechunk(pred.chunks[0])
+        return y, w
+
+
+_NOTES = """
+    Notes
+    -----
+    ``solver="lbfgs"`` is exact: the same objective, gradient and L-BFGS-B
+    iterates as the local estimator on the concatenated rows (to rounding:
+    the per-block sums add up in another order).  Each evaluation sends
+    the parameter vector to the cluster once (one copy per worker) and
+    returns one summed (loss, gradient) pair to the client.
+
+    ``solver="sgd"`` / ``"adam"`` is parameter averaging ("local SGD"; Zinkevich
+    et al. 2010, *Parallelized Stochastic Gradient Descent*; McMahan et al.
+    2017, *Communication-Efficient Learning of Deep Networks from
+    Decentralized Data*): every epoch each block of rows trains its own copy
+    of the network for one epoch over its rows (minibatches of
+    ``batch_size``, its own shuffle drawn from ``random_state``, the epoch and
+    the block's index), all copies starting from the same parameters and
+    optimizer state, and the copies' parameters, optimizer moments and Adam
+    step counts are averaged weighted by rows.  This is not the same
+    trajectory as one-machine training: an epoch takes fewer, averaged
+    steps, so it may need more epochs or a larger ``learning_rate_init``;
+    fewer, larger blocks average less.  The fit is reproducible for a fixed
+    ``random_state`` and chunking, wherever the blocks live.
+    ``early_stopping`` holds out a random ``validation_fraction`` of each
+    block's rows (not stratified); ``tol``, ``n_iter_no_change``, the
+    learning-rate schedules and ``verbose`` work per epoch as in the local
+    estimator.  scikit-learn callbacks (``set_callbacks``) are not called.
+
+    The prepared blocks are dask futures whose graph goes back to the input
+    collections, so a worker lost during a fit costs recomputing its blocks
+    and repeating the current round; the result is unchanged.
+
+    ``predict`` / ``predict_proba`` map the fitted local estimator over the
+    blocks of X and return lazy dask arrays; ``score`` reduces on the
+    cluster.  In-memory (NumPy) inputs to the prediction methods are
+    handled locally.  ``_dask_fit_info`` records the last fit's rounds and
+    the bytes the client received.
+"""
+
+
+class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
+    __doc__ = """Data-parallel :class:`fastmlp.MLPClassifier` on a dask.distributed cluster.
+
+    The parameters are :class:`fastmlp.MLPClassifier`'s plus ``client``; ``fit``
+    takes dask arrays or DataFrames chunked along rows, and every block is
+    trained where it lives.  The fitted attributes are the local
+    estimator's (NumPy arrays); ``to_local()`` returns the plain estimator.
+
+    Parameters
+    ----------
+    client : distributed.Client or None, default=None
+        The cluster to train on; None means the current client
+        (``distributed.get_client()``).  Not pickled with the estimator.
+    hidden_layer_sizes, activation, solver, alpha, ... :
+        As in :class:`fastmlp.MLPClassifier`.
+
+    Attributes
+    ----------
+    classes_, coefs_, intercepts_, loss_, n_iter_, n_features_in_, ... :
+        As in :class:`fastmlp.MLPClassifier`.
+""" + _NOTES + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from distributed import Client, LocalCluster
+    >>> from fastmlp.dask import DaskMLPClassifier
+    >>> cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+    ...                        dashboard_address=None)
+    >>> client = Client(cluster)
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.normal(size=(400, 4)), chunks=(100, 4))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    >>> clf = DaskMLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=50,
+    ...                         random_state=0, backend="cpu").fit(X, y)
+    >>> clf.predict(X)  # doctest: +ELLIPSIS
+    dask.array<_predict_block, shape=(400,), ...>
+    >>> bool(clf.score(X, y) > 0.9)
+    True
+    >>> clf.to_local()  # doctest: +ELLIPSIS
+    MLPClassifier(...)
+    >>> client.close(); cluster.close()
+"""
+
+    _local_class = MLPClassifier
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        backend="auto",
+        dtype="float32",
+        negative_slope=0.01,
+        prelu_init=0.25,
+        elu_alpha=1.0,
+        maxout_pieces=2,
+        class_weight=None,
+        client=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope,
+            prelu_init=prelu_init, elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
+            class_weight=class_weight,
+        )
+        self.client = client
+
+    def _encode_targets(self, local, client, y, n_features, first_pass):
+        """Fix the label encoding on ``local`` from y's unique labels (computed on the
+        cluster); returns (n_outputs, output activation, weight per class or None)."""
+        if y.ndim == 1:
+            labels, counts = client.gather(client.compute(list(da.unique(y, return_counts=True))))
+            shown = labels
+        else:
+            labels = client.compute(da.unique(y)).result()
+            counts = None
+            if not np.all(np.isin(labels, [0, 1])):
+                raise ValueError(
+                    "Unknown label type: 'multiclass-multioutput'. MLPClassifier needs class "
+                    "labels (binary, multiclass or a multilabel indicator matrix).")
+            k = y.shape[1]
+            shown = np.vstack([np.eye(k), np.zeros((1, k))]).astype(y.dtype)
+        _, targets, out = local._prepare_targets(np.zeros((shown.shape[0], n_features)), shown,
+                                                 first_pass, False, None)
+        class_weight = None
+        if self.class_weight is not None:
+            if y.ndim != 1:
+                raise ValueError("class_weight is not supported for multilabel targets.")
+            if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+                # compute_sample_weight("balanced"): n / (n_classes * count), over all rows
+                class_weight = y.shape[0] / (len(labels) * counts.astype(np.float64))
+            else:  # validated as the local estimator does; one weight per class
+                class_weight = local._combine_weights(None, local.classes_)
+        return targets["n_outputs"], out, class_weight
+
+    def predict_proba(self, X):
+        """Class probabilities, block by block on the workers.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : dask array of shape (n_samples, n_classes)
+            Columns ordered as ``classes_``.
+        """
+        if not dask.is_dask_collection(X):
+            return super().predict_proba(X)
+        return self._blockwise(X, "predict_proba")
+
+    def predict_log_proba(self, X):
+        """Log of ``predict_proba(X)``, block by block on the workers.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : dask array of shape (n_samples, n_classes)
+        """
+        if not dask.is_dask_collection(X):
+            return super().predict_log_proba(X)
+        return self._blockwise(X, "predict_log_proba")
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy (subset accuracy for multilabel), reduced on the cluster.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+        y : dask array of shape (n_samples,) or (n_samples, n_classes)
+        sample_weight : dask array of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if not dask.is_dask_collection(X):
+            return super().score(X, y, sample_weight=sample_weight)
+        pred = self.predict(X)
+        y, w = self._score_inputs(pred, y, sample_weight)
+        right = pred == y
+        if right.ndim == 2:
+            right = right.all(axis=1)
+        acc = da.average(right.astype(np.float64), weights=w)
+        return float(self._score_client().compute(acc).result())
+
+
+class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
+    __doc__ = """Data-parallel :class:`fastmlp.MLPRegressor` on a dask.distributed cluster.
+
+    The parameters are :class:`fastmlp.MLPRegressor`'s plus ``client``; see
+    :class:`DaskMLPClassifier` for how a fit runs.
+
+    Parameters
+    ----------
+    client : distributed.Client or None, default=None
+        The cluster to train on; None means the current client.
+    loss, hidden_layer_sizes, activation, solver, ... :
+        As in :class:`fastmlp.MLPRegressor`.
+
+    Attributes
+    ----------
+    coefs_, intercepts_, loss_, n_iter_, n_features_in_, ... :
+        As in :class:`fastmlp.MLPRegressor`.
+""" + _NOTES + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from distributed import Client, LocalCluster
+    >>> from fastmlp.dask import DaskMLPRegressor
+    >>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.normal(size=(10_000, 5)), chunks=(2_500, 5))
+    >>> y = X @ np.arange(5.0)
+    >>> reg = DaskMLPRegressor(hidden_layer_sizes=(32,), solver="adam", max_iter=30,
+    ...                        random_state=0).fit(X, y)  # doctest: +SKIP
+    >>> reg.predict(X).compute()[:3]  # doctest: +SKIP
+    array([...])
+    >>> reg.to_local().predict(X[:3].compute())  # doctest: +SKIP
+    array([...])
+"""
+
+    _local_class = MLPRegressor
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        backend="auto",
+        dtype="float32",
+        negative_slope=0.01,
+        prelu_init=0.25,
+        elu_alpha=1.0,
+        maxout_pieces=2,
+        client=None,
+    ):
+        super().__init__(
+            loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope,
+            prelu_init=prelu_init, elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
+        )
+        self.client = client
+
+    def _encode_targets(self, local, client, y, n_features, first_pass):
+        """Set n_features_in_ on ``local``; returns (n_outputs, output activation, None)."""
+        shown = np.zeros((1,) if y.ndim == 1 else (1, y.shape[1]))
+        _, targets, out = local._prepare_targets(np.zeros((1, n_features)), shown, first_pass,
+                                                 False, None)
+        return targets["n_outputs"], out, None
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R^2 (uniform average over outputs), on the cluster.
+
+        Parameters
+        ----------
+        X : dask array or dask DataFrame of shape (n_samples, n_features)
+        y : dask array of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : dask array of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if not dask.is_dask_collection(X):
+            return super().score(X, y, sample_weight=sample_weight)
+        pred = self.predict(X)
+        y, w = self._score_inputs(pred, y, sample_weight)
+        y = y.astype(np.float64)
+        if y.ndim == 1:
+            y, pred = y[:, None], pred[:, None]
+        w = da.ones_like(y[:, 0]) if w is None else w.astype(np.float64)
+        mean = (w[:, None] * y).sum(axis=0) / w.sum()
+        ss_res = (w[:, None] * (y - pred) ** 2).sum(axis=0)
+        ss_tot = (w[:, None] * (y - mean) ** 2).sum(axis=0)
+        ss_res, ss_tot = self._score_client().gather(
+            self._score_client().compute([ss_res, ss_tot]))
+        return _r2(np.asarray(ss_res, dtype=np.float64), np.asarray(ss_tot, dtype=np.float64))
