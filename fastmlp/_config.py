@@ -1,29 +1,54 @@
-"""Tunables in one place.
+"""Tunables in one place, read when used.
 
-Every compiled kernel reads its flags from here so that a change of policy is
-one edit, not a hunt through the backends.
+Each setting is a module attribute, defined once below.  The API:
+
+- read: ``_config.PREDICT_CHUNK_ROWS``, or ``_config.current()`` for all of
+  them as a dict;
+- override for a block: ``with _config.override(PREDICT_CHUNK_ROWS=7): ...``
+  sets the values on entry and puts the previous ones back on exit (also on
+  an error); an unknown name raises ``ValueError``;
+- reset: ``_config.reset()`` puts every setting back to its default.
+
+Both backends read the *run-time* settings (all but ``FASTMATH``) from this
+module at call time, never from a copy taken at import, so an override is
+seen by the next fit or predict.  Settings are process-wide, like the module
+they live in: an override is seen by every thread, so tests and tools should
+not override concurrently from several threads.
+
+``FASTMATH`` is a *compile-time* setting: the CPU kernels are compiled with it
+when ``fastmlp.backends.cpu`` is first imported (and cached on disk), so it is
+changed by editing this file, which also invalidates the kernel cache
+(``fastmlp/backends/_cache.py``); ``override`` refuses it.
+
+Process-wide state outside this module: while a CPU fit runs an epoch whose
+GEMMs are small (see ``CPU_SERIAL_GEMM_BELOW``), the BLAS libraries of the
+*whole process* (NumPy's and SciPy's OpenBLAS/MKL, through threadpoolctl) are
+limited to one thread, and restored when the last such fit in any thread
+finishes.  Other code that calls BLAS from another thread during that time
+runs single-threaded too.
 """
 
-# fastmath flags for every CPU kernel.  "nnan" and "ninf" are deliberately
-# absent: the estimators rely on NaN/inf propagating so that a diverging fit is
-# detected and reported instead of silently producing garbage.
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+import copy
+from contextlib import contextmanager
 
-# Default precision of the computation.
-DEFAULT_DTYPE = "float32"
+# fastmath flags for every CPU kernel (compile-time, see above).  "nnan" and
+# "ninf" are deliberately absent: the estimators rely on NaN/inf propagating
+# so that a diverging fit is detected and reported instead of silently
+# producing garbage.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 # Rows per chunk when predicting: bounds the memory predict needs for any
 # input size (activations of one chunk per layer).
 PREDICT_CHUNK_ROWS = 4096
 
+# Rows densified at a time when training on a sparse X (rounded down to whole
+# batches): the memory a sparse fit holds beyond the sparse matrix itself.
+SPARSE_CHUNK_ROWS = 4096
+
 # Rows per chunk of the full-batch loss and gradient (solver="lbfgs"): bounds
 # its workspace (one chunk's activations per layer) for any n_samples, while
 # keeping each GEMM large enough for BLAS to run at full speed.
 FULL_BATCH_CHUNK_ROWS = 4096
-
-# Rows densified at a time when training on a sparse X (rounded down to whole
-# batches): the memory a sparse fit holds beyond the sparse matrix itself.
-SPARSE_CHUNK_ROWS = 4096
 
 # BLAS threads during CPU training.  The epoch's own loops are serial, so a
 # multi-threaded BLAS owns the cores.  A step whose largest GEMM has fewer
@@ -31,7 +56,8 @@ SPARSE_CHUNK_ROWS = 4096
 # did not pay below it on a quiet 2-core machine (32x128x128: 1.04x,
 # 100x40x100: 0.99x) while its hand-offs made such GEMMs several times
 # slower when other processes loaded the cores; from about 1e6 up (100^3:
-# 1.4x, 256x784x256: 1.9x) two threads win.
+# 1.4x, 256x784x256: 1.9x) two threads win.  The limit is process-wide (it
+# is threadpoolctl's): see the module docstring.  0 never limits.
 CPU_SERIAL_GEMM_BELOW = 1_000_000
 
 # CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
@@ -48,3 +74,51 @@ CUDA_REGISTER_BLOCK = 2
 # persistent, falling back to launches (once, with a warning) where a
 # cooperative launch cannot run.
 CUDA_EPOCH_DRIVER = "auto"
+
+# --- the API -----------------------------------------------------------------
+
+# settings the kernels are compiled with: editing this file changes them
+COMPILE_TIME = frozenset({"FASTMATH"})
+
+
+def _names():
+    return [k for k in globals() if k.isupper() and k != "COMPILE_TIME"]
+
+
+_DEFAULTS = {k: copy.deepcopy(globals()[k]) for k in _names()}
+
+
+def current():
+    """Every setting and its present value, as a new dict."""
+    return {k: globals()[k] for k in _DEFAULTS}
+
+
+@contextmanager
+def override(**settings):
+    """Set run-time settings for the ``with`` block; the previous values come back after it.
+
+    >>> from fastmlp import _config
+    >>> with _config.override(PREDICT_CHUNK_ROWS=7):
+    ...     _config.PREDICT_CHUNK_ROWS
+    7
+    >>> _config.PREDICT_CHUNK_ROWS
+    4096
+    """
+    unknown = sorted(set(settings) - set(_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown}; the settings are {sorted(_DEFAULTS)}.")
+    fixed = sorted(set(settings) & COMPILE_TIME)
+    if fixed:
+        raise ValueError(f"{fixed} are compile-time settings: edit fastmlp/_config.py instead.")
+    g = globals()
+    saved = {k: g[k] for k in settings}
+    g.update(settings)
+    try:
+        yield
+    finally:
+        g.update(saved)
+
+
+def reset():
+    """Put every setting back to its default (the values written in this file)."""
+    globals().update({k: copy.deepcopy(v) for k, v in _DEFAULTS.items()})

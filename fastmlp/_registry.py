@@ -1,9 +1,15 @@
 """The name -> code tables shared by the estimators and both backends.
 
-An activation or an output is added by adding one row here and one branch to
-the scalar functions of each backend.  Validation of the ``activation=``
-parameter reads the same table, so the accepted names and the kernels can
-never disagree.
+Every code the compiled kernels switch on is defined here, once, as a named
+constant; kernels, tests and benchmarks import the name (numba freezes a
+module global at compile time, so a name costs nothing at run time).
+
+An elementwise activation is added by one entry here (its code name and its
+row in ``ACTIVATIONS``) and one branch in each of ``act`` and ``act_grad`` of
+``fastmlp/backends/scalar.py``, which both backends compile; nothing else
+changes (``tests/test_registry.py`` adds one that way and trains with it).
+Validation of the ``activation=`` parameter reads the same table, so the
+accepted names and the kernels can never disagree.
 """
 
 from dataclasses import dataclass
@@ -26,31 +32,33 @@ class Activation:
     init_factor: float = 6.0
 
 
+# the activation codes the kernels switch on (prelu and maxout also shape the
+# parameter layout and have kernels of their own; the others are elementwise)
+IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, PRELU, ELU, MAXOUT = range(8)
+
 ACTIVATIONS = {
-    "identity": Activation(0, "H"),
-    "logistic": Activation(1, "H", init_factor=2.0),
-    "tanh": Activation(2, "H"),
-    "relu": Activation(3, "H"),
-    "leaky_relu": Activation(4, "H"),
-    "prelu": Activation(5, "Z"),
-    "elu": Activation(6, "H"),
-    "maxout": Activation(7, "argmax"),
+    "identity": Activation(IDENTITY, "H"),
+    "logistic": Activation(LOGISTIC, "H", init_factor=2.0),
+    "tanh": Activation(TANH, "H"),
+    "relu": Activation(RELU, "H"),
+    "leaky_relu": Activation(LEAKY_RELU, "H"),
+    "prelu": Activation(PRELU, "Z"),
+    "elu": Activation(ELU, "H"),
+    "maxout": Activation(MAXOUT, "argmax"),
 }
 # "sigmoid" is accepted as another name for scikit-learn's "logistic".
 ACTIVATION_ALIASES = {"sigmoid": "logistic"}
 
-IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, PRELU, ELU, MAXOUT = range(8)
-
 # Output layer + loss pairs.  Each is canonical (its gradient w.r.t. the
 # logits is prediction - target), which is what lets the loss kernels return
 # dO in the same pass as the loss.
-OUTPUTS = {
-    "softmax": 0,   # multiclass: softmax + mean cross-entropy, integer labels
-    "logistic": 1,  # binary / multilabel: sigmoid + summed binary cross-entropy
-    "identity": 2,  # regression: identity + half squared error
-    "exp": 3,       # regression, loss="poisson": exp + half Poisson deviance
-}
 OUT_SOFTMAX, OUT_LOGISTIC, OUT_IDENTITY, OUT_EXP = range(4)
+OUTPUTS = {
+    "softmax": OUT_SOFTMAX,    # multiclass: softmax + mean cross-entropy, integer labels
+    "logistic": OUT_LOGISTIC,  # binary / multilabel: sigmoid + summed binary cross-entropy
+    "identity": OUT_IDENTITY,  # regression: identity + half squared error
+    "exp": OUT_EXP,            # regression, loss="poisson": exp + half Poisson deviance
+}
 
 # the stochastic solvers and the code the compiled epoch switches on;
 # "lbfgs" runs in scipy over the backends' full-batch loss and gradient

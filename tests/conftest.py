@@ -1,9 +1,56 @@
-"""Shared fixtures (the CUDA-simulator switch lives in the root conftest.py)."""
+"""Shared fixtures (the CUDA-simulator switch lives in the root conftest.py).
 
+``rng``: a fresh generator per test, seeded from the test's id.
+
+``backend``: the estimator tests that take it run once per backend name.
+Unmarked, a test gets "cpu" only; marked ``@pytest.mark.both_backends`` it
+runs on "cpu" and on "cuda" (in numba's simulator where there is no GPU,
+skipped where numba-cuda is missing).  The simulator runs every GPU thread in
+Python, so marked tests must stay tiny: a few dozen rows, at most two epochs.
+Under the "cuda" parameter the launches are small (3 x 3 thread blocks, set
+through ``fastmlp._config.override``) so that the multi-block paths run.
+"""
+
+import sys
 import zlib
 
 import numpy as np
 import pytest
+
+BOTH = ("cpu", "cuda")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_backends: run once per backend through the `backend` fixture "
+        "(cpu, and cuda: in the simulator without a GPU; tiny data, <= 2 epochs)")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_backends") is not None
+        metafunc.parametrize("backend", BOTH if both else ("cpu",), indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend name a test passes as ``backend=`` (see the module docstring)."""
+    if request.param == "cpu":
+        yield "cpu"
+        return
+    cuda = pytest.importorskip("fastmlp.backends.cuda")
+    if not cuda.is_available():
+        pytest.skip(f"CUDA backend unavailable: {cuda.unavailable_reason()}")
+    from fastmlp import _config
+
+    old = sys.getswitchinterval()
+    if cuda.is_simulated():
+        sys.setswitchinterval(1e-4)  # the simulator's threads spin on the GIL
+    try:
+        with _config.override(CUDA_TILE=3, CUDA_REGISTER_BLOCK=2):
+            yield "cuda"
+    finally:
+        sys.setswitchinterval(old)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Everything here is written for clarity, not speed, and always computes in float64 whatever the
 input dtype, so it is at least as accurate as the kernel under test.  Formulas follow
-``/work/shared/SPEC.md`` and scikit-learn (``neural_network/_base.py``,
+the maths page of the documentation (``docs/user_guide/maths.rst``) and scikit-learn (``neural_network/_base.py``,
 ``_multilayer_perceptron.py``, ``_stochastic_optimizers.py``).  Where a textbook formula would
 overflow for extreme inputs (sigmoid, binary cross-entropy, elu of a large positive number) the
 oracle uses a different but equally obvious stable form (``np.logaddexp``, clamped exponent), so it
@@ -17,6 +17,8 @@ Conventions shared with the kernels:
 """
 
 import numpy as np
+
+from fastmlp._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
 
 from fastmlp.backends.layout import unpack
 
@@ -216,12 +218,14 @@ def poisson(O, Y, sw=None):
 
 
 OUTPUT_LOSSES = {  # by the codes of fastmlp._registry.OUTPUTS
-    0: softmax_cross_entropy, 1: sigmoid_binary_cross_entropy, 2: squared_error, 3: poisson,
+    OUT_SOFTMAX: softmax_cross_entropy, OUT_LOGISTIC: sigmoid_binary_cross_entropy,
+    OUT_IDENTITY: squared_error, OUT_EXP: poisson,
 }
 
 
 def output_activation(out_code, O):
-    return {0: softmax, 1: logistic, 2: identity, 3: lambda a: np.exp(_f64(a))}[out_code](O)
+    return {OUT_SOFTMAX: softmax, OUT_LOGISTIC: logistic, OUT_IDENTITY: identity,
+            OUT_EXP: lambda a: np.exp(_f64(a))}[out_code](O)
 
 
 # --- dense layer ---------------------------------------------------------------------------------
@@ -289,7 +293,7 @@ def network_loss(spec, theta, X, Y, y, sw, alpha):
     """
     O, _ = network_forward(spec, theta, X)
     w = _weights(sw, O.shape[0])
-    target = y if spec.out_code == 0 else Y
+    target = y if spec.out_code == OUT_SOFTMAX else Y
     loss = OUTPUT_LOSSES[spec.out_code](O, target, w)[0]
     coefs, _, _ = unpack(spec, _f64(theta))
     sq = sum(float(np.sum(W ** 2)) for W in coefs)

@@ -1,18 +1,37 @@
-"""The CPU kernels' numba cache is cleared when any source they are built from changes."""
+"""The CPU kernels' numba cache is cleared when any source they are built from changes.
+
+Which sources those are is found by following the imports of the backend's
+modules (``fastmlp.backends._cache.kernel_sources``), so a module the kernels
+reach only through another one (``layout.py`` through ``train.py``) counts,
+and a module they never import (the estimator) does not.
+"""
 
 from pathlib import Path
 
-from fastmlp.backends._cache import refresh_numba_cache
+import fastmlp
+from fastmlp.backends._cache import kernel_sources, refresh_numba_cache
 
 
 def _fake_package(tmp_path):
+    """fastmlp/ with a cpu backend importing, relatively and absolutely, down a chain."""
     pkg = tmp_path / "fastmlp"
     backend = pkg / "backends" / "cpu"
     backend.mkdir(parents=True)
-    (pkg / "_config.py").write_text("FASTMATH = set()\n")
-    (pkg / "_registry.py").write_text("RELU = 3\n")
-    (pkg / "backends" / "scalar.py").write_text("def act(z):\n    return z\n")
-    (backend / "train.py").write_text("x = 1\n")
+    files = {
+        "__init__.py": "from . import _estimator\n",
+        "_estimator.py": "from .backends import cpu\n",       # imports the kernels, not imported
+        "_config.py": "FASTMATH = set()\n",
+        "_registry.py": "RELU = 3\n",
+        "unrelated.py": "X = 1\n",
+        "backends/__init__.py": "",
+        "backends/scalar.py": "from .._registry import RELU\n\ndef act(z):\n    return z\n",
+        "backends/layout.py": "import fastmlp._registry\n",    # reached only through train.py
+        "backends/cpu/__init__.py": "from ... import _config\nfrom .train import x\n",
+        "backends/cpu/train.py": "import numpy as np\nfrom ..layout import *\nfrom .. import scalar\n"
+                                 "x = 1\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
     return pkg, backend
 
 
@@ -20,22 +39,52 @@ def _cached(backend):
     return sorted(p.name for p in (backend / "__pycache__").glob("*.nb[ic]"))
 
 
+def _plant_cache(backend):
+    (backend / "__pycache__" / "train.kernel-1.py311.nbi").write_text("index")
+    (backend / "__pycache__" / "train.kernel-1.py311.1.nbc").write_text("code")
+
+
+def test_sources_are_found_from_the_imports(tmp_path):
+    pkg, backend = _fake_package(tmp_path)
+    got = {f.relative_to(pkg).as_posix() for f in kernel_sources(backend)}
+    assert got == {
+        "_config.py", "_registry.py", "backends/scalar.py", "backends/layout.py",
+        "backends/cpu/__init__.py", "backends/cpu/train.py",
+    }
+
+
 def test_cache_survives_until_a_source_changes(tmp_path):
     pkg, backend = _fake_package(tmp_path)
     assert refresh_numba_cache(backend)  # first time: stamped
-    (backend / "__pycache__" / "train.kernel-1.py311.nbi").write_text("index")
-    (backend / "__pycache__" / "train.kernel-1.py311.1.nbc").write_text("code")
+    _plant_cache(backend)
     assert not refresh_numba_cache(backend)  # nothing changed: kept
     assert len(_cached(backend)) == 2
-    # an edit in another module the kernels call (numba alone would not notice)
-    (pkg / "backends" / "scalar.py").write_text("def act(z):\n    return 2 * z\n")
-    assert refresh_numba_cache(backend)
-    assert _cached(backend) == []
+    # an edit in a module the kernels never import: kept
+    (pkg / "_estimator.py").write_text("from .backends import cpu  # edited\n")
+    (pkg / "unrelated.py").write_text("X = 2\n")
     assert not refresh_numba_cache(backend)
+    assert len(_cached(backend)) == 2
+    # an edit in a module reached only through another module's import (numba alone would
+    # not notice, and a hand-kept list had left layout.py out)
+    for edited in ("backends/layout.py", "backends/scalar.py", "_registry.py"):
+        _plant_cache(backend)
+        (pkg / edited).write_text((pkg / edited).read_text() + "# edited\n")
+        assert refresh_numba_cache(backend), edited
+        assert _cached(backend) == []
+        assert not refresh_numba_cache(backend)
 
 
-def test_the_real_package_is_stamped():
+def test_the_real_package_is_stamped_over_its_imports():
     import fastmlp.backends.cpu as cpu
 
-    stamp = Path(cpu.__file__).parent / "__pycache__" / "fastmlp-kernel-sources.sha256"
+    backend = Path(cpu.__file__).parent
+    stamp = backend / "__pycache__" / "fastmlp-kernel-sources.sha256"
     assert stamp.exists() and len(stamp.read_text()) == 64
+    pkg = Path(fastmlp.__file__).parent
+    got = {f.relative_to(pkg).as_posix() for f in kernel_sources(backend)}
+    for needed in ("_config.py", "_registry.py", "backends/scalar.py", "backends/layout.py",
+                   "backends/cpu/train.py", "backends/cpu/losses.py"):
+        assert needed in got
+    # the estimators and the other backend are not what the CPU kernels are built from
+    assert not {"_estimator.py", "__init__.py", "ops.py"} & got
+    assert not any(f.startswith("backends/cuda/") for f in got)

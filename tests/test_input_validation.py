@@ -74,10 +74,11 @@ def test_mismatched_lengths(rng, Est):
             Est(**CPU).fit, X, y, sample_weight=np.ones(19))
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("Est", ESTIMATORS)
-def test_wrong_n_features_at_predict(rng, Est):
+def test_wrong_n_features_at_predict(rng, Est, backend):
     X, y = _data(rng, Est)
-    est = Est(max_iter=2, **CPU).fit(X, y)
+    est = Est(hidden_layer_sizes=(5,), max_iter=2, backend=backend).fit(X, y)
     _raises(ValueError, "X has 4 features, but .* is expecting 3 features", est.predict,
             rng.normal(size=(5, 4)))
     if Est is MLPClassifier:
@@ -271,11 +272,13 @@ def test_unavailable_cuda_backend_is_explained(rng):
 
 
 # ---------------------------------------------------------------------- divergence
+@pytest.mark.both_backends
 @pytest.mark.parametrize("Est", ESTIMATORS)
-def test_diverging_fit_raises(rng, Est):
+def test_diverging_fit_raises(rng, Est, backend):
     X, y = _data(rng, Est, n=40)
     X = X * 1e3  # unscaled data
-    est = Est(solver="sgd", learning_rate_init=1e6, max_iter=20, random_state=0, **CPU)
+    est = Est(hidden_layer_sizes=(5,), solver="sgd", learning_rate_init=1e6, max_iter=20,
+              random_state=0, backend=backend)
     _raises(ValueError, "diverged|non-finite", est.fit, X, y)
     assert not hasattr(est, "coefs_")  # no NaN weights were published
 

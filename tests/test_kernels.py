@@ -12,7 +12,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmlp import ops
-from fastmlp._registry import ACTIVATIONS, OUTPUTS
+from fastmlp._registry import (
+    ACTIVATIONS, ADAM, LOGISTIC, OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, OUTPUTS, SGD,
+)
 from fastmlp.backends import cpu
 from fastmlp.backends.cpu import activations as kact
 from fastmlp.backends.cpu import dense as kdense
@@ -153,12 +155,16 @@ def test_maxout_ties_go_to_first_piece():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_scalar_extremes(dtype):
+def test_sigmoid_extremes(dtype):
+    """The one stable sigmoid (scalar.sigmoid), as the compiled logistic activation runs it."""
+    def sig(z):
+        return kact.act(LOGISTIC, dtype(z), 0.0, 0.0)
+
     with strict():
         for z, expect in [(-1e3, 0.0), (-1e4, 0.0), (0.0, 0.5), (1e3, 1.0), (1e4, 1.0)]:
-            v = kact.sigmoid_scalar(dtype(z))
+            v = sig(z)
             assert np.isfinite(v) and v == expect
-        assert kact.sigmoid_scalar(dtype(-30.0)) == pytest.approx(np.exp(-30.0), rel=1e-6)
+        assert sig(-30.0) == pytest.approx(np.exp(-30.0), rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -264,13 +270,13 @@ def _weights_or_empty(rng, n, dtype, weighted):
 
 def _targets(rng, out_code, n, k, dtype):
     """(Y, y) for an output code: labels for softmax, float targets for the others."""
-    if out_code == 0:
+    if out_code == OUT_SOFTMAX:
         y = rng.integers(0, k, n).astype(np.int64)
         y[:k] = np.arange(k)  # every class present
         return np.zeros((0, k), dtype), y
-    if out_code == 1:
+    if out_code == OUT_LOGISTIC:
         Y = rng.random((n, k))
-    elif out_code == 2:
+    elif out_code == OUT_IDENTITY:
         Y = 3.0 * rng.standard_normal((n, k))
     else:
         Y = rng.poisson(2.0, (n, k)).astype(np.float64)
@@ -278,8 +284,8 @@ def _targets(rng, out_code, n, k, dtype):
 
 
 LOSS_KERNELS = {
-    0: kloss.softmax_cross_entropy, 1: kloss.sigmoid_binary_cross_entropy,
-    2: kloss.squared_error, 3: kloss.poisson_deviance,
+    OUT_SOFTMAX: kloss.softmax_cross_entropy, OUT_LOGISTIC: kloss.sigmoid_binary_cross_entropy,
+    OUT_IDENTITY: kloss.squared_error, OUT_EXP: kloss.poisson_deviance,
 }
 
 
@@ -288,10 +294,10 @@ LOSS_KERNELS = {
 @pytest.mark.parametrize("out_code", sorted(LOSS_KERNELS))
 def test_loss_kernels(out_code, dtype, weighted, rng):
     n, k = 11, 4
-    O = _randn(rng, (n, k), dtype, 1.5 if out_code != 3 else 0.7)
+    O = _randn(rng, (n, k), dtype, 1.5 if out_code != OUT_EXP else 0.7)
     Y, y = _targets(rng, out_code, n, k, dtype)
     sw = _weights_or_empty(rng, n, dtype, weighted)
-    target = y if out_code == 0 else Y
+    target = y if out_code == OUT_SOFTMAX else Y
     wsum = float(sw.astype(np.float64).sum()) if weighted else float(n)
     scale = 1.0 / wsum
     loss_ref, dO_ref, P_ref = ref.OUTPUT_LOSSES[out_code](O, target, sw if weighted else None)
@@ -385,7 +391,7 @@ def test_sigmoid_bce_extreme_logits(dtype):
         total = kloss.sigmoid_binary_cross_entropy(O, Y, np.zeros(0, dtype), 0.5, P, dO)
         ops_loss, ops_dO, ops_P = ops.sigmoid_binary_cross_entropy(O, Y)
         Pa = np.empty_like(O)
-        kloss.output_activation(1, O, Pa)
+        kloss.output_activation(OUT_LOGISTIC, O, Pa)
         S = ops.sigmoid(O)
         loss_ref, dO_ref, P_ref = ref.sigmoid_binary_cross_entropy(O, Y)
     _finite(P, dO, total, ops_loss, ops_dO, ops_P, Pa, S)
@@ -400,7 +406,7 @@ def test_sigmoid_bce_extreme_logits(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out_code", [0, 1, 2, 3])
+@pytest.mark.parametrize("out_code", sorted(OUTPUTS.values()))
 def test_output_activation(out_code, dtype, rng):
     O = _randn(rng, (8, 3), dtype)
     P = np.full_like(O, np.nan)
@@ -559,7 +565,7 @@ def test_train_epoch_sgd_batches(nesterov, rng):
     sw = rng.uniform(0.5, 2.0, n)
     Y = np.zeros((0, 1))
     alpha, lr, mom = 0.01, 0.1, 0.9
-    opt = _opt(theta, 0, lr, mom, nesterov)
+    opt = _opt(theta, SGD, lr, mom, nesterov)
     trainer = cpu.Trainer(spec, X, Y, y, sw, 4, theta.copy(), opt, alpha)
     th, vel = theta.copy(), np.zeros_like(theta)
     for _ in range(2):
@@ -582,7 +588,7 @@ def test_train_epoch_adam_counts_steps(rng):
     X = rng.standard_normal((n, 4))
     Y = rng.standard_normal((n, 2))
     y, sw = np.zeros(0, np.int64), np.zeros(0)
-    opt = _opt(theta, 1, 0.01, beta1=0.8, beta2=0.99, eps=1e-7)
+    opt = _opt(theta, ADAM, 0.01, beta1=0.8, beta2=0.99, eps=1e-7)
     trainer = cpu.Trainer(spec, X, Y, y, sw, 5, theta.copy(), opt, 0.05)
     order = np.arange(n, dtype=np.int64)[::-1].copy()
     trainer.epoch(order)
@@ -606,7 +612,7 @@ def test_nan_input_propagates_through_relu_network(rng):
     loss, _ = cpu.loss_grad(spec, theta, X, np.zeros((0, 1)), y, np.zeros(0), 0.0)
     assert np.isnan(loss)
     trainer = cpu.Trainer(spec, X, np.zeros((0, 1)), y, np.zeros(0), 6, theta.copy(),
-                          _opt(theta, 0, 0.1), 0.0)
+                          _opt(theta, SGD, 0.1), 0.0)
     assert np.isnan(trainer.epoch(np.arange(6, dtype=np.int64)))
 
 

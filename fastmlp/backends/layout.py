@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._registry import ACTIVATIONS, MAXOUT, PRELU
+from .._registry import ACTIVATIONS, ADAM, MAXOUT, PRELU
 
 # columns of the `layers` table (the kernels import these names)
 W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
@@ -70,8 +70,6 @@ class OptimizerState:
     def new(cls, solver, theta, *, learning_rate, momentum=0.9, nesterov=True,
             beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         """Fresh state (zero moments, step 0) for the flat parameter vector ``theta``."""
-        from .._registry import ADAM
-
         hyper = np.zeros(N_HYPER, dtype=np.float64)
         hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] = learning_rate, momentum, float(bool(nesterov))
         hyper[BETA1], hyper[BETA2], hyper[EPS] = beta_1, beta_2, epsilon

@@ -1,64 +1,70 @@
 """The per-element and per-row math, written once for both backends.
 
-These are plain Python functions.  ``cpu/activations.py`` compiles them with
-``njit(inline="always")`` and ``cuda/activations.py`` with
-``cuda.jit(device=True)``, so the CPU and GPU kernels cannot drift apart.
-They call nothing but ``math`` (a device function may only call other device
-functions, so the sigmoid is spelled out where it is needed).
+These are plain Python functions.  ``cpu/activations.py`` and ``cpu/losses.py``
+compile them with ``njit(inline="always")``, ``cuda/activations.py`` and
+``cuda/losses.py`` with ``cuda.jit(device=True)``, so the CPU and GPU kernels
+cannot drift apart.
 
-Codes are those of ``fastmlp._registry.ACTIVATIONS``; ``param`` is the
-leaky_relu slope or the elu alpha, ``slope`` the unit's prelu slope.
+Shared helpers that the functions here call (``sigmoid``, ``softmax_row``)
+are registered with ``numba.extending.register_jitable``: a compiled caller
+on either target (CPU ``njit`` or a CUDA device function) compiles them for
+itself, and under numba's CUDA simulator they are plain Python calls.  So the
+stable sigmoid and the row max / sum-exp reduction are each spelled once.
+
+Codes are named in ``fastmlp._registry`` (activations: ``ACTIVATIONS``,
+outputs: ``OUTPUTS``); ``param`` is the leaky_relu slope or the elu alpha,
+``slope`` the unit's prelu slope.  An elementwise activation is one branch in
+``act`` and one in ``act_grad`` (and its row in the registry).
 """
 
 import math
 
-from .._registry import ELU as _ELU, LEAKY_RELU as _LEAKY_RELU, LOGISTIC as _LOGISTIC
-from .._registry import PRELU as _PRELU, RELU as _RELU, TANH as _TANH
+from numba.extending import register_jitable
+
+from .._registry import ELU, LEAKY_RELU, LOGISTIC, OUT_EXP, OUT_LOGISTIC, PRELU, RELU, TANH
 
 
+@register_jitable
 def sigmoid(z):
-    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    """1 / (1 + exp(-z)) without overflow for any z: exp is only taken of -|z|."""
+    a = math.exp(-abs(z))
     if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+        return 1.0 / (1.0 + a)
+    return a / (1.0 + a)
 
 
 def act(code, z, param, slope):
     """act(z) for one element."""
-    if code == _RELU:
+    if code == RELU:
         if z > 0 or z != z:  # NaN passes through: a diverging fit must stay visible
             return z
         return 0.0
-    if code == _LOGISTIC:
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
-    if code == _TANH:
+    if code == LOGISTIC:
+        return sigmoid(z)
+    if code == TANH:
         return math.tanh(z)
-    if code == _LEAKY_RELU:
+    if code == LEAKY_RELU:
         return z if z > 0 else param * z
-    if code == _PRELU:
+    if code == PRELU:
         return z if z > 0 else slope * z
-    if code == _ELU:
+    if code == ELU:
         return z if z > 0 else param * math.expm1(z)
     return z  # identity
 
 
 def act_grad(code, z, h, param, slope):
     """act'(z) for one element, from the cached output h (z for prelu)."""
-    if code == _RELU:
+    if code == RELU:
         return 1.0 if h > 0 else 0.0
-    if code == _LOGISTIC:
+    if code == LOGISTIC:
         return h * (1.0 - h)
-    if code == _TANH:
+    if code == TANH:
         return 1.0 - h * h
-    if code == _LEAKY_RELU:
+    if code == LEAKY_RELU:
         return 1.0 if h > 0 else param
-    if code == _PRELU:
+    if code == PRELU:
         return 1.0 if z > 0 else slope
-    if code == _ELU:
+    if code == ELU:
         return 1.0 if h > 0 else h + param
     return 1.0  # identity
 
@@ -70,8 +76,13 @@ def act_grad(code, z, h, param, slope):
 # over rows and weigh and sum what these return.
 
 
+@register_jitable
 def softmax_row(O, i, P):
-    """P[i] = exp(O[i] - max) / sum; returns (max, sum of exp) for a log-sum-exp."""
+    """P[i] = exp(O[i] - max) / sum, stable; returns (max, sum of exp(O[i] - max)).
+
+    The one row reduction: the softmax, its log and the cross-entropy all use it.
+    P may be O.
+    """
     k = O.shape[1]
     mx = O[i, 0]
     for j in range(1, k):
@@ -89,38 +100,19 @@ def softmax_row(O, i, P):
 
 
 def log_softmax_row(O, i, out):
-    """out[i] = O[i] - max - log sum exp(O[i] - max), never log of a softmax."""
-    k = O.shape[1]
-    mx = O[i, 0]
-    for j in range(1, k):
-        if O[i, j] > mx:
-            mx = O[i, j]
-    s = 0.0
-    for j in range(k):
-        s += math.exp(O[i, j] - mx)
+    """out[i] = O[i] - max - log sum exp(O[i] - max), never log of a softmax; out is not O."""
+    mx, s = softmax_row(O, i, out)
     lse = mx + math.log(s)
-    for j in range(k):
+    for j in range(O.shape[1]):
         out[i, j] = O[i, j] - lse
 
 
 def softmax_xent_row(O, i, yi, g, P, dO):
     """Softmax + cross-entropy of row i against label yi: -log P[i, yi] (stable)."""
-    k = O.shape[1]
-    mx = O[i, 0]
-    for j in range(1, k):
-        if O[i, j] > mx:
-            mx = O[i, j]
-    s = 0.0
-    for j in range(k):
-        e = math.exp(O[i, j] - mx)
-        P[i, j] = e
-        s += e
+    mx, s = softmax_row(O, i, P)
     loss = math.log(s) - (O[i, yi] - mx)
-    inv = 1.0 / s
-    for j in range(k):
-        p = P[i, j] * inv
-        P[i, j] = p
-        dO[i, j] = g * p
+    for j in range(O.shape[1]):
+        dO[i, j] = g * P[i, j]
     dO[i, yi] -= g
     return loss
 
@@ -132,9 +124,8 @@ def sigmoid_bce_row(O, Y, i, g, P, dO):
     for j in range(O.shape[1]):
         o = O[i, j]
         yv = Y[i, j]
-        a = math.exp(-abs(o))
-        row += max(o, 0.0) - o * yv + math.log1p(a)
-        p = 1.0 / (1.0 + a) if o >= 0 else a / (1.0 + a)
+        row += max(o, 0.0) - o * yv + math.log1p(math.exp(-abs(o)))
+        p = sigmoid(o)
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
@@ -226,12 +217,9 @@ def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
 
 
 def pointwise_output(out_code, o):
-    """The prediction of one logit: sigmoid (code 1), exp (code 3) or o itself."""
-    if out_code == 1:
-        if o >= 0:
-            return 1.0 / (1.0 + math.exp(-o))
-        e = math.exp(o)
-        return e / (1.0 + e)
-    if out_code == 3:
+    """The prediction of one logit: sigmoid (OUT_LOGISTIC), exp (OUT_EXP) or o itself."""
+    if out_code == OUT_LOGISTIC:
+        return sigmoid(o)
+    if out_code == OUT_EXP:
         return math.exp(o)
     return o

@@ -16,8 +16,7 @@ from .._cache import refresh_numba_cache
 # before any kernel is loaded: drop cached machine code built from other sources
 refresh_numba_cache(Path(__file__).parent)
 
-from ... import _config
-from ..._config import CPU_SERIAL_GEMM_BELOW, PREDICT_CHUNK_ROWS
+from ... import _config  # read at call time: an override is seen by the next call
 from ..layout import FAN_IN, ZCOLS
 from .train import loss_grad_batch, loss_grad_sum, predict_forward, train_epoch
 
@@ -55,10 +54,13 @@ _serial_limiter = None
 def serial_blas():
     """BLAS on one thread while the block runs, safe under concurrent fits.
 
-    The first of overlapping users applies the limit and the last one
-    restores the original thread counts (plain nested threadpoolctl limits
-    from several Python threads could restore in the wrong order and leave
-    BLAS on one thread for good).
+    The limit is process-wide (threadpoolctl changes the BLAS libraries'
+    own thread count): while any CPU fit is inside a small-step epoch, every
+    BLAS call of the process, from any thread, runs on one thread.  The
+    first of overlapping users applies the limit and the last one restores
+    the original thread counts (plain nested threadpoolctl limits from
+    several Python threads could restore in the wrong order and leave BLAS
+    on one thread for good).
     """
     global _serial_users, _serial_limiter
     with _serial_lock:
@@ -116,7 +118,7 @@ class Trainer:
         self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
         # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
         # the epoch's own loops are serial, so BLAS is the only thread user
-        self.serial_blas = gemm_size(spec, self.cap) < CPU_SERIAL_GEMM_BELOW
+        self.serial_blas = gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
@@ -184,7 +186,7 @@ class FullBatch:
 def predict(spec, theta, X, apply_out):
     """Logits (apply_out False) or predictions for X (n, d) in bounded memory."""
     n = X.shape[0]
-    cap = max(1, min(n, PREDICT_CHUNK_ROWS))
+    cap = max(1, min(n, int(_config.PREDICT_CHUNK_ROWS)))
     ws, iws = _workspaces(spec, cap)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
     predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces,

@@ -31,15 +31,10 @@ import numpy as np
 from numba import njit, prange
 
 from ..._config import FASTMATH
+from ..._registry import RELU
 from .. import scalar
 
-from ..._registry import ELU as _ELU, IDENTITY as _IDENTITY, LEAKY_RELU as _LEAKY_RELU  # noqa: E402,F401
-from ..._registry import LOGISTIC as _LOGISTIC, MAXOUT as _MAXOUT, PRELU as _PRELU  # noqa: E402,F401
-from ..._registry import RELU as _RELU, TANH as _TANH  # noqa: E402,F401
-
-
 # the per-element math is shared with the other backend: fastmlp/backends/scalar.py
-sigmoid_scalar = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid)
 act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
 act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
 maxout_unit = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit)
@@ -73,10 +68,10 @@ def bias_act_forward(Z, b, code, param, slopes, H):
     >= 1.
     """
     n, m = Z.shape
-    if code == _RELU and _same_buffer(Z, H):
+    if code == RELU and _same_buffer(Z, H):
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _act_call(_RELU, Z[i, j] + b[j], param, slopes[j])
+                Z[i, j] = _act_call(RELU, Z[i, j] + b[j], param, slopes[j])
         return
     for i in range(n):
         for j in range(m):
@@ -93,10 +88,10 @@ def act_backward(dH, Z, H, code, param, slopes, dZ):
     has a loop of its own, as in ``bias_act_forward``.
     """
     n, m = dH.shape
-    if code == _RELU and _same_buffer(dH, dZ):
+    if code == RELU and _same_buffer(dH, dZ):
         for i in range(n):
             for j in range(m):
-                dH[i, j] = dH[i, j] * _act_grad_call(_RELU, Z[i, j], H[i, j], param, slopes[j])
+                dH[i, j] = dH[i, j] * _act_grad_call(RELU, Z[i, j], H[i, j], param, slopes[j])
         return
     for i in range(n):
         for j in range(m):
@@ -107,7 +102,8 @@ def act_backward(dH, Z, H, code, param, slopes, dZ):
 def prelu_slope_grad(dH, Z, out):
     """out[j] = sum_i dH[i, j] * Z[i, j] over the rows where Z[i, j] <= 0.
 
-    The gradient of the loss w.r.t. prelu slope a_j.  dH, Z: (n, m); out: (m,).
+    The gradient of the loss w.r.t. prelu slope a_j (``dense.hidden_backward``
+    calls it before dZ overwrites dH).  dH, Z: (n, m); out: (m,).
     """
     n, m = dH.shape
     for j in range(m):

@@ -9,9 +9,10 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
-from .activations import act_backward, bias_act_forward, maxout_backward, maxout_forward
-
-_MAXOUT = 7
+from ..._registry import MAXOUT, PRELU
+from .activations import (
+    act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
+)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -25,7 +26,7 @@ def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
     each row is still in cache.
     """
     np.dot(Hprev, W, Z)
-    if code == _MAXOUT:
+    if code == MAXOUT:
         maxout_forward(Z, b, pieces, H, argmax)
     else:
         bias_act_forward(Z, b, code, param, slopes, H)
@@ -65,18 +66,11 @@ def hidden_backward(dH, Z, H, argmax, code, param, slopes, pieces, dZ, dslopes):
     """dZ from dH through the activation; prelu also writes its slope gradient.
 
     dH: (n, units); Z, H: the forward cache; dZ: (n, zcols), may be dH unless maxout.
-    dslopes: (units,) written for prelu (code 5), untouched otherwise.
+    dslopes: (units,) written for prelu, untouched otherwise.
     """
-    if code == _MAXOUT:
+    if code == MAXOUT:
         maxout_backward(dH, argmax, pieces, dZ)
         return
-    if code == 5:
-        n, m = dH.shape
-        for j in range(m):
-            dslopes[j] = 0.0
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                if z <= 0:
-                    dslopes[j] += dH[i, j] * z
+    if code == PRELU:
+        prelu_slope_grad(dH, Z, dslopes)
     act_backward(dH, Z, H, code, param, slopes, dZ)

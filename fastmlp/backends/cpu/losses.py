@@ -12,16 +12,42 @@ training loop does that); neither may be O.
 from numba import njit, prange
 
 from ..._config import FASTMATH
+from ..._registry import OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
 from .. import scalar
 
 # the per-row math is shared with the other backend: fastmlp/backends/scalar.py
 pointwise_output = njit(inline="always", fastmath=FASTMATH)(scalar.pointwise_output)
 softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_row)
 log_softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.log_softmax_row)
-softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
 sigmoid_bce_row = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid_bce_row)
 squared_error_row = njit(inline="always", fastmath=FASTMATH)(scalar.squared_error_row)
 poisson_row = njit(inline="always", fastmath=FASTMATH)(scalar.poisson_row)
+_softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def softmax_xent_row(O, y, i, g, P, dO):
+    """``scalar.softmax_xent_row`` with the label read from y, in the other rows' signature."""
+    return _softmax_xent_row(O, i, y[i], g, P, dO)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def weighted_row_losses(row, O, T, sw, scale, P, dO):
+    """The one loss driver: sum_i w_i row(O, T, i, w_i * scale, P, dO) over the rows of O.
+
+    ``row`` is one of the row functions above; the driver is inlined into
+    each loss kernel below, so each gets its own loop around its own row
+    function (and stays cacheable, which a compiled function taking a
+    function argument would not be).  ``row`` writes P[i] and dO[i] = g (P[i] - target)
+    and returns row i's unweighted loss.  T: the targets, (n,) labels or
+    (n, k) floats, as ``row`` reads them.  sw: (n,) weights or empty (all ones).
+    """
+    has_w = sw.shape[0] > 0
+    total = 0.0
+    for i in range(O.shape[0]):
+        w = sw[i] if has_w else 1.0
+        total += w * row(O, T, i, w * scale, P, dO)
+    return total
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -33,13 +59,7 @@ def softmax_cross_entropy(O, y, sw, scale, P, dO):
     O: (n, k) float, read only unless aliased.  y: (n,) int in [0, k).
     Returns sum_i w_i loss_i as a float64.
     """
-    n = O.shape[0]
-    has_w = sw.shape[0] > 0
-    total = 0.0
-    for i in range(n):
-        w = sw[i] if has_w else 1.0
-        total += w * softmax_xent_row(O, i, y[i], w * scale, P, dO)
-    return total
+    return weighted_row_losses(softmax_xent_row, O, y, sw, scale, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -50,13 +70,7 @@ def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO):
     P = sigmoid(O);  dO = w_i (P - Y) * scale.
     O, Y, P, dO: (n, k).  Returns sum_i w_i loss_i.
     """
-    n = O.shape[0]
-    has_w = sw.shape[0] > 0
-    total = 0.0
-    for i in range(n):
-        w = sw[i] if has_w else 1.0
-        total += w * sigmoid_bce_row(O, Y, i, w * scale, P, dO)
-    return total
+    return weighted_row_losses(sigmoid_bce_row, O, Y, sw, scale, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -66,13 +80,7 @@ def squared_error(O, Y, sw, scale, P, dO):
     loss_i = 0.5 sum_j (O_ij - Y_ij)^2;  P = O;  dO = w_i (O - Y) * scale.
     Returns sum_i w_i loss_i.
     """
-    n = O.shape[0]
-    has_w = sw.shape[0] > 0
-    total = 0.0
-    for i in range(n):
-        w = sw[i] if has_w else 1.0
-        total += w * squared_error_row(O, Y, i, w * scale, P, dO)
-    return total
+    return weighted_row_losses(squared_error_row, O, Y, sw, scale, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -83,25 +91,19 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
     scikit-learn reports, constant terms included;
     P = exp(O);  dO = w_i (P - Y) * scale.  Returns sum_i w_i loss_i.
     """
-    n = O.shape[0]
-    has_w = sw.shape[0] > 0
-    total = 0.0
-    for i in range(n):
-        w = sw[i] if has_w else 1.0
-        total += w * poisson_row(O, Y, i, w * scale, P, dO)
-    return total
+    return weighted_row_losses(poisson_row, O, Y, sw, scale, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def output_loss(out_code, O, Y, y, sw, scale, P, dO):
-    """Dispatch on the output code of ``fastmlp._registry.OUTPUTS``."""
-    if out_code == 0:
+    """The loss kernel of an output code of ``fastmlp._registry.OUTPUTS``."""
+    if out_code == OUT_SOFTMAX:
         return softmax_cross_entropy(O, y, sw, scale, P, dO)
-    if out_code == 1:
+    if out_code == OUT_LOGISTIC:
         return sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO)
-    if out_code == 2:
+    if out_code == OUT_IDENTITY:
         return squared_error(O, Y, sw, scale, P, dO)
-    return poisson_deviance(O, Y, sw, scale, P, dO)
+    return poisson_deviance(O, Y, sw, scale, P, dO)  # OUT_EXP
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -113,7 +115,7 @@ def softmax_rows(O, P):
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def log_softmax_rows(O, out):
-    """out = O - max - log sum exp(O - max), row-wise (never log of softmax)."""
+    """out = O - max - log sum exp(O - max), row-wise (never log of softmax); out is not O."""
     for i in range(O.shape[0]):
         log_softmax_row(O, i, out)
 
@@ -121,7 +123,7 @@ def log_softmax_rows(O, out):
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def output_activation(out_code, O, P):
     """Prediction from logits, in place allowed: softmax, sigmoid, identity or exp."""
-    if out_code == 0:
+    if out_code == OUT_SOFTMAX:
         softmax_rows(O, P)
         return
     n, k = O.shape

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
-from ..._registry import MAXOUT
+from ..._registry import MAXOUT, SGD
 from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
@@ -193,7 +193,7 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     Visits the rows of X in the given ``order`` in batches of ``cap`` rows
     (the last one shorter), gathering each batch into the preallocated
     Xb/Yb/yb/swb, computing the loss and gradient, and updating ``theta`` in
-    place with SGD (solver 0; state1 = velocity) or Adam (solver 1; state1,
+    place with SGD (solver SGD; state1 = velocity) or Adam (ADAM; state1,
     state2 = first and second moments; hyper[ADAM_T] counts steps).
     Y (n, k) float targets for the logistic/identity/exp outputs, y (n,)
     integer labels for softmax (the unused one has zero rows); sw per-row
@@ -229,7 +229,7 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces,
         if not np.isfinite(loss):
             return np.nan
         total += loss * m
-        if solver == 0:
+        if solver == SGD:
             sgd_step(theta, grad, state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
         else:
             hyper[ADAM_T] += 1.0
