@@ -41,9 +41,10 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # input size (activations of one chunk per layer).
 PREDICT_CHUNK_ROWS = 4096
 
-# Rows densified at a time when training on a sparse X (rounded down to whole
-# batches): the memory a sparse fit holds beyond the sparse matrix itself.
-SPARSE_CHUNK_ROWS = 4096
+# Bytes of dense rows densified at a time when training on a sparse X (rounded
+# down to whole batches, at least one): the memory a sparse fit holds beyond
+# the sparse matrix itself (8 MiB: 1048 float32 rows of 2000 features).
+SPARSE_CHUNK_BYTES = 8 * 2**20
 
 # Rows per chunk of the full-batch loss and gradient (solver="lbfgs"): bounds
 # its workspace (one chunk's activations per layer) for any n_samples, while

@@ -246,7 +246,7 @@ class SparseRowsTrainer:
     """A backend Trainer over sparse training data, densified a chunk of rows at a time.
 
     Each epoch walks the shuffled order in chunks of whole batches (about
-    ``_config.SPARSE_CHUNK_ROWS`` rows), densifies those rows in the model's
+    ``_config.SPARSE_CHUNK_BYTES`` of dense rows), densifies those rows in the model's
     dtype and runs the backend's compiled epoch over them, so the batches,
     their order and every update are those of the dense fit, while memory
     holds one dense chunk instead of the whole matrix.  theta and the
@@ -257,8 +257,9 @@ class SparseRowsTrainer:
     def __init__(self, backend, spec, data, batch_size, theta, opt, alpha):
         self.backend, self.spec, self.data = backend, spec, data
         self.batch_size, self.theta, self.opt, self.alpha = batch_size, theta, opt, alpha
-        per = max(1, int(_config.SPARSE_CHUNK_ROWS) // batch_size)
-        self.chunk = per * batch_size
+        row_bytes = data.X.shape[1] * np.dtype(spec.dtype).itemsize
+        rows = max(1, int(_config.SPARSE_CHUNK_BYTES) // max(1, row_bytes))
+        self.chunk = max(1, rows // batch_size) * batch_size
 
     def epoch(self, order):
         d = self.data
@@ -270,6 +271,7 @@ class SparseRowsTrainer:
                 _rows(d.sw, idx), self.batch_size, self.theta, self.opt, self.alpha)
             part = trainer.epoch(np.arange(idx.shape[0], dtype=np.int64))
             self.theta = trainer.finish()
+            trainer = None  # this chunk's dense rows go before the next chunk's come
             if not np.isfinite(part):
                 return np.nan
             total += part

@@ -314,17 +314,18 @@ def test_warm_start_rejects_changed_parameters(rng, param, value, activation, in
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("solver, extra", [("adam", {}), ("sgd", {"early_stopping": True}),
                                            ("lbfgs", {})])
-def test_sparse_fit_equals_dense_fit(rng, monkeypatch, kind, solver, extra):
+def test_sparse_fit_equals_dense_fit(rng, kind, solver, extra):
     """Densified a few batches at a time, a sparse fit is the dense fit, bit for bit."""
     from fastmlp import _config
 
     X, y = _data(rng, kind, n=150, d=12)
     X[rng.random(X.shape) < 0.7] = 0.0
-    monkeypatch.setattr(_config, "SPARSE_CHUNK_ROWS", 25)  # several chunks per epoch
-    monkeypatch.setattr(_config, "FULL_BATCH_CHUNK_ROWS", 40)
     params = dict(batch_size=10, max_iter=6, **extra)
-    dense = _make(kind, solver).set_params(**params).fit(X, y)
-    sparse = _make(kind, solver).set_params(**params).fit(sp.csr_matrix(X), y)
+    # 25 float64 rows of 12 features a chunk: two whole batches, several chunks an epoch;
+    # lbfgs sums 40-row chunks on both paths
+    with _config.override(SPARSE_CHUNK_BYTES=25 * 12 * 8, FULL_BATCH_CHUNK_ROWS=40):
+        dense = _make(kind, solver).set_params(**params).fit(X, y)
+        sparse = _make(kind, solver).set_params(**params).fit(sp.csr_matrix(X), y)
     for a, b in zip(dense.coefs_ + dense.intercepts_, sparse.coefs_ + sparse.intercepts_):
         assert_array_equal(a, b)
     assert sparse.loss_ == pytest.approx(dense.loss_, rel=1e-13)  # epoch sum in chunks
@@ -338,6 +339,6 @@ def test_sparse_fit_memory_is_one_chunk(rng):
     y = np.asarray(X[:, :10].sum(axis=1)).ravel() > 0
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0, backend="cpu")
     peak = _peak_mib(lambda: clf.fit(X, y))
-    # densified whole: 381 MiB in float32; one 4000-row chunk is 15 MiB
-    assert peak < 40, peak
+    # densified whole: 381 MiB in float32; one chunk is 8 MiB (_config.SPARSE_CHUNK_BYTES)
+    assert peak < 25, peak
     assert clf.score(X[:1000], y[:1000]) > 0.5
