@@ -329,6 +329,37 @@ def _check_training_input(X, y, sample_weight):
     return X, y, sample_weight, feature_names
 
 
+def _balanced_homes(client, X, blocks):
+    """A worker for each block, so that every worker gets rows in proportion to its threads.
+
+    Blocks are placed largest first; a block stays on the worker that already
+    holds its rows of X (a persisted X) while that worker is under its
+    share, and otherwise goes to the least loaded worker (one transfer, at
+    preparation).  Each round then keeps every worker equally busy, and an
+    idle worker has no reason to steal (move) another's block.
+    """
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if len(workers) < 2:
+        return {}
+    threads = {a: max(1, int(w.get("nthreads", 1))) for a, w in workers.items()}
+    rows = {i: X.chunks[0][i] for i in blocks}
+    share = sum(rows.values()) / sum(threads.values())
+    keys = {i: X.__dask_keys__()[i][0] for i in blocks}
+    try:
+        holders = client.who_has()
+    except Exception:  # pragma: no cover - placement is only a preference
+        holders = {}
+    load = dict.fromkeys(threads, 0)
+    home = {}
+    for i in sorted(blocks, key=lambda i: (-rows[i], i)):
+        here = [a for a in holders.get(keys[i], ()) if a in load
+                and load[a] + rows[i] <= share * threads[a]]
+        a = here[0] if here else min(load, key=lambda a: (load[a] / threads[a], a))
+        home[i] = [a]
+        load[a] += rows[i]
+    return home
+
+
 class _Cluster:
     """One fit's prepared blocks on the cluster, and the rounds run over them.
 
@@ -519,7 +550,7 @@ def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass
             rule.loss(loss)
         if est.verbose:
             dt = time.perf_counter() - tic
-            line = (f"Iteration {history.n_iter_offset + epoch0 + n_iter}, loss = {loss:.8f}, "
+            line = (f"Iteration {history.n_iter_offset + n_iter}, loss = {loss:.8f}, "
                     f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
             if es:
                 line += (f", validation score = {history.validation_scores[-1]:.6f}, "
@@ -658,10 +689,15 @@ class _DaskMLPMixin:
         ws = [None] * len(xs) if sample_weight is None else sample_weight.to_delayed().ravel()
         starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
         prepare = dask.delayed(_prepare_part, pure=True)
-        parts = [prepare(template, class_weight, xs[i], ys[i], ws[i], i, int(starts[i]),
-                         holdout, dask_key_name=f"fastmlp-part-{tag}-{i}")
-                 for i in range(len(xs)) if X.chunks[0][i] > 0]
-        return _Cluster(client, client.compute(parts))
+        blocks = [i for i in range(len(xs)) if X.chunks[0][i] > 0]
+        home = _balanced_homes(client, X, blocks)
+        # a loose restriction: a recomputation after a worker loss runs anywhere
+        parts = [client.compute(prepare(template, class_weight, xs[i], ys[i], ws[i], i,
+                                        int(starts[i]), holdout,
+                                        dask_key_name=f"fastmlp-part-{tag}-{i}"),
+                                workers=home.get(i), allow_other_workers=True)
+                 for i in blocks]
+        return _Cluster(client, parts)
 
     # ------------------------------------------------------------------ predict
     def _blockwise(self, X, method):
