@@ -151,7 +151,8 @@ def run(args):
                     best = results.get((name, workers))
                     if best is None or s < best[0]:
                         results[(name, workers)] = (s, nbytes, est)
-            print(f"{workers} worker(s): BLAS threads per worker {sorted(set(map(str, blas.values())))}")
+            blas = sorted(set(map(str, blas.values())))
+            print(f"{workers} worker(s): BLAS (library, threads) per worker {blas}")
         finally:
             client.close()
             cluster.close()

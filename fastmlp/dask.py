@@ -9,14 +9,15 @@ How a fit runs:
 
 * Every block of rows is prepared once, on the worker that holds it (X in
   the model's dtype, targets encoded with the label encoding fixed on the
-  client from the unique labels, weights combined with class weights), and
+  client from the unique labels, weights combined with class weights; a
+  block moves once only where that evens out the rows per worker), and
   kept there as a future whose graph goes back to the source arrays: a lost
   worker costs a recomputation of its blocks, not the fit.  Only small
   per-block summaries (row counts, weight sums) and any input error come
   back to the client, before training starts.
 * ``solver="lbfgs"`` is exact: each evaluation scatters the parameter vector
-  once (every worker fetches one copy), each block computes its unnormalised loss and
-  gradient sums in one compiled call, and a tree of additions on the
+  once (every worker fetches one copy), each block computes its unnormalised
+  loss and gradient sums in one compiled call, and a tree of additions on the
   cluster (fixed by block index, so the result does not depend on where the
   blocks live) returns one (loss, gradient) pair to scipy's L-BFGS-B on the
   client.
@@ -367,8 +368,9 @@ class _Cluster:
     prepared block where it lives (each worker fetches the object once, from
     the worker that received it), and sums the results
     with a tree of additions on the cluster (``_FAN_IN`` results per task, in
-    block order, whatever worker holds which block); only the sum comes back.  A round that loses a scattered replica or a
-    connection (a worker died) is sent again with fresh keys.
+    block order, whatever worker holds which block); only the sum comes back.
+    A round that loses a scattered replica or a connection (a worker died) is
+    sent again with fresh keys.
     """
 
     def __init__(self, client, parts):
