@@ -8,6 +8,8 @@ import inspect
 import pytest
 
 import fastmlp
+import fastmlp.dask as fdask
+import fastmlp.onnx as fonnx
 import fastmlp.ops as ops
 import fastmlp.plotting as plotting
 
@@ -15,6 +17,8 @@ PUBLIC = (
     [(f"ops.{n}", getattr(ops, n)) for n in ops.__all__]
     + [(n, getattr(fastmlp, n)) for n in fastmlp.__all__ if n not in ("ops", "__version__")]
     + [(f"plotting.{n}", getattr(plotting, n)) for n in plotting.__all__]
+    + [(f"dask.{n}", getattr(fdask, n)) for n in fdask.__all__]
+    + [(f"onnx.{n}", getattr(fonnx, n)) for n in fonnx.__all__]
 )
 
 
