@@ -531,6 +531,11 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             state["prelu_alphas_"] = slopes
         return state
 
+    def _fitted_attributes(self):
+        """Every attribute of this (draft) estimator: what makes a copy of the
+        estimator the fitted model, before the draft is published."""
+        return {k: v for k, v in self.__dict__.items() if k not in _CALLBACK_KEYS}
+
     def _validation_metrics(self, spec, theta, Xv, yv, swv):
         """Score (accuracy or R^2) and loss of the validation set under ``theta``."""
         backend = get_backend(self.backend)

@@ -234,7 +234,7 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     est._publish_weights(spec, theta, data)
     est._opt_state = opt
     history.store(est, n_iter)
-    callbacks.fit_end(dict)
+    callbacks.fit_end(est._fitted_attributes)
 
 
 def _rows(a, idx):
@@ -463,4 +463,4 @@ def fit_lbfgs(est, backend, spec, theta, data, first_pass, owner):
             est.__dict__.pop(name, None)
     else:
         est.t_ = getattr(est, "t_", 0)
-    callbacks.fit_end(dict)
+    callbacks.fit_end(est._fitted_attributes)

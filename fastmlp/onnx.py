@@ -218,6 +218,9 @@ def _logits(w, est, x):
     est = _AsFitted(est)
     activation = resolve_activation(est.activation)
     _check_network(est, activation)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} has no ONNX graph in fastmlp.onnx yet; "
+                         f"exportable: {sorted(ACTIVATIONS)}.")
     act = ACTIVATIONS[activation]
     h = x
     last = len(est.coefs_) - 1

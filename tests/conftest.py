@@ -2,6 +2,9 @@
 
 ``rng``: a fresh generator per test, seeded from the test's id.
 
+``config``: ``config(PREDICT_CHUNK_ROWS=7)`` overrides a ``fastmlp._config``
+setting for the rest of the test (restored afterwards).
+
 ``backend``: the estimator tests that take it run once per backend name.
 Unmarked, a test gets "cpu" only; marked ``@pytest.mark.both_backends`` it
 runs on "cpu" and on "cuda" (in numba's simulator where there is no GPU,
@@ -51,6 +54,18 @@ def backend(request):
             yield "cuda"
     finally:
         sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def config():
+    """``config(NAME=value, ...)`` overrides fastmlp._config settings until the test ends
+    (through ``_config.override``; the previous values come back afterwards)."""
+    from contextlib import ExitStack
+
+    from fastmlp import _config
+
+    with ExitStack() as stack:
+        yield lambda **settings: stack.enter_context(_config.override(**settings))
 
 
 @pytest.fixture

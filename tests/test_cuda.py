@@ -63,9 +63,9 @@ def tiny_launches():
 
 
 @pytest.fixture(params=["persistent", "launches"])
-def drv(request, monkeypatch):
+def drv(request, monkeypatch, config):
     """Each driver in turn (and no fallback state left from another test)."""
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", request.param, raising=False)
+    config(CUDA_EPOCH_DRIVER=request.param)
     monkeypatch.setattr(g_train, "_FALLBACK_REASON", [])
     return request.param
 
@@ -283,8 +283,8 @@ EPOCHS = [
 
 @pytest.mark.parametrize("act,out,solver,weighted", EPOCHS)
 def test_persistent_epoch_matches_reference_and_cpu(rng, monkeypatch, act, out, solver,
-                                                    weighted):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "persistent", raising=False)
+                                                    weighted, config):
+    config(CUDA_EPOCH_DRIVER="persistent")
     binary = out == "logistic-binary"
     spec, X, Y, y, sw = _problem(rng, act, "logistic" if binary else out, 13, weighted,
                                  multilabel=not binary)
@@ -315,8 +315,8 @@ def test_persistent_epoch_matches_reference_and_cpu(rng, monkeypatch, act, out, 
 
 @pytest.mark.parametrize("act,out", [("relu", "softmax"), ("maxout", "identity"),
                                      ("prelu", "logistic")])
-def test_fallback_driver_matches_reference(rng, monkeypatch, act, out):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "launches", raising=False)
+def test_fallback_driver_matches_reference(rng, monkeypatch, act, out, config):
+    config(CUDA_EPOCH_DRIVER="launches")
     spec, X, Y, y, sw = _problem(rng, act, out, 11, True)
     theta = _theta(spec, rng)
     order = rng.permutation(11)
@@ -427,10 +427,10 @@ def test_simulated_shared_arrays_are_one_per_block(thread_stress, block):
 
 @pytest.mark.parametrize("driver,blocks", [("launches", 1), ("launches", 3), ("persistent", 1)])
 def test_maxout_epoch_matches_cpu_under_thread_stress(rng, monkeypatch, thread_stress, driver,
-                                                     blocks):
+                                                     blocks, config):
     """The case of the rare failures: a maxout epoch (every phase kind, 3 batches) on
     1 or 3 blocks per launch, or the persistent kernel, against the CPU."""
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", driver, raising=False)
+    config(CUDA_EPOCH_DRIVER=driver)
     monkeypatch.setattr(_common, "MAX_BLOCKS", blocks)
     spec, X, Y, y, sw = _problem(rng, "maxout", "identity", 11, True)
     theta = _theta(spec, rng)
@@ -469,8 +469,8 @@ def launches(monkeypatch):
 
 
 @pytest.mark.parametrize("n_batches", [1, 50])
-def test_persistent_launches_do_not_grow_with_batches(rng, monkeypatch, launches, n_batches):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "persistent", raising=False)
+def test_persistent_launches_do_not_grow_with_batches(rng, monkeypatch, launches, n_batches, config):
+    config(CUDA_EPOCH_DRIVER="persistent")
     spec = _spec("relu", 0, n_features=3, hidden=(2,), n_out=2)
     n = 50
     X = rng.normal(size=(n, 3))
@@ -485,8 +485,8 @@ def test_persistent_launches_do_not_grow_with_batches(rng, monkeypatch, launches
     assert per_epoch <= 1, per_epoch
 
 
-def test_fallback_launches_one_kernel_per_phase(rng, monkeypatch, launches):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "launches", raising=False)
+def test_fallback_launches_one_kernel_per_phase(rng, monkeypatch, launches, config):
+    config(CUDA_EPOCH_DRIVER="launches")
     spec = _spec("relu", 0, n_features=3, hidden=(2,), n_out=2)
     X = rng.normal(size=(6, 3))
     _, y = _targets(rng, 0, 6, 2, np.float64)
@@ -497,17 +497,17 @@ def test_fallback_launches_one_kernel_per_phase(rng, monkeypatch, launches):
     assert launches[0] - before == 3 * len(tr.table)
 
 
-def test_predict_is_one_launch_per_chunk(rng, monkeypatch, launches):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "persistent", raising=False)
-    monkeypatch.setattr(_config, "PREDICT_CHUNK_ROWS", 4)
+def test_predict_is_one_launch_per_chunk(rng, monkeypatch, launches, config):
+    config(CUDA_EPOCH_DRIVER="persistent")
+    config(PREDICT_CHUNK_ROWS=4)
     spec = _spec("elu", 0, hidden=(4, 3))
     before = launches[0]
     cb.predict(spec, _theta(spec, rng), rng.normal(size=(9, 5)), True)
     assert launches[0] - before == 3
 
 
-def test_auto_falls_back_when_the_cooperative_grid_is_refused(rng, monkeypatch):
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "auto", raising=False)
+def test_auto_falls_back_when_the_cooperative_grid_is_refused(rng, monkeypatch, config):
+    config(CUDA_EPOCH_DRIVER="auto")
     monkeypatch.setattr(g_train, "_FALLBACK_REASON", [])
 
     def refuse(*a, **k):
@@ -522,10 +522,10 @@ def test_auto_falls_back_when_the_cooperative_grid_is_refused(rng, monkeypatch):
     assert tr.last_driver == "launches"
     want = _reference_epoch(spec, theta, X, Y, y, sw, np.arange(9), 4, _opt(theta, SGD), 0.0)[0]
     assert total == pytest.approx(want, rel=1e-9)
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "persistent", raising=False)
+    config(CUDA_EPOCH_DRIVER="persistent")
     with pytest.raises(RuntimeError, match="cooperative"):
         tr.epoch(np.arange(9))
-    monkeypatch.setattr(_config, "CUDA_EPOCH_DRIVER", "sometimes", raising=False)
+    config(CUDA_EPOCH_DRIVER="sometimes")
     with pytest.raises(ValueError, match="CUDA_EPOCH_DRIVER"):
         tr.epoch(np.arange(9))
 
@@ -536,8 +536,8 @@ def test_auto_falls_back_when_the_cooperative_grid_is_refused(rng, monkeypatch):
 @pytest.mark.parametrize("apply_out", [False, True])
 @pytest.mark.parametrize("act,out", [("relu", "softmax"), ("maxout", "logistic"),
                                      ("prelu", "exp"), ("leaky_relu", "identity")])
-def test_predict_in_chunks_matches_reference(rng, monkeypatch, drv, apply_out, act, out):
-    monkeypatch.setattr(_config, "PREDICT_CHUNK_ROWS", 7)
+def test_predict_in_chunks_matches_reference(rng, monkeypatch, drv, apply_out, act, out, config):
+    config(PREDICT_CHUNK_ROWS=7)
     spec = _spec(act, OUTPUTS[out])
     theta = _theta(spec, rng)
     X = rng.normal(size=(17, 5))
@@ -552,8 +552,8 @@ def test_predict_in_chunks_matches_reference(rng, monkeypatch, drv, apply_out, a
 @pytest.mark.parametrize("act,out,weighted", [("maxout", "softmax", True),
                                               ("prelu", "logistic", False),
                                               ("elu", "exp", True), ("tanh", "identity", False)])
-def test_full_batch_sums_match_cpu_and_reference(rng, monkeypatch, drv, act, out, weighted):
-    monkeypatch.setattr(_config, "FULL_BATCH_CHUNK_ROWS", 4)  # 11 rows: chunks 4, 4, 3
+def test_full_batch_sums_match_cpu_and_reference(rng, monkeypatch, drv, act, out, weighted, config):
+    config(FULL_BATCH_CHUNK_ROWS=4)  # 11 rows: chunks 4, 4, 3
     spec, X, Y, y, sw = _problem(rng, act, out, 11, weighted)
     theta = _theta(spec, rng)
     g_grad, c_grad = np.full_like(theta, np.nan), np.full_like(theta, np.nan)

@@ -43,7 +43,7 @@ def reg_block():
 
 def driver():
     """``_config.CUDA_EPOCH_DRIVER``: "auto", "persistent" or "launches"."""
-    d = str(getattr(_config, "CUDA_EPOCH_DRIVER", "auto"))
+    d = str(_config.CUDA_EPOCH_DRIVER)
     if d not in ("auto", "persistent", "launches"):
         raise ValueError(f'CUDA_EPOCH_DRIVER must be "auto", "persistent" or "launches", got {d!r}.')
     return d
