@@ -14,6 +14,7 @@ The small named pieces scikit-learn's ``_fit_stochastic`` keeps inline:
 fires).
 """
 
+import contextlib
 import time
 import warnings
 
@@ -444,9 +445,13 @@ def fit_lbfgs(est, backend, spec, theta, data, first_pass, owner):
         owner, data.X, data.raw_all, est.max_iter,
         None if data.sample_weight is None else {"sample_weight": data.sample_weight})
     est._out_activation_pending = data.out_activation
+    # the CPU backend keeps NumPy's BLAS threads from fighting the kernels' (see
+    # cpu.host_blas_serial); other backends need nothing
+    threads = getattr(backend, "host_blas_serial", contextlib.nullcontext)
     try:
-        x, loss, n_iter = minimize_lbfgs(
-            est, objective, objective.pack(theta), callbacks if callbacks.active else None)
+        with threads():
+            x, loss, n_iter = minimize_lbfgs(
+                est, objective, objective.pack(theta), callbacks if callbacks.active else None)
     finally:
         del est._out_activation_pending
     theta = objective.unpack(x)

@@ -26,7 +26,50 @@ def test_serial_blas_limits_and_restores():
             assert _blas_threads() == [1]
         assert _blas_threads() == [1]
     assert _blas_threads() == before
-    assert cpu._serial_users == 0
+    assert not any(cpu._one_thread._users.values())
+
+
+def test_host_blas_serial_leaves_the_kernels_blas_alone():
+    """lbfgs limits NumPy's BLAS (not the kernels'); mixed with serial_blas, all comes back."""
+    libs = cpu._blas_controller().lib_controllers
+    before = {lib.filepath: lib.num_threads for lib in libs}
+    kernel = cpu._kernel_blas_path()
+    with cpu.host_blas_serial():
+        now = {lib.filepath: lib.num_threads for lib in libs}
+        if kernel is not None:
+            assert now[kernel] == before[kernel]
+            assert all(n == 1 for path, n in now.items() if path != kernel)
+        with cpu.serial_blas():
+            assert _blas_threads() == [1]
+        assert {lib.filepath: lib.num_threads for lib in libs} == now
+    assert {lib.filepath: lib.num_threads for lib in libs} == before
+    assert not any(cpu._one_thread._users.values())
+
+
+def test_overlapping_limits_from_threads_restore_the_thread_counts():
+    """Two threads whose limits overlap in either order restore every count."""
+    libs = cpu._blas_controller().lib_controllers
+    before = {lib.filepath: lib.num_threads for lib in libs}
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with cpu.host_blas_serial():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b():
+        a_in.wait(5)
+        with cpu.serial_blas():
+            b_in.set()
+            a_out.wait(5)  # a leaves first, b is still inside
+
+    ts = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert {lib.filepath: lib.num_threads for lib in libs} == before
 
 
 def test_concurrent_small_fits_restore_the_thread_count(rng):
@@ -49,7 +92,7 @@ def test_concurrent_small_fits_restore_the_thread_count(rng):
         t.join()
     assert not errors
     assert _blas_threads() == before
-    assert cpu._serial_users == 0
+    assert not any(cpu._one_thread._users.values())
 
 
 def test_which_steps_run_serial(rng):

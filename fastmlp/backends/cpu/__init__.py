@@ -45,36 +45,73 @@ def _blas_controller():
     return _blas
 
 
-_serial_lock = threading.Lock()
-_serial_users = 0  # epochs running under the one-thread limit, in any Python thread
-_serial_limiter = None
+class _OneThread:
+    """Reference-counted one-thread limits per BLAS library, safe across Python threads.
+
+    Each library's thread count is saved when its first user arrives and put
+    back when its last user leaves, however the users (fits in several
+    threads, of either kind below) overlap; plain nested threadpoolctl limits
+    could restore in the wrong order and leave BLAS on one thread for good.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = {}      # library path -> users holding it at one thread
+        self._original = {}   # library path -> its thread count before the first user
+
+    @contextmanager
+    def hold(self, libs):
+        with self._lock:
+            for lib in libs:
+                if self._users.get(lib.filepath, 0) == 0:
+                    self._original[lib.filepath] = lib.num_threads
+                    lib.set_num_threads(1)
+                self._users[lib.filepath] = self._users.get(lib.filepath, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                for lib in libs:
+                    self._users[lib.filepath] -= 1
+                    if self._users[lib.filepath] == 0:
+                        lib.set_num_threads(self._original.pop(lib.filepath))
 
 
-@contextmanager
+_one_thread = _OneThread()
+
+
 def serial_blas():
-    """BLAS on one thread while the block runs, safe under concurrent fits.
+    """Every BLAS library on one thread while the block runs (small training steps).
 
     The limit is process-wide (threadpoolctl changes the BLAS libraries'
     own thread count): while any CPU fit is inside a small-step epoch, every
-    BLAS call of the process, from any thread, runs on one thread.  The
-    first of overlapping users applies the limit and the last one restores
-    the original thread counts (plain nested threadpoolctl limits from
-    several Python threads could restore in the wrong order and leave BLAS
-    on one thread for good).
+    BLAS call of the process, from any thread, runs on one thread.
     """
-    global _serial_users, _serial_limiter
-    with _serial_lock:
-        if _serial_users == 0:
-            _serial_limiter = _blas_controller().limit(limits=1)
-        _serial_users += 1
-    try:
-        yield
-    finally:
-        with _serial_lock:
-            _serial_users -= 1
-            if _serial_users == 0:
-                _serial_limiter.restore_original_limits()
-                _serial_limiter = None
+    return _one_thread.hold(_blas_controller().lib_controllers)
+
+
+def _kernel_blas_path():
+    """The file of the BLAS that numba's np.dot calls in the kernels (SciPy's), or None."""
+    paths = [lib.filepath for lib in _blas_controller().lib_controllers
+             if "scipy" in lib.filepath.replace("libscipy_openblas", "")]
+    return paths[0] if len(paths) == 1 else None
+
+
+def host_blas_serial():
+    """The BLAS libraries the kernels do not use on one thread while the block runs.
+
+    An lbfgs fit alternates compiled full-batch calls (SciPy's OpenBLAS, two
+    threads) with small NumPy vector work (NumPy's own OpenBLAS).  Two thread
+    pools spinning on two cores slowed a 20000 x 100 fit 2.5x here (12.6 s vs
+    5.0 s with NumPy's pool on one thread); the NumPy-side work is too small to
+    need a second thread.  Where the kernels' library cannot be told apart,
+    nothing is limited.
+    """
+    kernel = _kernel_blas_path()
+    if kernel is None:
+        return _one_thread.hold([])
+    return _one_thread.hold([lib for lib in _blas_controller().lib_controllers
+                             if lib.filepath != kernel])
 
 
 def gemm_size(spec, rows):
