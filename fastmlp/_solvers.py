@@ -91,6 +91,26 @@ def on_plateau(est, opt, rule, msg):
     return True
 
 
+def end_of_epoch(est, opt, rule, history, n_iter, n_train, tic):
+    """What follows an epoch's loss (and validation score) being recorded: the verbose
+    line, the learning-rate schedule and the stopping rule.  Returns True to stop."""
+    if est.verbose:
+        dt = time.perf_counter() - tic
+        line = (f"Iteration {n_iter}, loss = {history.loss_curve[-1]:.8f}, "
+                f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
+        if est.early_stopping:
+            line += (f", validation score = {history.validation_scores[-1]:.6f}, "
+                     f"validation loss = {history.validation_losses[-1]:.8f}")
+        print(line)
+    after_epoch_lr(est, opt, history.t)
+    if not rule.fired:
+        return False
+    what = "Validation score" if est.early_stopping else "Training loss"
+    msg = (f"{what} did not improve more than tol={est.tol:f} for "
+           f"{est.n_iter_no_change} consecutive epochs.")
+    return on_plateau(est, opt, rule, msg)
+
+
 def validation_split(est, data, rng):
     """Indices (train, validation) as scikit-learn's early stopping draws them.
 
@@ -159,7 +179,6 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     order = np.arange(n_train)
     max_epochs = 1 if incremental else est.max_iter
     n_iter = 0  # as in scikit-learn, n_iter_ counts this call's epochs (t_ keeps counting)
-    diverged = False
     for _ in range(max_epochs):
         callbacks.epoch_begin()
         tic = time.perf_counter()
@@ -174,7 +193,6 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
                     f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
                     f"{total}. Lower learning_rate_init (now {est.learning_rate_init}) or "
                     "standardise the inputs; the estimator was left as it was before this call.")
-            diverged = True
             history.loss_curve.append(np.nan)
             history.validation_scores.append(np.nan)
             history.validation_losses.append(np.nan)
@@ -196,21 +214,7 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
                 best_theta = current
         else:
             rule.loss(loss)
-        if est.verbose:
-            dt = time.perf_counter() - tic
-            line = (f"Iteration {history.n_iter_offset + n_iter}, loss = {loss:.8f}, "
-                    f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
-            if est.early_stopping:
-                line += (f", validation score = {history.validation_scores[-1]:.6f}, "
-                         f"validation loss = {history.validation_losses[-1]:.8f}")
-            print(line)
-        after_epoch_lr(est, opt, history.t)
-        stop = False
-        if rule.fired:
-            what = "Validation score" if est.early_stopping else "Training loss"
-            msg = (f"{what} did not improve more than tol={est.tol:f} for "
-                   f"{est.n_iter_no_change} consecutive epochs.")
-            stop = on_plateau(est, opt, rule, msg)
+        stop = end_of_epoch(est, opt, rule, history, n_iter, n_train, tic)
         if callbacks.epoch_end(fitted_now):
             if est.verbose:
                 print("A callback asked to stop.")
@@ -225,8 +229,6 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     theta = trainer.finish()
     if est.early_stopping:
         theta = best_theta
-    if diverged and not np.all(np.isfinite(theta)):  # pragma: no cover - best_theta is finite
-        raise ValueError(NON_FINITE)
     if not np.all(np.isfinite(theta)):
         raise ValueError(NON_FINITE)
     history.no_improvement = rule.count
@@ -319,7 +321,6 @@ class _History:
         keep = not first_pass and hasattr(est, "loss_curve_")
         h.loss_curve = list(est.loss_curve_) if keep else []
         h.t = est.t_ if keep else 0
-        h.n_iter_offset = 0
         h.no_improvement = getattr(est, "_no_improvement_count", 0) if keep else 0
         h.best_loss = getattr(est, "best_loss_", None) if keep else None
         h.best_score = getattr(est, "best_validation_score_", None) if keep else None

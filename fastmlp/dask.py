@@ -49,8 +49,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, _get_feature_names, check_is_fitted
 
 from ._estimator import MLPClassifier, MLPRegressor
-from ._solvers import (NON_FINITE, LbfgsObjective, NoImprovement, _History, after_epoch_lr,
-                       batch_size_for, minimize_lbfgs, on_plateau)
+from ._solvers import (NON_FINITE, LbfgsObjective, NoImprovement, _History, batch_size_for,
+                       end_of_epoch, minimize_lbfgs)
 from .backends import get_backend
 from .backends.layout import ADAM_T
 
@@ -550,21 +550,8 @@ def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass
                 best_theta = theta.copy()
         else:
             rule.loss(loss)
-        if est.verbose:
-            dt = time.perf_counter() - tic
-            line = (f"Iteration {history.n_iter_offset + n_iter}, loss = {loss:.8f}, "
-                    f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
-            if es:
-                line += (f", validation score = {history.validation_scores[-1]:.6f}, "
-                         f"validation loss = {history.validation_losses[-1]:.8f}")
-            print(line)
-        after_epoch_lr(est, opt, history.t)
-        if rule.fired:
-            what = "Validation score" if es else "Training loss"
-            msg = (f"{what} did not improve more than tol={est.tol:f} for "
-                   f"{est.n_iter_no_change} consecutive epochs.")
-            if on_plateau(est, opt, rule, msg):
-                break
+        if end_of_epoch(est, opt, rule, history, n_iter, n_train, tic):
+            break
         if n_iter == est.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("numba.cuda")
-cb = pytest.importorskip("fastmlp.backends.cuda")
+import numba.cuda  # noqa: E402,F401  (numba-cuda is in the test extra)
+import fastmlp.backends.cuda as cb  # noqa: E402
 
 from numba import cuda  # noqa: E402
 

@@ -9,9 +9,9 @@ import pytest
 
 from fastmlp import MLPClassifier, MLPRegressor
 
-da = pytest.importorskip("dask.array", reason="dask is part of the test extra")
-distributed = pytest.importorskip("distributed")
-wrappers = pytest.importorskip("dask_ml.wrappers")
+import dask.array as da  # noqa: E402  (the test extra installs dask)
+import distributed  # noqa: E402
+import dask_ml.wrappers as wrappers  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fastmlp import MLPClassifier, MLPRegressor
 
-da = pytest.importorskip("dask.array", reason="dask is part of the test extra")
-distributed = pytest.importorskip("distributed")
-fdask = pytest.importorskip("fastmlp.dask")
+import dask.array as da  # noqa: E402  (the test extra installs dask)
+import distributed  # noqa: E402
+import fastmlp.dask as fdask  # noqa: E402
 DaskMLPClassifier, DaskMLPRegressor = fdask.DaskMLPClassifier, fdask.DaskMLPRegressor
 
 ROWS = (100, 250, 50, 200)  # four blocks of unequal size
@@ -162,8 +162,8 @@ def test_predict_is_blockwise_and_equals_local(lbfgs_pair):
 
 
 def test_dataframe_input_and_feature_names(client):
-    dd = pytest.importorskip("dask.dataframe")
-    pd = pytest.importorskip("pandas")
+    import dask.dataframe as dd
+    import pandas as pd
     X, y = _blobs(seed=4, n=300, d=3)
     df = pd.DataFrame(X, columns=["a", "b", "c"])
     ddf = dd.from_pandas(df, npartitions=3)

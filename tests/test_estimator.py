@@ -518,7 +518,7 @@ def test_fitted_attributes(rng, backend):
 
 
 def test_feature_names_in(rng):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # installed with dask-ml (test extra)
     X = pd.DataFrame(_X(rng, n=30, d=3), columns=["a", "b", "c"])
     y = _targets(rng, X.to_numpy(), "binary")
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, **CPU).fit(X, y)

@@ -184,7 +184,7 @@ def test_failed_single_class_refit_keeps_the_old_classes(rng):
 
 
 def test_callback_exception_leaves_the_estimator_intact(rng):
-    pytest.importorskip("sklearn.callback")
+    pytest.importorskip("sklearn.callback", reason="the callback API needs scikit-learn >= 1.9")
     from sklearn.callback import ProgressBar  # noqa: F401  (the API exists)
 
     est, twin, X, y = _fitted_pair(rng, "classifier", "adam")

@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-onnx = pytest.importorskip("onnx", reason="onnx is part of the test extra")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is part of the test extra")
-skl2onnx = pytest.importorskip("skl2onnx", reason="skl2onnx is part of the test extra")
+import onnx  # noqa: E402  (the test extra installs onnx, onnxruntime, skl2onnx)
+import onnxruntime as ort  # noqa: E402
+import skl2onnx  # noqa: E402
 
 import fastmlp.onnx as fonnx  # noqa: E402
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402

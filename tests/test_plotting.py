@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is part of the test extra")
+import matplotlib  # noqa: E402  (the test extra installs it)
 matplotlib.use("Agg")
 
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402

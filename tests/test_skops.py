@@ -17,7 +17,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 
-sio = pytest.importorskip("skops.io", reason="skops is part of the test extra")
+import skops.io as sio  # noqa: E402  (the test extra installs it)
 from skops.io.exceptions import UntrustedTypesFoundException  # noqa: E402
 
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
