@@ -11,11 +11,27 @@ client.  The scheduler and every worker run in processes of their own
 workers with OMP/OPENBLAS/MKL_NUM_THREADS=1, so BLAS runs on one thread per
 worker (printed below) and two workers do not fight over the two cores.
 
-Bytes the client received during a fit are measured two ways: what
-fastmlp.dask itself gathered (``_dask_fit_info["bytes_received"]``: the
-reduced loss/gradient or averaged parameters, and per-block summaries), and
-every byte the client process read from TCP connections during the fit
-(frames counted in ``distributed.comm.tcp``, scheduler chatter included).
+The 1- and 2-worker clusters alternate (a fresh cluster each time, one at a
+time, so an idle cluster never competes), ``--repeat`` times; the table keeps
+each fit's best time.  Every fit also records:
+
+* per round: the fit's time after the blocks were prepared, divided by its
+  rounds (one L-BFGS evaluation, or one epoch);
+* other load: the CPU time that processes other than this benchmark's
+  (client, scheduler, workers) used during the fit, in cores, from
+  /proc/stat; on a shared machine a fit that ran beside other work shows it
+  here;
+* bytes the client received, two ways: what fastmlp.dask itself gathered
+  (``_dask_fit_info["bytes_received"]``: the reduced loss/gradient or
+  averaged parameters, one partial sum per worker and round, and per-block
+  summaries), and every byte the client process read from TCP connections
+  during the fit (frames counted in ``distributed.comm.tcp``, scheduler
+  chatter included).
+
+Two controls say what the machine offers two single-threaded processes at the
+time: NumPy matrix products, and the local lbfgs fit itself (the compiled
+loss and gradient) on all rows in one process against half the rows in each
+of two processes at once.  The second is the ceiling of the lbfgs speed-up.
 """
 
 import argparse
@@ -53,6 +69,39 @@ class TcpBytes:
         tcp.from_frames = counting
 
 
+def busy_seconds():
+    """CPU seconds all processes of the machine have used (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds():
+    """CPU seconds used by this process and its children (scheduler, workers), or None."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    total = 0.0
+    for p in [me] + me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _one_thread():
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+
+
 def _gemm_work(_):
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -64,7 +113,7 @@ def _gemm_work(_):
             a @ w
 
 
-def parallel_ceiling():
+def gemm_ceiling():
     """Speed-up of 2 processes over 1 on the same NumPy GEMM work, measured now.
 
     What the machine offers two single-threaded workers at this moment (other
@@ -79,6 +128,49 @@ def parallel_ceiling():
             tic = time.perf_counter()
             pool.map(_gemm_work, range(4))
             times[procs] = time.perf_counter() - tic
+    return times[1] / times[2]
+
+
+def _lbfgs_work(rows, features, hidden, iters, barrier, out):
+    """The local lbfgs fit on ``rows`` rows in this process, after a barrier; time to out."""
+    _one_thread()
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from fastmlp import MLPClassifier
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, features), dtype=np.float32)
+    y = rng.integers(0, 10, rows)
+    kw = dict(hidden_layer_sizes=(hidden,), solver="lbfgs", tol=0.0, random_state=0,
+              backend="cpu")
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        MLPClassifier(**dict(kw, max_iter=2)).fit(X[:500], y[:500])  # load the kernels
+        barrier.wait()
+        tic = time.perf_counter()
+        MLPClassifier(**dict(kw, max_iter=iters)).fit(X, y)
+        out.put(time.perf_counter() - tic)
+
+
+def lbfgs_ceiling(rows, features, hidden, iters=8):
+    """Speed-up of the local lbfgs fit on rows/2 rows in each of 2 processes at once over
+    the fit on all rows in one process: the compiled loss and gradient, split in two."""
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+    times = {}
+    for procs in (1, 2):
+        barrier, out = ctx.Barrier(procs), ctx.Queue()
+        ps = [ctx.Process(target=_lbfgs_work,
+                          args=(rows // procs, features, hidden, iters, barrier, out))
+              for _ in range(procs)]
+        for p in ps:
+            p.start()
+        times[procs] = max(out.get() for _ in ps)
+        for p in ps:
+            p.join()
     return times[1] / times[2]
 
 
@@ -105,21 +197,51 @@ def make_data(rows, features, classes, blocks, dtype):
 
 
 def fit_once(est, X, y, tcp):
-    before = tcp.total
+    before, busy0, own0 = tcp.total, busy_seconds(), own_seconds()
     tic = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(X, y)
     seconds = time.perf_counter() - tic
-    return seconds, tcp.total - before, est
+    busy1, own1 = busy_seconds(), own_seconds()
+    other = None
+    if None not in (busy0, busy1, own0, own1):
+        other = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds
+    return dict(seconds=seconds, tcp=tcp.total - before, est=est, other=other)
 
 
-def run(args):
+def run_cluster(args, workers, cases, tcp):
+    """One cluster of ``workers`` worker processes; one fit of each case."""
     from distributed import Client
     from distributed.deploy.subprocess import SubprocessCluster
 
     from fastmlp.dask import DaskMLPClassifier
 
+    # the scheduler in a process of its own (LocalCluster would run it inside this
+    # one, and the TCP count would include what workers send the scheduler)
+    cluster = SubprocessCluster(n_workers=workers, threads_per_worker=1,
+                                dashboard_address=None, worker_kwargs={"memory_limit": 0})
+    client = Client(cluster)
+    out = {}
+    try:
+        X, y = make_data(args.rows, args.features, args.classes, args.blocks, args.dtype)
+        X, y = client.persist([X, y])
+        client.wait_for_workers(workers)
+        Xs, ys = X[: 4 * args.blocks * 50], y[: 4 * args.blocks * 50]
+        for kw in cases.values():  # warm up: load the compiled kernels in every worker
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                DaskMLPClassifier(**dict(kw, max_iter=2)).fit(Xs.rechunk(200), ys.rechunk(200))
+        out["blas"] = sorted(set(map(str, client.run(blas_threads).values())))
+        for name, kw in cases.items():
+            out[name] = fit_once(DaskMLPClassifier(**kw), X, y, tcp)
+    finally:
+        client.close()
+        cluster.close()
+    return out
+
+
+def run(args):
     tcp = TcpBytes()
     common = dict(hidden_layer_sizes=(args.hidden,), random_state=0, backend="cpu",
                   dtype=args.dtype)
@@ -127,36 +249,24 @@ def run(args):
         "lbfgs": dict(common, solver="lbfgs", max_iter=args.lbfgs_iter),
         "adam": dict(common, solver="adam", max_iter=args.adam_epochs, n_iter_no_change=np.inf),
     }
-    results = {}
-    for workers in (1, 2):
-        # the scheduler in a process of its own (LocalCluster would run it inside this
-        # one, and the TCP count would include what workers send the scheduler)
-        cluster = SubprocessCluster(n_workers=workers, threads_per_worker=1,
-                                    dashboard_address=None, worker_kwargs={"memory_limit": 0})
-        client = Client(cluster)
-        try:
-            X, y = make_data(args.rows, args.features, args.classes, args.blocks, args.dtype)
-            X, y = client.persist([X, y])
-            client.wait_for_workers(workers)
-            Xs, ys = X[: 4 * args.blocks * 50], y[: 4 * args.blocks * 50]
-            for kw in cases.values():  # warm up: load the compiled kernels in every worker
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    DaskMLPClassifier(**dict(kw, max_iter=2)).fit(Xs.rechunk(200),
-                                                                   ys.rechunk(200))
-            blas = client.run(blas_threads)  # after the warm-up loaded every BLAS
-            for _ in range(args.repeat):
-                for name, kw in cases.items():
-                    s, nbytes, est = fit_once(DaskMLPClassifier(**kw), X, y, tcp)
-                    best = results.get((name, workers))
-                    if best is None or s < best[0]:
-                        results[(name, workers)] = (s, nbytes, est)
-            blas = sorted(set(map(str, blas.values())))
-            print(f"{workers} worker(s): BLAS (library, threads) per worker {blas}")
-        finally:
-            client.close()
-            cluster.close()
-    return results
+    results, runs = {}, []
+    for rep in range(args.repeat):
+        for workers in (1, 2):
+            out = run_cluster(args, workers, cases, tcp)
+            print(f"repeat {rep + 1}, {workers} worker(s): BLAS (library, threads) per worker "
+                  f"{out['blas']}; " + "; ".join(
+                      f"{name} {out[name]['seconds']:.2f} s (other load "
+                      f"{fmt_load(out[name]['other'])})" for name in cases), flush=True)
+            for name in cases:
+                runs.append((name, workers, out[name]))
+                best = results.get((name, workers))
+                if best is None or out[name]["seconds"] < best["seconds"]:
+                    results[(name, workers)] = out[name]
+    return results, runs
+
+
+def fmt_load(x):
+    return "n/a" if x is None else f"{x:.2f} cores"
 
 
 def report(args, results, loads):
@@ -165,20 +275,23 @@ def report(args, results, loads):
           f"{args.classes} classes, hidden ({args.hidden},), {args.blocks} blocks; "
           f"X is {data_mb:.1f} MiB")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); load average before / after: "
-          f"{loads[0]:.2f} / {loads[1]:.2f}; best of {args.repeat}")
-    head = ("| fit | workers | time | per round | speed-up | rounds | loss_ | "
-            "client received (fastmlp / all TCP) |")
-    print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"{loads[0]:.2f} / {loads[1]:.2f}; best of {args.repeat}, 1 and 2 workers alternating")
+    print("| fit | workers | time | preparing | per round | speed-up | rounds | loss_ | "
+          "other load | client received (fastmlp / all TCP) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("lbfgs", "adam"):
-        base = results[(name, 1)][0]
+        base = results[(name, 1)]["seconds"]
         for workers in (1, 2):
-            s, nbytes, est = results[(name, workers)]
+            r = results[(name, workers)]
+            est = r["est"]
             info = est._dask_fit_info
             rounds = info["rounds"]
-            print(f"| {name} | {workers} | {s:.2f} s | {1e3 * s / rounds:.0f} ms | "
-                  f"{base / s:.2f}x | {rounds} | {est.loss_:.6f} | "
-                  f"{info['bytes_received'] / 2**10:.0f} KiB / {nbytes / 2**10:.0f} KiB |")
+            prep = info.get("prepare_seconds", 0.0)
+            per_round = (info["seconds"] - prep) / rounds
+            print(f"| {name} | {workers} | {r['seconds']:.2f} s | {prep:.2f} s | "
+                  f"{1e3 * per_round:.0f} ms | {base / r['seconds']:.2f}x | {rounds} | "
+                  f"{est.loss_:.6f} | {fmt_load(r['other'])} | "
+                  f"{info['bytes_received'] / 2**10:.0f} KiB / {r['tcp'] / 2**10:.0f} KiB |")
 
 
 def main():
@@ -191,15 +304,21 @@ def main():
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--lbfgs-iter", type=int, default=15)
     p.add_argument("--adam-epochs", type=int, default=3)
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-controls", action="store_true",
+                   help="skip the GEMM and local-lbfgs 2-process controls")
     args = p.parse_args()
     load0 = os.getloadavg()[0]
-    before = parallel_ceiling()
-    results = run(args)
-    after = parallel_ceiling()
+    if not args.no_controls:
+        before = (gemm_ceiling(), lbfgs_ceiling(args.rows, args.features, args.hidden))
+    results, _ = run(args)
+    if not args.no_controls:
+        after = (gemm_ceiling(), lbfgs_ceiling(args.rows, args.features, args.hidden))
     report(args, results, (load0, os.getloadavg()[0]))
-    print(f"\nthe same NumPy GEMM work in 2 processes vs 1 on this machine, before / after: "
-          f"{before:.2f}x / {after:.2f}x")
+    if not args.no_controls:
+        print(f"\n2 processes vs 1 on this machine, before / after the fits: NumPy GEMM "
+              f"{before[0]:.2f}x / {after[0]:.2f}x; the local lbfgs fit ({args.rows} rows "
+              f"split in two) {before[1]:.2f}x / {after[1]:.2f}x")
 
 
 if __name__ == "__main__":

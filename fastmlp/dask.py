@@ -27,7 +27,10 @@ How a fit runs:
   optimizer moments, Adam's step count) are averaged weighted by rows.
 """
 
+import collections
+import contextlib
 import copy
+import dataclasses
 import time
 import uuid
 import warnings
@@ -56,11 +59,12 @@ from .backends.layout import ADAM_T
 
 __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
 
-# a round that loses a scattered replica or a connection is sent again, this often
+# a round that loses a worker, a replica or a connection is sent again, this often
 _ROUND_ATTEMPTS = 4
-# block results summed per task of the reduction tree (dask's split_every): each
-# level is a scheduler hop, so a wide tree keeps a round's latency down
-_FAN_IN = 8
+# a round's payload (parameters, optimizer state) up to this size travels inside
+# the round's tasks (one message per worker, no scatter); a larger one is
+# scattered once and fetched by each worker
+_INLINE_PAYLOAD_BYTES = 4 * 2**20
 _TRANSIENT = (
     _FuturesCancelled, OSError,
     getattr(distributed.client, "FutureCancelledError", _FuturesCancelled),
@@ -81,11 +85,20 @@ class _Part:
     validation scores); block: the block's index along the rows.
     """
 
-    __slots__ = ("block", "train", "Xv", "yv", "swv", "template")
+    __slots__ = ("block", "train", "Xv", "yv", "swv", "template", "full_batch")
 
     def __init__(self, block, train, Xv, yv, swv, template):
         self.block, self.train, self.template = block, train, template
         self.Xv, self.yv, self.swv = Xv, yv, swv
+        self.full_batch = None  # (spec, the backend's FullBatch over train): see _block_sums
+
+    def __getstate__(self):  # a part that moves to another worker leaves its workspaces
+        return {k: getattr(self, k) for k in self.__slots__ if k != "full_batch"}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.full_batch = None
 
     @property
     def backend(self):
@@ -143,13 +156,31 @@ def _part_summary(part):
     return d.n, w_train, n_val, w_val
 
 
+def _same_spec(a, b):
+    """Whether two NetSpecs describe the same network (a round's spec is a fresh copy)."""
+    if a is b:
+        return True
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if not (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y):
+            return False
+    return True
+
+
 def _block_sums(part, theta, spec):
     """(sum_i w_i l_i, sum_i w_i dl_i/dtheta as float64) over the block's rows."""
     d = part.train
     grad = np.zeros(spec.n_params, dtype=spec.dtype)
     if d.n == 0:
         return 0.0, grad.astype(np.float64)
-    loss = part.backend.FullBatch(spec, d.X, d.Y, d.y, d.sw)(theta, grad)
+    # the FullBatch (its workspaces) is built by the fit's first round on this block
+    # and kept with the part; taken out while in use, so that two threads running
+    # rounds on the same part (a stale task beside its retry) never share one
+    cached, part.full_batch = part.full_batch, None
+    if cached is None or not _same_spec(cached[0], spec):
+        cached = (spec, part.backend.FullBatch(spec, d.X, d.Y, d.y, d.sw))
+    loss = cached[1](theta, grad)
+    part.full_batch = cached
     return float(loss), grad.astype(np.float64, copy=False)
 
 
@@ -237,6 +268,70 @@ def _add(*items):
     return tuple(total)
 
 
+def _tree_nodes(lo, hi, held):
+    """The largest nodes of the fixed halving tree over blocks [lo, hi) whose blocks are
+    all in ``held``, in block order.  (lo, hi) splits at (lo + hi) // 2, down to single
+    blocks; the tree depends on the number of blocks only, never on their placement."""
+    if all(i in held for i in range(lo, hi)):
+        return [(lo, hi)]
+    if hi - lo == 1:
+        return []
+    mid = (lo + hi) // 2
+    return _tree_nodes(lo, mid, held) + _tree_nodes(mid, hi, held)
+
+
+def _tree_sum(lo, hi, known):
+    """The sum over blocks [lo, hi), added along the fixed halving tree.
+
+    known: {(lo, hi): sum} for whole nodes of the tree (single blocks included);
+    every node is added the same way whichever process adds it, so the result is
+    the same bit for bit however the blocks are spread over the workers.
+    """
+    if (lo, hi) in known:
+        return known[(lo, hi)]
+    mid = (lo + hi) // 2
+    return _add(_tree_sum(lo, mid, known), _tree_sum(mid, hi, known))
+
+
+def _group_round(func, n_blocks, nodes, payload, args, parts):
+    """A round on the blocks one worker holds: {node: sum of func over its blocks}.
+
+    nodes: whole nodes of the tree over n_blocks blocks (from ``_tree_nodes``);
+    parts: their blocks' parts, in node order.  One task per worker and round:
+    the blocks run one after the other here, and only one partial sum per node
+    (usually one per worker) leaves the worker.
+    """
+    it = iter(parts)
+    leaves = {}
+    with _one_kernel_thread():
+        for lo, hi in nodes:
+            for i in range(lo, hi):
+                leaves[(i, i + 1)] = func(next(it), payload, *args)
+    return {node: _tree_sum(*node, leaves) for node in nodes}
+
+
+@contextlib.contextmanager
+def _one_kernel_thread():
+    """numba's parallel kernels on one thread in this (a worker's task) thread.
+
+    A worker runs as many tasks at once as it has threads, and the workers of a
+    machine share its cores: the parallelism is the cluster's, so a kernel
+    that would split its rows over numba's threads (one per core) would
+    oversubscribe the cores.  numba's thread count is per calling thread.
+    """
+    import numba
+
+    before = numba.get_num_threads()
+    if before == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def _predict_block(X, est, method):
     return getattr(est, method)(X)
 
@@ -249,7 +344,26 @@ def _nbytes(obj):
         return obj.nbytes
     if isinstance(obj, (tuple, list)):
         return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
+    if hasattr(obj, "__dict__"):
+        return _nbytes(vars(obj))
     return 8
+
+
+def _client_blas_serial():
+    """This (the client's) process's BLAS libraries on one thread while a fit runs.
+
+    The client only does vector work (scipy's L-BFGS-B step, averaging) between
+    rounds, too small for a second BLAS thread; but OpenBLAS wakes its pool
+    for 14,000-element vectors, and the woken threads spin for a while after
+    each call, on the cores the workers compute on (a LocalCluster on the same
+    machine).  Held through the process-wide, reference-counted limiter of the
+    CPU backend, so that local fits in other threads restore correctly.
+    """
+    from .backends.cpu import serial_blas
+
+    return serial_blas()
 
 
 def _resolve_client(client, owner):
@@ -330,54 +444,72 @@ def _check_training_input(X, y, sample_weight):
     return X, y, sample_weight, feature_names
 
 
-def _balanced_homes(client, X, blocks):
-    """A worker for each block, so that every worker gets rows in proportion to its threads.
+def _contiguous_homes(threads, held, rows):
+    """A worker for each block: contiguous runs of blocks, rows in proportion to threads.
 
-    Blocks are placed largest first; a block stays on the worker that already
-    holds its rows of X (a persisted X) while that worker is under its
-    share, and otherwise goes to the least loaded worker (one transfer, at
-    preparation).  Each round then keeps every worker equally busy, and an
-    idle worker has no reason to steal (move) another's block.
+    threads: {worker: threads}; held: {block: workers holding it now};
+    rows: {block: rows}.  The runs go to the workers in the order in which
+    they hold the blocks now (by the mean index of the blocks each holds;
+    those holding none last), so that few blocks move.  Each round then keeps
+    every worker equally busy (an idle worker has no reason to steal another's
+    block), and a worker holding a run of neighbouring blocks adds them up
+    itself and sends one partial sum, or a few (see ``_tree_nodes``).
     """
+    mine = {a: [] for a in threads}
+    for i, addrs in held.items():
+        for a in addrs:
+            if a in mine:
+                mine[a].append(i)
+    order = sorted(threads, key=lambda a: (np.mean(mine[a]) if mine[a] else np.inf, a))
+    bounds = np.cumsum([threads[a] for a in order]) / sum(threads.values())
+    blocks = sorted(rows)
+    r = np.array([rows[i] for i in blocks], dtype=np.float64)
+    middle = (np.cumsum(r) - r / 2) / max(r.sum(), 1.0)
+    run = np.minimum(np.searchsorted(bounds, middle, side="right"), len(order) - 1)
+    return {i: order[k] for i, k in zip(blocks, run)}
+
+
+def _worker_threads(client):
     workers = client.scheduler_info(n_workers=-1)["workers"]
-    if len(workers) < 2:
+    return {a: max(1, int(w.get("nthreads", 1))) for a, w in workers.items()}
+
+
+def _balanced_homes(client, X, blocks):
+    """{block: [worker]} for preparing the blocks (``_contiguous_homes``), from where a
+    persisted X's blocks are; {} with fewer than two workers."""
+    threads = _worker_threads(client)
+    if len(threads) < 2:
         return {}
-    threads = {a: max(1, int(w.get("nthreads", 1))) for a, w in workers.items()}
-    rows = {i: X.chunks[0][i] for i in blocks}
-    share = sum(rows.values()) / sum(threads.values())
-    keys = {i: X.__dask_keys__()[i][0] for i in blocks}
+    keys = {X.__dask_keys__()[i][0]: i for i in blocks}
     try:
-        holders = client.who_has()
+        holders = client.who_has(X)  # X's blocks held on the cluster (a persisted X)
     except Exception:  # pragma: no cover - placement is only a preference
         holders = {}
-    load = dict.fromkeys(threads, 0)
-    home = {}
-    for i in sorted(blocks, key=lambda i: (-rows[i], i)):
-        here = [a for a in holders.get(keys[i], ()) if a in load
-                and load[a] + rows[i] <= share * threads[a]]
-        a = here[0] if here else min(load, key=lambda a: (load[a] / threads[a], a))
-        home[i] = [a]
-        load[a] += rows[i]
-    return home
+    held = {keys[k]: addrs for k, addrs in holders.items() if k in keys}
+    home = _contiguous_homes(threads, held, {i: X.chunks[0][i] for i in blocks})
+    return {i: [a] for i, a in home.items()}
 
 
 class _Cluster:
     """One fit's prepared blocks on the cluster, and the rounds run over them.
 
-    A round scatters one object to the cluster once, runs a function on every
-    prepared block where it lives (each worker fetches the object once, from
-    the worker that received it), and sums the results
-    with a tree of additions on the cluster (``_FAN_IN`` results per task, in
-    block order, whatever worker holds which block); only the sum comes back.
-    A round that loses a scattered replica or a connection (a worker died) is
-    sent again with fresh keys.
+    A round sends its payload (parameters, optimizer state) inside one task
+    per worker, which runs a function on every prepared block that worker
+    holds and adds the results along a tree fixed by block index
+    (``_tree_sum``); the client adds the workers' partial sums along the same
+    tree, so the result does not depend on which worker holds which block.
+    A round that loses a worker or a connection is sent again, with fresh keys
+    and the blocks' current places.
     """
 
-    def __init__(self, client, parts):
+    def __init__(self, client, parts, rows):
         self.client, self.parts = client, parts
+        self.rows = dict(enumerate(rows))  # rows of each part, in block order
         self.tag = uuid.uuid4().hex[:12]
         self.rounds = 0
         self.bytes_received = 0
+        self._groups = None
+        self._held = None
 
     def gather_small(self, func, *args):
         """Per-block results of a cheap function, in block order (summaries)."""
@@ -388,48 +520,67 @@ class _Cluster:
         self.bytes_received += _nbytes(out)
         return out
 
-    def round(self, func, payload, *args, shared=None):
-        """(sum over blocks of func(part, payload, *args), the scattered payload).
+    def _place(self):
+        """[(worker, block positions)]: contiguous runs of blocks for the live workers.
 
-        ``payload`` is scattered once, or ``shared`` (a future from an earlier
-        round holding the same payload) is reused; a retry scatters
-        ``payload`` again.
-
-        The scatter goes to one worker and every other worker fetches it from
-        there once, when its first block task needs it: the same one copy per
-        worker as ``scatter(..., broadcast=True)``, without
-        ``Scheduler.replicate``, which loops forever (holding a lock that
-        ``retire_workers`` also takes) when a worker dies while it runs
-        (dask/distributed#5704, #6578).
+        From where the prepared blocks are now (``_contiguous_homes``); a block
+        held elsewhere moves to its run's worker once, in the first round that
+        needs it there (the worker keeps the copy), and a block being
+        recomputed after a worker loss goes wherever its run's task runs.
         """
+        threads = _worker_threads(self.client)
+        if len(threads) < 2:
+            return [(None, list(range(len(self.parts))))]
+        who = self.client.who_has(self.parts)
+        held = {i: who.get(f.key, ()) for i, f in enumerate(self.parts)}
+        home = _contiguous_homes(threads, held, self.rows)
+        groups = {}
+        for i in range(len(self.parts)):
+            groups.setdefault(home[i], []).append(i)
+        return sorted(groups.items(), key=lambda item: item[1][0])
+
+    def round(self, func, payload, *args):
+        """The sum over blocks of func(part, payload, *args), added along the block tree."""
+        n = len(self.parts)
         last = None
         for attempt in range(_ROUND_ATTEMPTS):
             self.rounds += 1
             prefix = f"fastmlp-{func.__name__}-{self.tag}-{self.rounds}"
             try:
-                if shared is None or attempt:
-                    shared = self.client.scatter(payload, hash=False)
-                total = self._tree(func, shared, args, prefix).result()
-            except _TRANSIENT as exc:  # a worker (or a replica of the payload) was lost
+                if self._groups is None or attempt:
+                    self._groups = self._place()
+                sent = payload
+                if _nbytes(payload) > _INLINE_PAYLOAD_BYTES:
+                    # one copy to one worker; the others fetch it from there once
+                    sent = self.client.scatter(payload, hash=False)
+                keys = [f"{prefix}-{j}" for j in range(len(self._groups))]
+                nodes = [_tree_nodes(0, n, set(blocks)) for _, blocks in self._groups]
+                parts = [[self.parts[i] for lo, hi in nd for i in range(lo, hi)] for nd in nodes]
+                # each group's task on the worker holding its blocks, as a loose
+                # restriction (after a worker loss it runs anywhere); one map call, so
+                # that all tasks reach the scheduler in one message and start together
+                homes = collections.defaultdict(list, {
+                    k: [w] for k, (w, _) in zip(keys, self._groups) if w is not None})
+                g = len(keys)
+                with dask.annotate(workers=homes.__getitem__, allow_other_workers=True):
+                    futures = self.client.map(_group_round, [func] * g, [n] * g, nodes,
+                                              [sent] * g, [args] * g, parts, key=keys,
+                                              pure=False)
+                # the previous round's results are released after this round was sent:
+                # a release sent first would hold the next message back (the client
+                # batches its messages to the scheduler, 10 ms apart)
+                self._held = futures
+                partials = self.client.gather(futures)
+            except _TRANSIENT as exc:  # a worker (or a connection) was lost
                 last = exc
                 continue
-            self.bytes_received += _nbytes(total)
-            return total, shared
+            self.bytes_received += _nbytes(partials)
+            known = {}
+            for p in partials:
+                known.update(p)
+            return _tree_sum(0, n, known)
         raise RuntimeError(f"A cluster round failed {_ROUND_ATTEMPTS} times; the last "
                            f"error: {last!r}") from last
-
-    def _tree(self, func, shared, args, prefix):
-        """Futures of func on every part, summed in a tree of fan-in _FAN_IN, in block order."""
-        level = [self.client.submit(func, p, shared, *args, key=f"{prefix}-{i}")
-                 for i, p in enumerate(self.parts)]
-        depth = 0
-        while len(level) > 1:
-            level = [self.client.submit(_add, *level[j:j + _FAN_IN],
-                                        key=f"{prefix}-sum{depth}-{j // _FAN_IN}")
-                     if len(level[j:j + _FAN_IN]) > 1 else level[j]
-                     for j in range(0, len(level), _FAN_IN)]
-            depth += 1
-        return level[0]
 
 
 class _LbfgsSums:
@@ -440,7 +591,7 @@ class _LbfgsSums:
         self.evaluations = 0
 
     def __call__(self, theta, grad):
-        (loss, g), _ = self.cluster.round(_block_sums, theta.copy(), self.spec)
+        loss, g = self.cluster.round(_block_sums, theta.copy(), self.spec)
         grad[...] = g
         self.evaluations += 1
         return loss
@@ -505,13 +656,12 @@ def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass
     batch_size = batch_size_for(est, n_train)
     best_theta = theta.copy() if es else None
     epoch0 = len(history.loss_curve)
-    shared, n_iter = None, 0
+    n_iter = 0
     for _ in range(est.max_iter):
         tic = time.perf_counter()
-        total, shared = cluster.round(
+        total = cluster.round(
             _block_epoch, _Shared(theta.copy(), opt.copy()), spec, seed, epoch0 + n_iter,
-            batch_size, est.alpha, est.shuffle, opt.learning_rate, shared=shared)
-        shared = None
+            batch_size, est.alpha, est.shuffle, opt.learning_rate)
         rows, loss_sum, s_theta, s1, s2, s_t = total
         n_iter += 1
         history.t += n_train
@@ -538,8 +688,8 @@ def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass
         loss = loss_sum / n_train
         history.loss_curve.append(loss)
         if es:
-            val, shared = cluster.round(_block_validation, _Shared(theta.copy(), opt.copy()),
-                                        spec, y_mean)
+            val = cluster.round(_block_validation, _Shared(theta.copy(), opt.copy()), spec,
+                                y_mean)
             if y_mean is None:
                 val_score, val_loss = val[1] / val[0], val[2] / val[0]
             else:
@@ -640,17 +790,22 @@ class _DaskMLPMixin:
                    if self.early_stopping and self.solver != "lbfgs" else None)
 
         tic = time.perf_counter()
-        cluster = self._prepare_blocks(client, local, class_weight, X, y, sample_weight, holdout)
-        summaries = cluster.gather_small(_part_summary)
-        W = float(sum(s[1] for s in summaries))
-        if not W > 0:
-            raise ValueError("sample_weight must have at least one positive entry.")
-        if self.solver == "lbfgs":
-            info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
-        else:
-            info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass)
+        with _client_blas_serial():
+            cluster = self._prepare_blocks(client, local, class_weight, X, y, sample_weight,
+                                           holdout)
+            summaries = cluster.gather_small(_part_summary)
+            prepared = time.perf_counter() - tic
+            W = float(sum(s[1] for s in summaries))
+            if not W > 0:
+                raise ValueError("sample_weight must have at least one positive entry.")
+            if self.solver == "lbfgs":
+                info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
+            else:
+                info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed,
+                                      first_pass)
         info.update(blocks=len(cluster.parts), rounds=cluster.rounds,
-                    bytes_received=cluster.bytes_received, seconds=time.perf_counter() - tic)
+                    bytes_received=cluster.bytes_received, seconds=time.perf_counter() - tic,
+                    prepare_seconds=prepared)
 
         fitted = {k: v for k, v in local.__dict__.items() if k not in params}
         if feature_names is not None:
@@ -686,7 +841,7 @@ class _DaskMLPMixin:
                                         dask_key_name=f"fastmlp-part-{tag}-{i}"),
                                 workers=home.get(i), allow_other_workers=True)
                  for i in blocks]
-        return _Cluster(client, parts)
+        return _Cluster(client, parts, [X.chunks[0][i] for i in blocks])
 
     # ------------------------------------------------------------------ predict
     def _blockwise(self, X, method):
