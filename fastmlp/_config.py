@@ -61,6 +61,12 @@ FULL_BATCH_CHUNK_ROWS = 4096
 # is threadpoolctl's): see the module docstring.  0 never limits.
 CPU_SERIAL_GEMM_BELOW = 1_000_000
 
+# Training steps of at least this many rows split each batch between two
+# numba threads (each with one-thread BLAS) and sum the two halves'
+# gradients; smaller batches, and machines with one core, run one thread of
+# compiled code beside multi-threaded BLAS as above.  0 never splits.
+CPU_SPLIT_MIN_ROWS = 64
+
 # CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
 # CUDA_TILE threads (the GEMM tiles' shape; the elementwise phases use the same
 # threads flattened).  Small blocks in the simulator make the multi-block

@@ -16,7 +16,6 @@ without the per-call check that ``_current_theta`` makes; arrays the user
 assigned instead take the full path.
 """
 
-import math
 import operator
 import weakref
 from typing import NamedTuple
@@ -47,14 +46,22 @@ class Ready(NamedTuple):
 _ready = {}
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def all_finite(X):
-    """No NaN or inf in the 2-D array X (a fifth of ``np.isfinite(X).all()``'s cost here)."""
+    """No NaN or inf in the 2-D array X (a fraction of ``np.isfinite(X).all()``'s cost).
+
+    x * 0 is 0 for a finite x and NaN for NaN or inf, so a row is finite when
+    the sum of its x * 0 is 0.  Only reassociation is allowed (the sum then
+    vectorises); the flags that would let LLVM fold x * 0 to 0 stay off.
+    """
     n, d = X.shape
+    zero = X.dtype.type(0)
     for i in range(n):
+        s = zero
         for j in range(d):
-            if not math.isfinite(X[i, j]):
-                return False
+            s += X[i, j] * zero
+        if s != zero:
+            return False
     return True
 
 

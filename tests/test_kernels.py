@@ -602,6 +602,40 @@ def test_train_epoch_adam_counts_steps(rng):
     assert_allclose(opt.state2, v, rtol=1e-12, atol=1e-18)
 
 
+@pytest.mark.parametrize("activation,out_name,solver,weights", [
+    ("relu", "softmax", ADAM, False), ("prelu", "identity", SGD, True),
+    ("maxout", "logistic", ADAM, True), ("elu", "exp", SGD, False),
+])
+def test_train_epoch_split_rows_equals_one_thread(activation, out_name, solver, weights, rng,
+                                                  config):
+    """Batches halved between two threads (summed gradients) == the one-thread epoch."""
+    out_code = OUTPUTS[out_name]
+    spec, theta = _net(rng, activation, out_code, np.float64, hidden=(6, 5), n_outputs=2)
+    n, batch = 23, 10  # batches of 10, 10 and 3 rows: halves of 5, 5 and 2 / 1
+    X = rng.standard_normal((n, 4))
+    if out_name == "softmax":
+        Y, y = np.zeros((0, 2)), rng.integers(0, 2, n).astype(np.int64)
+    else:
+        Y = rng.uniform(0.1, 1.0, (n, 2)) if out_name in ("logistic", "exp") else \
+            rng.standard_normal((n, 2))
+        y = np.zeros(0, np.int64)
+    sw = rng.uniform(0.5, 2.0, n) if weights else np.zeros(0)
+    results = {}
+    for split_rows in (0, 1):
+        config(CPU_SPLIT_MIN_ROWS=split_rows)
+        opt = _opt(theta, solver, 0.05)
+        trainer = cpu.Trainer(spec, X, Y, y, sw, batch, theta.copy(), opt, 0.01)
+        assert trainer.split == (split_rows > 0 and cpu._cores() >= 2)
+        order = np.random.default_rng(5).permutation(n).astype(np.int64)
+        totals = [trainer.epoch(order) for _ in range(2)]
+        results[split_rows] = (totals, trainer.theta.copy(), opt.state1.copy())
+    (t0, th0, s0), (t1, th1, s1) = results[0], results[1]
+    assert_allclose(t1, t0, rtol=1e-12)
+    assert_allclose(th1, th0, rtol=1e-11, atol=1e-13)
+    assert_allclose(s1, s0, rtol=1e-11, atol=1e-13)
+    assert not np.allclose(th0, theta)  # the epochs did train
+
+
 def test_nan_input_propagates_through_relu_network(rng):
     """A NaN must reach the loss (train_epoch then returns NaN) and the predictions."""
     spec, theta = _net(rng, "relu", OUTPUTS["softmax"], np.float64)

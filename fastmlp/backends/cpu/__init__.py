@@ -18,7 +18,9 @@ refresh_numba_cache(Path(__file__).parent)
 
 from ... import _config  # read at call time: an override is seen by the next call
 from ..layout import FAN_IN, ZCOLS
-from .train import loss_grad_batch, loss_grad_sum, predict_forward, train_epoch
+from .train import (
+    loss_grad_batch, loss_grad_sum, predict_forward, train_epoch, train_epoch_split,
+)
 
 name = "cpu"
 
@@ -122,10 +124,19 @@ def gemm_size(spec, rows):
 _NO_ARGMAX = np.empty(0, dtype=np.int32)  # iws of a network without maxout: never indexed
 
 
-def _workspaces(spec, cap):
-    ws = np.empty(max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
-    iws = np.empty(spec.iws_cols * cap, dtype=np.int32) if spec.iws_cols else _NO_ARGMAX
+def _workspaces(spec, cap, parts=1):
+    """Float and int32 workspaces of ``cap`` rows, ``parts`` of them back to back."""
+    ws = np.empty(parts * max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
+    iws = (np.empty(parts * spec.iws_cols * cap, dtype=np.int32) if spec.iws_cols
+           else _NO_ARGMAX)
     return ws, iws
+
+
+def _cores():
+    """Threads numba's parallel kernels get (at most the usable cores)."""
+    import numba
+
+    return numba.get_num_threads()
 
 
 class Trainer:
@@ -144,10 +155,14 @@ class Trainer:
         self.X, self.Y, self.y, self.sw = X, Y, y, sw
         self.cap = int(batch_size)
         self.theta = theta
-        self.grad = np.zeros_like(theta)
         self.opt = opt
         self.alpha = float(alpha)
-        self.ws, self.iws = _workspaces(spec, self.cap)
+        # large enough batches: rows halved between two threads (see train.train_epoch)
+        split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
+        self.split = 0 < split_rows <= self.cap and _cores() >= 2
+        parts = 2 if self.split else 1
+        self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
+        self.ws, self.iws = _workspaces(spec, self.cap, parts)
         d = X.shape[1]
         self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
         self.Yb = np.empty((self.cap if Y.shape[0] else 0, Y.shape[1]), dtype=spec.dtype)
@@ -155,7 +170,7 @@ class Trainer:
         self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
         # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
         # the epoch's own loops are serial, so BLAS is the only thread user
-        self.serial_blas = gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+        self.serial_blas = self.split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
@@ -167,10 +182,10 @@ class Trainer:
     def _epoch(self, order):
         s = self.spec
         o = self.opt
-        return train_epoch(
+        epoch = train_epoch_split if self.split else train_epoch
+        return epoch(
             self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
-            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver,
-            o.state1, o.state2, o.hyper, self.ws, self.iws, self.cap,
+            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver, o.state1, o.state2, o.hyper, self.ws, self.iws, self.cap,
             self.Xb, self.Yb, self.yb, self.swb,
         )
 
@@ -226,8 +241,8 @@ def predict(spec, theta, X, apply_out):
     cap = max(1, min(n, int(_config.PREDICT_CHUNK_ROWS)))
     ws, iws = _workspaces(spec, cap)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
-    predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces,
-                    spec.out_code, apply_out, ws, iws, cap, out)
+    predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces, spec.out_code,
+                    apply_out, ws, iws, cap, out)
     return out
 
 

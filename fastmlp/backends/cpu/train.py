@@ -13,34 +13,64 @@ call with no Python per batch or per layer:
 
 ``fastmlp.backends.layout.make_layout`` builds the table; the estimators
 never touch these functions directly, they go through the backend object.
+
+How the code is cut into compiled functions is chosen for compile time as
+much as for speed.  numba links every compiled callee into its caller and
+optimises the whole again, so a chain of six nested kernels (as this file
+once had) optimised the innermost code six times: 25 s for a first fit.
+Now one function does the per-block work of every training path
+(``rows_forward_backward``: gather, forward, loss, backward); the entry
+points (``train_epoch``, ``train_epoch_split``, ``loss_grad_sum``,
+``loss_grad_batch``) are loops around it, and only small loops are inlined
+into it (numba's inliner copies the callee's IR at a cost that grows with
+its size).  The activation, output and solver codes stay run-time
+arguments, so one compiled kernel serves every kind of network of a dtype:
+a grid search over activations compiles nothing new.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..._config import FASTMATH
-from ..._registry import MAXOUT, SGD
+from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, SGD
 from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
-from .dense import dense_backward, dense_forward, hidden_backward
-from .losses import output_activation, output_loss
+from .activations import (
+    act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
+)
+from .dense import dense_backward
+from .losses import (
+    output_activation, poisson_deviance, sigmoid_binary_cross_entropy, softmax_cross_entropy,
+    squared_error,
+)
 from .optimizers import adam_step, sgd_step
 
+_kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+# numba-level inlining, for the small loops that have one caller (see the module docstring)
+inline = njit(inline="always", fastmath=FASTMATH)
 
-@njit(inline="always")
+
+@_kernel
 def _view(buf, col_off, cap, rows, cols):
     start = col_off * cap
     return buf[start:start + rows * cols].reshape((rows, cols))
 
 
-@njit(inline="always")
+@_kernel
 def _vec(theta, off, size):
     return theta[off:off + size]
 
 
-@njit(inline="always")
+@_kernel
+def _gemm(A, B, out):
+    """out = A @ B through BLAS.  (A call of its own: numba's parallel array
+    analysis would otherwise tie the shapes of a loop's successive layers.)"""
+    np.dot(A, B, out)
+
+
+@_kernel
 def _weights(theta, layers, l):
     fi = layers[l, FAN_IN]
     zc = layers[l, ZCOLS]
@@ -48,9 +78,14 @@ def _weights(theta, layers, l):
     return theta[off:off + fi * zc].reshape((fi, zc))
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
-    """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out)."""
+    """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out).
+
+    Per layer: Z = Hprev @ W through BLAS, then the bias and activation while
+    each row is in cache (maxout also caches its argmax); the output layer
+    gets its bias only, the loss or output function does the rest.
+    """
     m = Xb.shape[0]
     L = layers.shape[0]
     Hprev = Xb
@@ -61,28 +96,29 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
         W = _weights(theta, layers, l)
         b = _vec(theta, layers[l, B_OFF], zc)
         Z = _view(ws, layers[l, Z_OFF], cap, m, zc)
-        H = _view(ws, layers[l, H_OFF], cap, m, units)
-        # the argmax cache exists for maxout hidden layers only
-        a_rows = m if (code == MAXOUT and l < L - 1) else 0
-        A = _view(iws, layers[l, ARG_OFF], cap, a_rows, units)
+        _gemm(Hprev, W, Z)
         if l == L - 1:
-            # output layer: logits only, the loss kernel applies the output function
-            dense_forward(Hprev, W, b, 0, 0.0, b, 1, Z, Z, A)
+            bias_act_forward(Z, b, IDENTITY, 0.0, b, Z)
             out = Z
+        elif code == MAXOUT:
+            H = _view(ws, layers[l, H_OFF], cap, m, units)
+            A = _view(iws, layers[l, ARG_OFF], cap, m, units)
+            maxout_forward(Z, b, pieces, H, A)
+            Hprev = H
         else:
+            # H is Z itself (its columns are the H columns) unless prelu keeps Z
+            H = _view(ws, layers[l, H_OFF], cap, m, units)
             a_off = layers[l, A_OFF]
-            slopes = _vec(theta, a_off if a_off >= 0 else 0, zc if a_off >= 0 else 0)
-            if a_off < 0:
-                slopes = b  # unused by non-prelu codes; any (zc,) array will do
-            dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, A)
+            slopes = _vec(theta, a_off, zc) if a_off >= 0 else b
+            bias_act_forward(Z, b, code, param, slopes, H)
             Hprev = H
     return out
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
-             scale, lam, ws, iws, cap):
-    """Forward and backward pass of the m = Xb.shape[0] <= cap rows of one block.
+@inline
+def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
+                   scale, lam, ws, iws, cap):
+    """Loss and backward pass of the m = Xb.shape[0] rows that ``forward_batch`` just ran.
 
     Writes grad = scale * sum_i w_i dl_i/dtheta + lam * (weights, not biases).
     Returns (sum_i w_i l_i, sum of squared weights); the second is 0 when
@@ -90,10 +126,18 @@ def backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code
     """
     m = Xb.shape[0]
     L = layers.shape[0]
-    O = forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap)
-    n_out = O.shape[1]
+    n_out = layers[L - 1, ZCOLS]
+    O = _view(ws, layers[L - 1, Z_OFF], cap, m, n_out)
     dO = _view(ws, layers[L - 1, DZ_OFF], cap, m, n_out)
-    data = output_loss(out_code, O, Yb, yb, swb, scale, dO, dO)
+    # the loss kernel of the output
+    if out_code == OUT_SOFTMAX:
+        data = softmax_cross_entropy(O, yb, swb, scale, dO, dO)
+    elif out_code == OUT_LOGISTIC:
+        data = sigmoid_binary_cross_entropy(O, Yb, swb, scale, dO, dO)
+    elif out_code == OUT_IDENTITY:
+        data = squared_error(O, Yb, swb, scale, dO, dO)
+    else:
+        data = poisson_deviance(O, Yb, swb, scale, dO, dO)
     sq = 0.0
     dZ = dO
     for l in range(L - 1, -1, -1):
@@ -109,50 +153,104 @@ def backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code
             dHprev = _view(ws, layers[l - 1, DH_OFF], cap, m, layers[l - 1, UNITS])
         sq += dense_backward(Hprev, W, dZ, lam, dW, db, dHprev)
         if l > 0:
+            # through the previous layer's activation: dZ of layer l - 1
             p = l - 1
             pzc = layers[p, ZCOLS]
             units = layers[p, UNITS]
-            Z = _view(ws, layers[p, Z_OFF], cap, m, pzc)
-            H = _view(ws, layers[p, H_OFF], cap, m, units)
-            A = _view(iws, layers[p, ARG_OFF], cap, m if code == MAXOUT else 0, units)
             dZp = _view(ws, layers[p, DZ_OFF], cap, m, pzc)
-            a_off = layers[p, A_OFF]
-            if a_off >= 0:
-                slopes = _vec(theta, a_off, units)
-                dslopes = _vec(grad, a_off, units)
+            if code == MAXOUT:
+                A = _view(iws, layers[p, ARG_OFF], cap, m, units)
+                maxout_backward(dHprev, A, pieces, dZp)
             else:
-                slopes = _vec(theta, layers[p, B_OFF], pzc)
-                dslopes = slopes[:0]
-            hidden_backward(dHprev, Z, H, A, code, param, slopes, pieces, dZp, dslopes)
+                Z = _view(ws, layers[p, Z_OFF], cap, m, pzc)
+                H = _view(ws, layers[p, H_OFF], cap, m, units)
+                a_off = layers[p, A_OFF]
+                if code == PRELU:
+                    prelu_slope_grad(dHprev, Z, _vec(grad, a_off, units))
+                slopes = _vec(theta, a_off, units) if a_off >= 0 else _vec(theta, 0, units)
+                act_backward(dHprev, Z, H, code, param, slopes, dZp)
             dZ = dZp
     return data, sq
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
-                    out_code, alpha, ws, iws, cap):
-    """Loss and full gradient (into ``grad``) of one batch.
+@_kernel
+def rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
+                          layers, code, param, pieces, out_code, scale, lam, ws, iws, cap):
+    """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
-    loss = sum_i w_i l_i / W + alpha / (2 W) * sum of squared weights,
-    W = sum_i w_i (= m without weights), exactly scikit-learn's objective.
-    Returns the loss as a float64.
+    With an ``order`` (an epoch), the block's rows are order[start + lo:start + hi],
+    gathered first into Xb/Yb/yb/swb[lo:hi]; with an empty ``order`` (full batch)
+    they are X[start + lo:start + hi] as they lie.  Uses the workspace (ws, iws) and
+    writes grad = scale * sum_i w_i dl_i/dtheta + lam * (weights, not biases).
+    Returns (sum_i w_i l_i, sum of squared weights; 0 when lam is 0).
     """
-    m = Xb.shape[0]
-    if swb.shape[0] > 0:
+    has_Y = Y.shape[0] > 0
+    has_y = y.shape[0] > 0
+    has_w = sw.shape[0] > 0
+    if order.shape[0] > 0:
+        d = X.shape[1]
+        k = Y.shape[1]
+        for i in range(lo, hi):
+            r = order[start + i]
+            for j in range(d):
+                Xb[i, j] = X[r, j]
+            if has_Y:
+                for j in range(k):
+                    Yb[i, j] = Y[r, j]
+            if has_y:
+                yb[i] = y[r]
+            if has_w:
+                swb[i] = sw[r]
+        Xt = Xb[lo:hi]
+        Yt = Yb[lo:hi] if has_Y else Yb
+        yt = yb[lo:hi] if has_y else yb
+        swt = swb[lo:hi] if has_w else swb
+    else:
+        a = start + lo
+        b = start + hi
+        Xt = X[a:b]
+        Yt = Y[a:b] if has_Y else Y
+        yt = y[a:b] if has_y else y
+        swt = sw[a:b] if has_w else sw
+    forward_batch(Xt, theta, layers, code, param, pieces, ws, iws, cap)
+    return backward_batch(Xt, Yt, yt, swt, theta, grad, layers, code, param, pieces, out_code,
+                          scale, lam, ws, iws, cap)
+
+
+@inline
+def batch_scale(sw, order, start, m, alpha):
+    """(scale, lam) of the block of m rows at ``start`` (through ``order`` when given):
+    1 / its weight sum W and alpha / W.
+
+    The batch loss is sum_i w_i l_i / W + alpha / (2 W) * sum of squared
+    weights, exactly scikit-learn's objective (W = m without weights).  A
+    batch whose rows all weigh 0 (possible with class_weight) contributes
+    nothing.
+    """
+    if sw.shape[0] > 0:
         wsum = 0.0
         for i in range(m):
-            wsum += swb[i]
+            wsum += sw[order[start + i]] if order.shape[0] > 0 else sw[start + i]
     else:
         wsum = float(m)
-    # a batch whose rows all weigh 0 (possible with class_weight) contributes nothing
     scale = 1.0 / wsum if wsum > 0 else 0.0
-    lam = alpha * scale
-    data, sq = backprop(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces,
-                        out_code, scale, lam, ws, iws, cap)
+    return scale, alpha * scale
+
+
+@_kernel
+def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
+                    alpha, ws, iws, cap):
+    """Loss and full gradient (into ``grad``) of one batch; the loss as a float64."""
+    m = Xb.shape[0]
+    no_order = np.empty(0, dtype=np.int64)
+    scale, lam = batch_scale(swb, no_order, 0, m, alpha)
+    data, sq = rows_forward_backward(Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb,
+                                     theta, grad, layers, code, param, pieces, out_code,
+                                     scale, lam, ws, iws, cap)
     return data * scale + 0.5 * lam * sq
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
                   ws, iws, cap):
     """Unnormalised full-batch sums over all rows of X, in chunks of ``cap`` rows.
@@ -165,29 +263,68 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     (dask workers) can be summed first.
     """
     n = X.shape[0]
-    has_Y = Y.shape[0] > 0
-    has_y = y.shape[0] > 0
-    has_w = sw.shape[0] > 0
-    if n <= cap:
-        return backprop(X, Y, y, sw, theta, grad, layers, code, param, pieces, out_code,
-                        1.0, 0.0, ws, iws, cap)[0]
-    grad[:] = 0.0
+    no_order = np.empty(0, dtype=np.int64)
+    single = n <= cap
+    g = grad if single else gbuf
+    if not single:
+        grad[:] = 0.0
     total = 0.0
     for start in range(0, n, cap):
-        stop = min(n, start + cap)
-        total += backprop(
-            X[start:stop], Y[start:stop] if has_Y else Y, y[start:stop] if has_y else y,
-            sw[start:stop] if has_w else sw, theta, gbuf, layers, code, param, pieces,
-            out_code, 1.0, 0.0, ws, iws, cap)[0]
-        for j in range(grad.shape[0]):
-            grad[j] += gbuf[j]
+        m = min(cap, n - start)
+        total += rows_forward_backward(X, Y, y, sw, no_order, start, 0, m, X, Y, y, sw, theta,
+                                       g, layers, code, param, pieces, out_code, 1.0, 0.0,
+                                       ws, iws, cap)[0]
+        if not single:
+            for j in range(grad.shape[0]):
+                grad[j] += gbuf[j]
     return total
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces,
-                out_code, alpha, solver, state1, state2, hyper, ws, iws, cap,
-                Xb, Yb, yb, swb):
+@inline
+def _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
+           solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, parts):
+    n = order.shape[0]
+    P = theta.shape[0]
+    ws_part = ws.shape[0] // parts
+    iws_part = iws.shape[0] // parts
+    total = 0.0
+    for start in range(0, n, cap):
+        m = min(cap, n - start)
+        scale, lam = batch_scale(sw, order, start, m, alpha)
+        half = (m + parts - 1) // parts
+        data = 0.0
+        sq = 0.0
+        for t in prange(parts):
+            lo = min(m, t * half)
+            hi = min(m, lo + half)
+            dt, st = rows_forward_backward(
+                X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
+                grad[t * P:(t + 1) * P], layers, code, param, pieces, out_code, scale,
+                lam if t == 0 else 0.0, ws[t * ws_part:(t + 1) * ws_part],
+                iws[t * iws_part:(t + 1) * iws_part], cap)
+            data += dt
+            sq += st
+        loss = data * scale + 0.5 * lam * sq
+        if not np.isfinite(loss):
+            return np.nan
+        total += loss * m
+        g = grad[:P]
+        for t in range(1, parts):  # the other halves' gradients
+            gt = grad[t * P:(t + 1) * P]
+            for j in range(P):
+                g[j] += gt[j]
+        if solver == SGD:
+            sgd_step(theta, g, state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
+        else:
+            hyper[ADAM_T] += 1.0
+            adam_step(theta, g, state1, state2, hyper[LR], hyper[BETA1], hyper[BETA2],
+                      hyper[EPS], hyper[ADAM_T])
+    return total
+
+
+@_kernel
+def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
+                solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb):
     """One epoch of minibatch training, entirely compiled.
 
     Visits the rows of X in the given ``order`` in batches of ``cap`` rows
@@ -201,46 +338,28 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     as scikit-learn accumulates it.  Stops early and returns NaN as soon as
     a batch loss is not finite, so a diverging fit is reported, not hidden.
     """
-    n = order.shape[0]
-    d = X.shape[1]
-    has_Y = Y.shape[0] > 0
-    has_y = y.shape[0] > 0
-    has_w = sw.shape[0] > 0
-    k = Y.shape[1]
-    total = 0.0
-    for start in range(0, n, cap):
-        m = min(cap, n - start)
-        for i in range(m):
-            r = order[start + i]
-            for j in range(d):
-                Xb[i, j] = X[r, j]
-            if has_Y:
-                for j in range(k):
-                    Yb[i, j] = Y[r, j]
-            if has_y:
-                yb[i] = y[r]
-            if has_w:
-                swb[i] = sw[r]
-        loss = loss_grad_batch(
-            Xb[:m], Yb[:m] if has_Y else Yb, yb[:m] if has_y else yb,
-            swb[:m] if has_w else swb, theta, grad, layers, code, param, pieces,
-            out_code, alpha, ws, iws, cap,
-        )
-        if not np.isfinite(loss):
-            return np.nan
-        total += loss * m
-        if solver == SGD:
-            sgd_step(theta, grad, state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
-        else:
-            hyper[ADAM_T] += 1.0
-            adam_step(theta, grad, state1, state2, hyper[LR], hyper[BETA1],
-                      hyper[BETA2], hyper[EPS], hyper[ADAM_T])
-    return total
+    return _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
+                  alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, 1)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out,
-                    ws, iws, cap, out):
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+def train_epoch_split(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
+                      alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb):
+    """``train_epoch`` with each batch's rows halved between two threads.
+
+    Each half is gathered, run forward and backward by its own thread, with
+    its own workspace (ws, iws: two back to back) and gradient (grad:
+    (2 * n_params,)); the halves' gradients are summed into the first before
+    the step, and the L2 term is added once, by the first half.  BLAS must
+    run on one thread meanwhile (the caller's job).
+    """
+    return _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
+                  alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, 2)
+
+
+@_kernel
+def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws, cap,
+                    out):
     """Forward pass over any number of rows in chunks of ``cap`` rows.
 
     Writes the logits (apply_out False) or predictions (apply_out True:
