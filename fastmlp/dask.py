@@ -332,6 +332,22 @@ def _one_kernel_thread():
         numba.set_num_threads(before)
 
 
+class _BlockHost:
+    """A dask actor holding the prepared blocks of one worker: a round's fast path.
+
+    A call goes from the client straight to the worker and its answer straight
+    back (one message each way); a task round also passes through the
+    scheduler twice and then fetches the result (see ``_Cluster.round``).
+    The parts are the same objects as the worker's stored blocks.
+    """
+
+    def __init__(self, nodes, parts):
+        self.nodes, self.parts = nodes, parts
+
+    def run(self, func, n_blocks, payload, args):
+        return _group_round(func, n_blocks, self.nodes, payload, args, self.parts)
+
+
 def _predict_block(X, est, method):
     return getattr(est, method)(X)
 
@@ -510,6 +526,9 @@ class _Cluster:
         self.bytes_received = 0
         self._groups = None
         self._held = None
+        self.use_actors = True
+        self._hosts = None  # [(actor future, actor)] of the current groups
+        self.fallbacks = 0  # rounds the actors failed (then run as tasks)
 
     def gather_small(self, func, *args):
         """Per-block results of a cheap function, in block order (summaries)."""
@@ -539,8 +558,58 @@ class _Cluster:
             groups.setdefault(home[i], []).append(i)
         return sorted(groups.items(), key=lambda item: item[1][0])
 
+    def close(self):
+        """Release the actors and the round results still held."""
+        self._hosts = self._held = None
+
+    def _start_hosts(self):
+        """One ``_BlockHost`` actor per group, on the worker holding the group's blocks."""
+        self._groups = self._place()
+        n = len(self.parts)
+        futures = []
+        for j, (worker, blocks) in enumerate(self._groups):
+            nodes = _tree_nodes(0, n, set(blocks))
+            parts = [self.parts[i] for lo, hi in nodes for i in range(lo, hi)]
+            futures.append(self.client.submit(
+                _BlockHost, nodes, parts, actor=True,
+                key=f"fastmlp-host-{self.tag}-{self.fallbacks}-{j}",
+                workers=None if worker is None else [worker],
+                allow_other_workers=worker is not None))
+        self._hosts = [(f, f.result()) for f in futures]
+
     def round(self, func, payload, *args):
-        """The sum over blocks of func(part, payload, *args), added along the block tree."""
+        """The sum over blocks of func(part, payload, *args), added along the block tree.
+
+        Through the actors (``_BlockHost``) where they work; a round they fail
+        (a worker lost, a connection refused, an error) runs as tasks, which
+        recompute lost blocks, retry and raise the error, and the actors are
+        placed anew for the next round.
+        """
+        n = len(self.parts)
+        if self.use_actors:
+            try:
+                if self._hosts is None:
+                    self._start_hosts()
+                calls = [host.run(func, n, payload, args) for _, host in self._hosts]
+                partials = [c.result() for c in calls]
+            except Exception:
+                self._hosts = self._groups = None  # placed anew
+                self.fallbacks += 1
+                if self.fallbacks > _ROUND_ATTEMPTS:
+                    self.use_actors = False  # e.g. the client cannot reach the workers
+            else:
+                self.rounds += 1
+                return self._total(n, partials)
+        return self._task_round(func, payload, args)
+
+    def _total(self, n, partials):
+        self.bytes_received += _nbytes(partials)
+        known = {}
+        for p in partials:
+            known.update(p)
+        return _tree_sum(0, n, known)
+
+    def _task_round(self, func, payload, args):
         n = len(self.parts)
         last = None
         for attempt in range(_ROUND_ATTEMPTS):
@@ -574,11 +643,7 @@ class _Cluster:
             except _TRANSIENT as exc:  # a worker (or a connection) was lost
                 last = exc
                 continue
-            self.bytes_received += _nbytes(partials)
-            known = {}
-            for p in partials:
-                known.update(p)
-            return _tree_sum(0, n, known)
+            return self._total(n, partials)
         raise RuntimeError(f"A cluster round failed {_ROUND_ATTEMPTS} times; the last "
                            f"error: {last!r}") from last
 
@@ -793,19 +858,23 @@ class _DaskMLPMixin:
         with _client_blas_serial():
             cluster = self._prepare_blocks(client, local, class_weight, X, y, sample_weight,
                                            holdout)
-            summaries = cluster.gather_small(_part_summary)
-            prepared = time.perf_counter() - tic
-            W = float(sum(s[1] for s in summaries))
-            if not W > 0:
-                raise ValueError("sample_weight must have at least one positive entry.")
-            if self.solver == "lbfgs":
-                info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
-            else:
-                info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed,
-                                      first_pass)
+            try:
+                summaries = cluster.gather_small(_part_summary)
+                prepared = time.perf_counter() - tic
+                W = float(sum(s[1] for s in summaries))
+                if not W > 0:
+                    raise ValueError("sample_weight must have at least one positive entry.")
+                if self.solver == "lbfgs":
+                    info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
+                else:
+                    info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed,
+                                          first_pass)
+            finally:
+                cluster.close()
         info.update(blocks=len(cluster.parts), rounds=cluster.rounds,
                     bytes_received=cluster.bytes_received, seconds=time.perf_counter() - tic,
-                    prepare_seconds=prepared)
+                    prepare_seconds=prepared, actor_failures=cluster.fallbacks,
+                    actors=cluster.use_actors)
 
         fitted = {k: v for k, v in local.__dict__.items() if k not in params}
         if feature_names is not None:

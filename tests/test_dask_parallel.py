@@ -86,6 +86,40 @@ def test_lbfgs_classifier_equals_local_fit(lbfgs_pair):
     assert info["bytes_received"] <= info["rounds"] * 2 * (8 * n_params + 8) + 4096
 
 
+def _assert_same_bits(a, b):
+    assert a.loss_ == b.loss_ and a.n_iter_ == b.n_iter_
+    for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(ca, cb)
+
+
+def test_lbfgs_result_does_not_depend_on_placement_or_path(client, lbfgs_pair, monkeypatch):
+    """Blocks alternating between the workers instead of contiguous runs, and rounds as
+    tasks instead of through the actors: the same fit, bit for bit (the block sums are
+    added along a tree fixed by block index)."""
+    X, y, local, clean = lbfgs_pair
+    assert clean._dask_fit_info["actors"] and clean._dask_fit_info["actor_failures"] == 0
+    Xd, yd = _blocks(X, y)
+
+    def alternating(threads, held, rows):
+        workers = sorted(threads)
+        return {i: workers[i % len(workers)] for i in rows}
+
+    def unreachable(self):
+        raise OSError("the client cannot reach the workers")
+
+    monkeypatch.setattr(fdask, "_contiguous_homes", alternating)
+    monkeypatch.setattr(fdask._Cluster, "_start_hosts", unreachable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        other = DaskMLPClassifier(**LBFGS).fit(Xd, yd)
+    info = other._dask_fit_info
+    assert not info["actors"] and info["actor_failures"] == fdask._ROUND_ATTEMPTS + 1
+    _assert_same_bits(other, clean)
+    # four blocks on alternating workers: four partial sums per round reach the client
+    n_params = sum(c.size for c in other.coefs_ + other.intercepts_)
+    assert info["bytes_received"] <= info["rounds"] * 4 * (8 * n_params + 8) + 4096
+
+
 def test_lbfgs_regressor_with_weights_equals_local_fit(client):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(600, 5))
@@ -268,5 +302,7 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
     (victim, at_call), = killed
     assert victim not in client.scheduler_info()["workers"]  # that process is gone
     assert at_call < len(calls)  # and the fit went on evaluating after it
-    _assert_same_fit(faulted, clean, rtol=1e-12)
+    _assert_same_bits(faulted, clean)
+    assert faulted._dask_fit_info["actor_failures"] >= 1  # the lost round ran as tasks
+    assert clean._dask_fit_info["actor_failures"] == 0
     client.wait_for_workers(2, timeout=60)
