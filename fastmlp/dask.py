@@ -348,6 +348,18 @@ class _BlockHost:
         return _group_round(func, n_blocks, self.nodes, payload, args, self.parts)
 
 
+def _block_label_counts(y):
+    return np.unique(np.asarray(y), return_counts=True)
+
+
+def _merge_label_counts(*blocks):
+    labels = np.unique(np.concatenate([b[0] for b in blocks]))
+    counts = np.zeros(labels.shape[0], dtype=np.int64)
+    for lab, cnt in blocks:
+        counts[np.searchsorted(labels, lab)] += cnt
+    return labels, counts
+
+
 def _predict_block(X, est, method):
     return getattr(est, method)(X)
 
@@ -408,6 +420,16 @@ def _as_dask_array(obj, what, lengths=True):
         f"{what} must be a dask array, DataFrame or Series, got {type(obj).__name__}. Wrap "
         "in-memory data with dask.array.from_array(X, chunks=(rows_per_block, -1)), or fit "
         "the local fastmlp.MLPClassifier / MLPRegressor on it.")
+
+
+def _label_counts(y):
+    """A delayed (sorted unique labels, their counts) over all of y's values.
+
+    One task per block and one to merge (``da.unique`` takes ~100 ms more here,
+    on every fit)."""
+    count = dask.delayed(_block_label_counts, pure=True)
+    return dask.delayed(_merge_label_counts, pure=True)(
+        *[count(b) for b in y.to_delayed().ravel()])
 
 
 def _check_rows(arr, what, X):
@@ -518,9 +540,10 @@ class _Cluster:
     and the blocks' current places.
     """
 
-    def __init__(self, client, parts, rows):
+    def __init__(self, client, parts, rows, homes):
         self.client, self.parts = client, parts
         self.rows = dict(enumerate(rows))  # rows of each part, in block order
+        self.homes = homes  # {part: worker} the parts were sent to ({} with one worker)
         self.tag = uuid.uuid4().hex[:12]
         self.rounds = 0
         self.bytes_received = 0
@@ -529,6 +552,34 @@ class _Cluster:
         self.use_actors = True
         self._hosts = None  # [(actor future, actor)] of the current groups
         self.fallbacks = 0  # rounds the actors failed (then run as tasks)
+
+    def start(self):
+        """The parts' summaries (``_part_summary``), in block order.
+
+        The actors are started in the same breath (on the workers the parts
+        were sent to, once the parts are ready), so that preparing the blocks,
+        summarising them and starting the actors cost one wait.  An input error
+        found while preparing a block is raised here.
+        """
+        if self.homes:
+            groups = {}
+            for i in range(len(self.parts)):
+                groups.setdefault(self.homes.get(i), []).append(i)
+            self._groups = sorted(groups.items(), key=lambda item: item[1][0])
+        else:
+            self._groups = [(None, list(range(len(self.parts))))]
+        hosts = None
+        try:
+            hosts = self._submit_hosts() if self.use_actors else None
+        except Exception:
+            self._fail_hosts()
+        summaries = self.gather_small(_part_summary)
+        if hosts is not None:
+            try:
+                self._hosts = [(f, f.result()) for f in hosts]
+            except Exception:
+                self._fail_hosts()
+        return summaries
 
     def gather_small(self, func, *args):
         """Per-block results of a cheap function, in block order (summaries)."""
@@ -562,9 +613,8 @@ class _Cluster:
         """Release the actors and the round results still held."""
         self._hosts = self._held = None
 
-    def _start_hosts(self):
-        """One ``_BlockHost`` actor per group, on the worker holding the group's blocks."""
-        self._groups = self._place()
+    def _submit_hosts(self):
+        """Futures of one ``_BlockHost`` actor per group, on the group's worker."""
         n = len(self.parts)
         futures = []
         for j, (worker, blocks) in enumerate(self._groups):
@@ -575,7 +625,18 @@ class _Cluster:
                 key=f"fastmlp-host-{self.tag}-{self.fallbacks}-{j}",
                 workers=None if worker is None else [worker],
                 allow_other_workers=worker is not None))
-        self._hosts = [(f, f.result()) for f in futures]
+        return futures
+
+    def _start_hosts(self):
+        """Actors for the blocks' current places (after a failed round)."""
+        self._groups = self._place()
+        self._hosts = [(f, f.result()) for f in self._submit_hosts()]
+
+    def _fail_hosts(self):
+        self._hosts = self._groups = None  # placed anew
+        self.fallbacks += 1
+        if self.fallbacks > _ROUND_ATTEMPTS:
+            self.use_actors = False  # e.g. the client cannot reach the workers
 
     def round(self, func, payload, *args):
         """The sum over blocks of func(part, payload, *args), added along the block tree.
@@ -593,10 +654,7 @@ class _Cluster:
                 calls = [host.run(func, n, payload, args) for _, host in self._hosts]
                 partials = [c.result() for c in calls]
             except Exception:
-                self._hosts = self._groups = None  # placed anew
-                self.fallbacks += 1
-                if self.fallbacks > _ROUND_ATTEMPTS:
-                    self.use_actors = False  # e.g. the client cannot reach the workers
+                self._fail_hosts()
             else:
                 self.rounds += 1
                 return self._total(n, partials)
@@ -859,7 +917,7 @@ class _DaskMLPMixin:
             cluster = self._prepare_blocks(client, local, class_weight, X, y, sample_weight,
                                            holdout)
             try:
-                summaries = cluster.gather_small(_part_summary)
+                summaries = cluster.start()
                 prepared = time.perf_counter() - tic
                 W = float(sum(s[1] for s in summaries))
                 if not W > 0:
@@ -910,7 +968,8 @@ class _DaskMLPMixin:
                                         dask_key_name=f"fastmlp-part-{tag}-{i}"),
                                 workers=home.get(i), allow_other_workers=True)
                  for i in blocks]
-        return _Cluster(client, parts, [X.chunks[0][i] for i in blocks])
+        return _Cluster(client, parts, [X.chunks[0][i] for i in blocks],
+                        {j: home[i][0] for j, i in enumerate(blocks) if i in home})
 
     # ------------------------------------------------------------------ predict
     def _blockwise(self, X, method):
@@ -1130,11 +1189,10 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
     def _encode_targets(self, local, client, y, n_features, first_pass):
         """Fix the label encoding on ``local`` from y's unique labels (computed on the
         cluster); returns (n_outputs, output activation, weight per class or None)."""
+        labels, counts = client.compute(_label_counts(y)).result()
         if y.ndim == 1:
-            labels, counts = client.gather(client.compute(list(da.unique(y, return_counts=True))))
             shown = labels
         else:
-            labels = client.compute(da.unique(y)).result()
             counts = None
             if not np.all(np.isin(labels, [0, 1])):
                 raise ValueError(

@@ -108,7 +108,7 @@ def test_lbfgs_result_does_not_depend_on_placement_or_path(client, lbfgs_pair, m
         raise OSError("the client cannot reach the workers")
 
     monkeypatch.setattr(fdask, "_contiguous_homes", alternating)
-    monkeypatch.setattr(fdask._Cluster, "_start_hosts", unreachable)
+    monkeypatch.setattr(fdask._Cluster, "_submit_hosts", unreachable)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         other = DaskMLPClassifier(**LBFGS).fit(Xd, yd)
