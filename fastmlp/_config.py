@@ -21,7 +21,8 @@ changed by editing this file, which also invalidates the kernel cache
 (``fastmlp/backends/_cache.py``); ``override`` refuses it.
 
 Process-wide state outside this module: while a CPU fit runs an epoch whose
-GEMMs are small (see ``CPU_SERIAL_GEMM_BELOW``), the BLAS libraries of the
+GEMMs are small (see ``CPU_SERIAL_GEMM_BELOW``) or whose batches are split
+between two threads (``CPU_SPLIT_MIN_ROWS``), the BLAS libraries of the
 *whole process* (NumPy's and SciPy's OpenBLAS/MKL, through threadpoolctl) are
 limited to one thread, and restored when the last such fit in any thread
 finishes.  Other code that calls BLAS from another thread during that time

@@ -9,9 +9,9 @@ import pytest
 from fastmlp import _bench
 from fastmlp.__main__ import main as cli_main
 
-# two fits, one-row predict, predict_proba, peak memory, the lbfgs fit and its peak memory
-# (quick skips startup)
-N_ROWS = 7
+# two fits, one-row predict of each model, predict_proba, peak memory, the lbfgs fit and
+# its peak memory (quick skips startup)
+N_ROWS = 8
 
 
 def _table_rows(text):
@@ -43,11 +43,11 @@ def test_quick_table_shape(quick_output):
         assert cells[1] != "—"  # fastmlp is measured in every case
         assert cells[3] == "—"  # PyTorch was left out
     # fits and predictions have a scikit-learn time and a ratio to it
-    for line in body[:4] + body[5:6]:
+    for line in body[:5] + body[6:7]:
         cells = _cells(line)
         assert cells[2].endswith((" s", " ms", " µs"))
         assert cells[5].endswith("x")
-    assert "lbfgs" in body[5] and "lbfgs" in body[6]
+    assert "lbfgs" in body[6] and "lbfgs" in body[7]
 
 
 def test_quick_names_the_machine(quick_output):

@@ -101,3 +101,56 @@ def test_which_steps_run_serial(rng):
     small = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, backend="cpu").fit(X, y)
     assert cpu.gemm_size(small._spec, 64) == 64 * 8 * 4 < CPU_SERIAL_GEMM_BELOW
     assert cpu.gemm_size(small._spec, 10**6) >= CPU_SERIAL_GEMM_BELOW
+
+
+def _fit_split_flag(queue):
+    """In a forked child: a fit must train (one-thread epoch), not abort in numba's pool."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 5))
+    y = rng.integers(0, 2, 200)
+    split_possible = cpu._can_split()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    queue.put((split_possible, float(clf.loss_)))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() only")
+def test_split_epochs_then_fork(rng):
+    """After split epochs (numba's thread pool started) a forked child still fits."""
+    import multiprocessing
+
+    X = rng.standard_normal((200, 5))
+    y = rng.integers(0, 2, 200)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    if not cpu._can_split() or cpu._split_pid is None:
+        pytest.skip("one numba thread here: no split epochs")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fit_split_flag, args=(queue,))
+    child.start()
+    split_in_child, loss = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert split_in_child is False  # the child uses the one-thread epoch
+    assert np.isfinite(loss) and clf.n_iter_ == 3
+
+
+def test_split_epochs_in_concurrent_threads(rng, config):
+    """Fits with split epochs in several Python threads at once: each equals its lone fit."""
+    config(CPU_SPLIT_MIN_ROWS=16)
+    X = rng.standard_normal((300, 6))
+    y = rng.integers(0, 3, 300)
+    params = [dict(hidden_layer_sizes=(h,), max_iter=4, random_state=h, batch_size=64)
+              for h in (5, 7, 9)]
+    alone = [MLPClassifier(**p).fit(X, y).coefs_[0] for p in params]
+    results = [None] * len(params)
+
+    def work(i):
+        results[i] = MLPClassifier(**params[i]).fit(X, y).coefs_[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(params))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, alone):
+        np.testing.assert_array_equal(got, want)

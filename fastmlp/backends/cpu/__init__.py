@@ -5,6 +5,7 @@ Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 ``fastmlp/backends/cuda/``.
 """
 
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,11 +133,39 @@ def _workspaces(spec, cap, parts=1):
     return ws, iws
 
 
-def _cores():
-    """Threads numba's parallel kernels get (at most the usable cores)."""
+_split_pid = None            # the process whose numba thread pool runs split epochs
+_split_lock = threading.Lock()  # held around split epochs unless the pool is thread-safe
+
+
+def _can_split():
+    """Whether split epochs (numba's parallel threads) may run here.
+
+    Not with one thread, and not in a process forked from one that already
+    started numba's thread pool (GNU OpenMP does not survive a fork; numba
+    would abort the child): such a child trains with the one-thread epoch.
+    """
     import numba
 
-    return numba.get_num_threads()
+    return numba.get_num_threads() >= 2 and _split_pid in (None, os.getpid())
+
+
+@contextmanager
+def _split_guard():
+    """Around a split epoch: note the process; serialise the epochs of concurrent fits
+    when numba's threading layer is not thread-safe (its fallback, "workqueue")."""
+    global _split_pid
+    import numba
+
+    _split_pid = os.getpid()
+    try:
+        safe = numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        safe = False
+    if safe:
+        yield
+    else:
+        with _split_lock:
+            yield
 
 
 class Trainer:
@@ -159,7 +188,7 @@ class Trainer:
         self.alpha = float(alpha)
         # large enough batches: rows halved between two threads (see train.train_epoch)
         split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
-        self.split = 0 < split_rows <= self.cap and _cores() >= 2
+        self.split = 0 < split_rows <= self.cap and _can_split()
         parts = 2 if self.split else 1
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
@@ -174,6 +203,9 @@ class Trainer:
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
+        if self.split:
+            with _split_guard(), serial_blas():
+                return self._epoch(order)
         if self.serial_blas:
             with serial_blas():
                 return self._epoch(order)

@@ -117,12 +117,11 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
 
 @inline
 def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
-                   scale, lam, ws, iws, cap):
+                   scale, ws, iws, cap):
     """Loss and backward pass of the m = Xb.shape[0] rows that ``forward_batch`` just ran.
 
-    Writes grad = scale * sum_i w_i dl_i/dtheta + lam * (weights, not biases).
-    Returns (sum_i w_i l_i, sum of squared weights); the second is 0 when
-    lam is 0 (the weights are then not read for it).
+    Writes grad = scale * sum_i w_i dl_i/dtheta (no L2 term: see
+    ``finish_gradient``) and returns sum_i w_i l_i.
     """
     m = Xb.shape[0]
     L = layers.shape[0]
@@ -138,7 +137,6 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
         data = squared_error(O, Yb, swb, scale, dO, dO)
     else:
         data = poisson_deviance(O, Yb, swb, scale, dO, dO)
-    sq = 0.0
     dZ = dO
     for l in range(L - 1, -1, -1):
         zc = layers[l, ZCOLS]
@@ -151,7 +149,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
         else:
             Hprev = _view(ws, layers[l - 1, H_OFF], cap, m, layers[l - 1, UNITS])
             dHprev = _view(ws, layers[l - 1, DH_OFF], cap, m, layers[l - 1, UNITS])
-        sq += dense_backward(Hprev, W, dZ, lam, dW, db, dHprev)
+        dense_backward(Hprev, W, dZ, 0.0, dW, db, dHprev)
         if l > 0:
             # through the previous layer's activation: dZ of layer l - 1
             p = l - 1
@@ -170,19 +168,18 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
                 slopes = _vec(theta, a_off, units) if a_off >= 0 else _vec(theta, 0, units)
                 act_backward(dHprev, Z, H, code, param, slopes, dZp)
             dZ = dZp
-    return data, sq
+    return data
 
 
 @_kernel
 def rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
-                          layers, code, param, pieces, out_code, scale, lam, ws, iws, cap):
+                          layers, code, param, pieces, out_code, scale, ws, iws, cap):
     """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
     With an ``order`` (an epoch), the block's rows are order[start + lo:start + hi],
     gathered first into Xb/Yb/yb/swb[lo:hi]; with an empty ``order`` (full batch)
-    they are X[start + lo:start + hi] as they lie.  Uses the workspace (ws, iws) and
-    writes grad = scale * sum_i w_i dl_i/dtheta + lam * (weights, not biases).
-    Returns (sum_i w_i l_i, sum of squared weights; 0 when lam is 0).
+    they are X[start + lo:start + hi] as they lie.  Uses the workspace (ws, iws),
+    writes grad = scale * sum_i w_i dl_i/dtheta and returns sum_i w_i l_i.
     """
     has_Y = Y.shape[0] > 0
     has_y = y.shape[0] > 0
@@ -214,7 +211,7 @@ def rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, th
         swt = sw[a:b] if has_w else sw
     forward_batch(Xt, theta, layers, code, param, pieces, ws, iws, cap)
     return backward_batch(Xt, Yt, yt, swt, theta, grad, layers, code, param, pieces, out_code,
-                          scale, lam, ws, iws, cap)
+                          scale, ws, iws, cap)
 
 
 @inline
@@ -237,6 +234,57 @@ def batch_scale(sw, order, start, m, alpha):
     return scale, alpha * scale
 
 
+@inline
+def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
+    """For the parameters lo:hi: grad[:P] += the other part's gradient (grad[P:2P] when
+    parts is 2) and, on the weights only (not biases or prelu slopes), lam * w.
+    Returns sum(w^2) over the weights among them.
+
+    One pass over the parameters does the sum of a split batch, the L2 term
+    and the squared norm that the loss reports.
+    """
+    P = theta.shape[0]
+    g = grad[:P]
+    other = grad[P:2 * P] if parts > 1 else grad[:0]
+    sq = 0.0
+    done = lo  # entries before this are finished
+    for l in range(layers.shape[0]):
+        off = max(lo, min(hi, layers[l, W_OFF]))
+        end = max(lo, min(hi, layers[l, W_OFF] + layers[l, FAN_IN] * layers[l, ZCOLS]))
+        if parts > 1:
+            for j in range(done, off):
+                g[j] += other[j]
+            for j in range(off, end):
+                w = theta[j]
+                sq += w * w
+                g[j] += other[j] + lam * w
+        else:
+            for j in range(off, end):
+                w = theta[j]
+                sq += w * w
+                g[j] += lam * w
+        done = max(done, end)
+    if parts > 1:
+        for j in range(done, hi):
+            g[j] += other[j]
+    return sq
+
+
+@_kernel
+def finish_and_step(theta, grad, parts, layers, lam, lo, hi, solver, state1, state2, hyper):
+    """``finish_gradient`` and the optimizer step (hyper[ADAM_T] already counted) of the
+    parameters lo:hi; returns their sum(w^2) before the step.  The rules are
+    elementwise, so halves of the vector can be stepped by two threads."""
+    sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
+    if solver == SGD:
+        sgd_step(theta[lo:hi], grad[lo:hi], state1[lo:hi], hyper[LR], hyper[MOMENTUM],
+                 hyper[NESTEROV] != 0.0)
+    else:
+        adam_step(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], hyper[LR],
+                  hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[ADAM_T])
+    return sq
+
+
 @_kernel
 def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
                     alpha, ws, iws, cap):
@@ -244,9 +292,10 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     m = Xb.shape[0]
     no_order = np.empty(0, dtype=np.int64)
     scale, lam = batch_scale(swb, no_order, 0, m, alpha)
-    data, sq = rows_forward_backward(Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb,
-                                     theta, grad, layers, code, param, pieces, out_code,
-                                     scale, lam, ws, iws, cap)
+    data = rows_forward_backward(Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb, theta,
+                                 grad, layers, code, param, pieces, out_code, scale, ws, iws,
+                                 cap)
+    sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
     return data * scale + 0.5 * lam * sq
 
 
@@ -272,8 +321,8 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     for start in range(0, n, cap):
         m = min(cap, n - start)
         total += rows_forward_backward(X, Y, y, sw, no_order, start, 0, m, X, Y, y, sw, theta,
-                                       g, layers, code, param, pieces, out_code, 1.0, 0.0,
-                                       ws, iws, cap)[0]
+                                       g, layers, code, param, pieces, out_code, 1.0, ws, iws,
+                                       cap)
         if not single:
             for j in range(grad.shape[0]):
                 grad[j] += gbuf[j]
@@ -293,32 +342,29 @@ def _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_cod
         scale, lam = batch_scale(sw, order, start, m, alpha)
         half = (m + parts - 1) // parts
         data = 0.0
-        sq = 0.0
         for t in prange(parts):
             lo = min(m, t * half)
             hi = min(m, lo + half)
-            dt, st = rows_forward_backward(
+            data += rows_forward_backward(
                 X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
                 grad[t * P:(t + 1) * P], layers, code, param, pieces, out_code, scale,
-                lam if t == 0 else 0.0, ws[t * ws_part:(t + 1) * ws_part],
-                iws[t * iws_part:(t + 1) * iws_part], cap)
-            data += dt
-            sq += st
+                ws[t * ws_part:(t + 1) * ws_part], iws[t * iws_part:(t + 1) * iws_part], cap)
+        if not np.isfinite(data):
+            return np.nan  # before the step: theta stays as it was
+        if solver != SGD:
+            hyper[ADAM_T] += 1.0
+        # the parts' gradients summed, the L2 term, the step: halves of the vector in parallel
+        chunk = (P + parts - 1) // parts
+        sq = 0.0
+        for t in prange(parts):
+            a = min(P, t * chunk)
+            b = min(P, a + chunk)
+            sq += finish_and_step(theta, grad, parts, layers, lam, a, b, solver, state1,
+                                  state2, hyper)
         loss = data * scale + 0.5 * lam * sq
         if not np.isfinite(loss):
             return np.nan
         total += loss * m
-        g = grad[:P]
-        for t in range(1, parts):  # the other halves' gradients
-            gt = grad[t * P:(t + 1) * P]
-            for j in range(P):
-                g[j] += gt[j]
-        if solver == SGD:
-            sgd_step(theta, g, state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
-        else:
-            hyper[ADAM_T] += 1.0
-            adam_step(theta, g, state1, state2, hyper[LR], hyper[BETA1], hyper[BETA2],
-                      hyper[EPS], hyper[ADAM_T])
     return total
 
 
@@ -350,8 +396,8 @@ def train_epoch_split(X, Y, y, sw, order, theta, grad, layers, code, param, piec
     Each half is gathered, run forward and backward by its own thread, with
     its own workspace (ws, iws: two back to back) and gradient (grad:
     (2 * n_params,)); the halves' gradients are summed into the first before
-    the step, and the L2 term is added once, by the first half.  BLAS must
-    run on one thread meanwhile (the caller's job).
+    the step, in the same pass as the L2 term (``finish_gradient``).  BLAS
+    must run on one thread meanwhile (the caller's job).
     """
     return _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
                   alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, 2)
