@@ -62,11 +62,18 @@ FULL_BATCH_CHUNK_ROWS = 4096
 # is threadpoolctl's): see the module docstring.  0 never limits.
 CPU_SERIAL_GEMM_BELOW = 1_000_000
 
-# Training steps of at least this many rows split each batch between two
+# Training steps of at least CPU_SPLIT_MIN_ROWS rows whose largest GEMM has
+# fewer than CPU_SPLIT_GEMM_BELOW multiply-adds split each batch between two
 # numba threads (each with one-thread BLAS) and sum the two halves'
-# gradients; smaller batches, and machines with one core, run one thread of
-# compiled code beside multi-threaded BLAS as above.  0 never splits.
+# gradients: such GEMMs gain little from a second BLAS thread, while the
+# split also halves the gathering, activations and loss.  Measured on 2
+# cores (benchmarks/RESULTS.md): batch 100 of 40 -> (100, 100) -> 10
+# (largest GEMM 1e6) trains at 1.17x its GEMM floor split against 1.55x
+# with two BLAS threads; batch 256 of 784 -> (256, 128) -> 10 (5.1e7) at
+# 1.53x split against 1.15x.  Other steps, and machines with one core, run
+# one thread of compiled code beside BLAS as above.  0 never splits.
 CPU_SPLIT_MIN_ROWS = 64
+CPU_SPLIT_GEMM_BELOW = 4_000_000
 
 # CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
 # CUDA_TILE threads (the GEMM tiles' shape; the elementwise phases use the same

@@ -58,3 +58,14 @@ def test_cpu_backend_reads_settings_at_call_time(rng, monkeypatch):
     assert cpu.Trainer(*args).serial_blas
     with _config.override(CPU_SERIAL_GEMM_BELOW=0):
         assert not cpu.Trainer(*args).serial_blas
+
+    # split epochs: batches of at least CPU_SPLIT_MIN_ROWS rows and GEMMs below the limit
+    args = args[:5] + (64,) + args[6:]
+    assert cpu.Trainer(*args).split == cpu._can_split()
+    assert cpu.Trainer(*args).serial_blas  # the split's threads each run one-thread BLAS
+    with _config.override(CPU_SPLIT_GEMM_BELOW=64 * 3 * 4):  # the 64 x 3 x 4 GEMM is not below
+        assert not cpu.Trainer(*args).split
+    with _config.override(CPU_SPLIT_MIN_ROWS=65):
+        assert not cpu.Trainer(*args).split
+    with _config.override(CPU_SPLIT_MIN_ROWS=0):
+        assert not cpu.Trainer(*args).split

@@ -188,7 +188,8 @@ class Trainer:
         self.alpha = float(alpha)
         # large enough batches: rows halved between two threads (see train.train_epoch)
         split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
-        self.split = 0 < split_rows <= self.cap and _can_split()
+        self.split = (0 < split_rows <= self.cap and _can_split()
+                      and gemm_size(spec, self.cap) < _config.CPU_SPLIT_GEMM_BELOW)
         parts = 2 if self.split else 1
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
