@@ -115,7 +115,7 @@ X, y = load_digits(return_X_y=True)
 X = StandardScaler().fit_transform(X)
 warnings.simplefilter("ignore")
 tic = time.perf_counter()
-MLP(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(X[:50], y[:50])
+MLP(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(X[:200], y[:200])
 print(time.perf_counter() - tic)
 """
 
