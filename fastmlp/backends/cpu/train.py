@@ -235,10 +235,9 @@ def batch_scale(sw, order, start, m, alpha):
 
 
 @inline
-def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
-    """For the parameters lo:hi: grad[:P] += the other part's gradient (grad[P:2P] when
-    parts is 2) and, on the weights only (not biases or prelu slopes), lam * w.
-    Returns sum(w^2) over the weights among them.
+def finish_gradient(theta, grad, parts, layers, lam):
+    """grad[:P] += the other part's gradient (grad[P:2P] when parts is 2) and, on the
+    weights only (not biases or prelu slopes), lam * w.  Returns sum(w^2) over the weights.
 
     One pass over the parameters does the sum of a split batch, the L2 term
     and the squared norm that the loss reports.
@@ -247,10 +246,10 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
     g = grad[:P]
     other = grad[P:2 * P] if parts > 1 else grad[:0]
     sq = 0.0
-    done = lo  # entries before this are finished
+    done = 0  # entries before this are finished
     for l in range(layers.shape[0]):
-        off = max(lo, min(hi, layers[l, W_OFF]))
-        end = max(lo, min(hi, layers[l, W_OFF] + layers[l, FAN_IN] * layers[l, ZCOLS]))
+        off = layers[l, W_OFF]
+        end = off + layers[l, FAN_IN] * layers[l, ZCOLS]
         if parts > 1:
             for j in range(done, off):
                 g[j] += other[j]
@@ -263,24 +262,24 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
                 w = theta[j]
                 sq += w * w
                 g[j] += lam * w
-        done = max(done, end)
+        done = end
     if parts > 1:
-        for j in range(done, hi):
+        for j in range(done, P):
             g[j] += other[j]
     return sq
 
 
 @_kernel
-def finish_and_step(theta, grad, parts, layers, lam, lo, hi, solver, state1, state2, hyper):
-    """``finish_gradient`` and the optimizer step (hyper[ADAM_T] already counted) of the
-    parameters lo:hi; returns their sum(w^2) before the step."""
-    sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
+def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper):
+    """``finish_gradient`` and the optimizer step (hyper[ADAM_T] already counted);
+    returns sum(w^2) over the weights before the step."""
+    sq = finish_gradient(theta, grad, parts, layers, lam)
+    P = theta.shape[0]
     if solver == SGD:
-        sgd_step(theta[lo:hi], grad[lo:hi], state1[lo:hi], hyper[LR], hyper[MOMENTUM],
-                 hyper[NESTEROV] != 0.0)
+        sgd_step(theta, grad[:P], state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
     else:
-        adam_step(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], hyper[LR],
-                  hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[ADAM_T])
+        adam_step(theta, grad[:P], state1, state2, hyper[LR], hyper[BETA1], hyper[BETA2],
+                  hyper[EPS], hyper[ADAM_T])
     return sq
 
 
@@ -294,7 +293,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     data = rows_forward_backward(Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb, theta,
                                  grad, layers, code, param, pieces, out_code, scale, ws, iws,
                                  cap)
-    sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
+    sq = finish_gradient(theta, grad, 1, layers, lam)
     return data * scale + 0.5 * lam * sq
 
 
@@ -354,8 +353,7 @@ def _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_cod
             hyper[ADAM_T] += 1.0
         # the parts' gradients summed, the L2 term and the step in one pass (one thread: a
         # second parallel loop here cost 7 s more compilation for a few µs per step)
-        sq = finish_and_step(theta, grad, parts, layers, lam, 0, P, solver, state1, state2,
-                             hyper)
+        sq = finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper)
         loss = data * scale + 0.5 * lam * sq
         if not np.isfinite(loss):
             return np.nan
