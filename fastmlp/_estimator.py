@@ -548,16 +548,18 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return sample_weight
 
     def _predict_raw(self, X, apply_out):
-        """(forward pass, the estimator view it used): one consistent fitted state
+        """(forward pass, the attribute dict it used): one consistent fitted state
         for the whole call, X converted chunk by chunk in the model's dtype."""
-        est = self._view()
-        fast = _fastpath.predict_raw(self, est.__dict__, X, apply_out)
+        d = self.__dict__  # a fit replaces the dict (``_publish``): this one stays whole
+        fast = _fastpath.predict_raw(self, d, X, apply_out)
         if fast is not None:  # a few finite rows of an ndarray
-            return fast, est
+            return fast, d
+        est = object.__new__(type(self))  # (``_view`` of d)
+        est.__dict__ = d
         check_is_fitted(est, "coefs_")
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
         backend = get_backend(est.backend)
-        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out), est
+        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out), d
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -861,14 +863,14 @@ feature_names_in_ :
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes) for multilabel
         """
-        O, est = self._predict_raw(X, apply_out=False)
-        if est.out_activation_ == "softmax":
-            return est.classes_[O.argmax(axis=1)]
+        O, d = self._predict_raw(X, apply_out=False)
+        if d["out_activation_"] == "softmax":
+            return d["classes_"][O.argmax(axis=1)]
         # logistic outputs: sigmoid(o) > 0.5  <=>  o > 0
         B = (O > 0).astype(int)
-        if est.n_outputs_ == 1:
-            return est._label_binarizer.inverse_transform(B.ravel())
-        return est._label_binarizer.inverse_transform(B)
+        if d["n_outputs_"] == 1:
+            return d["_label_binarizer"].inverse_transform(B.ravel())
+        return d["_label_binarizer"].inverse_transform(B)
 
     def predict_proba(self, X):
         """Class probabilities for X, columns ordered as ``classes_``; rows sum to 1.
@@ -881,8 +883,8 @@ feature_names_in_ :
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        P, est = self._predict_raw(X, apply_out=True)
-        if est.n_outputs_ == 1:
+        P, d = self._predict_raw(X, apply_out=True)
+        if d["n_outputs_"] == 1:
             p = P.ravel()
             return np.column_stack([1 - p, p])
         return P

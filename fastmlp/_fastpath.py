@@ -36,10 +36,10 @@ class Ready(NamedTuple):
     spec: object          # the NetSpec
     theta: np.ndarray     # the flat parameter vector
     arrays: tuple         # the published coefs_ / intercepts_ / prelu_alphas_ arrays
-    shapes: list          # their shapes when recorded
+    shapes: tuple         # their shapes when recorded
     n_features: int       # n_features_in_
     backend_name: str     # the backend parameter
-    backend: object       # the backend module
+    run: object           # run(X, apply_out) -> predictions, or None if X is not finite
 
 
 # id(estimator) -> (weak reference, Ready).  (A dict on ids: WeakKeyDictionary.get costs more.)
@@ -72,6 +72,16 @@ def _published(d):
     return (*d["coefs_"], *d["intercepts_"], *(d.get("prelu_alphas_") or ()))
 
 
+def _checked_predictor(backend, spec, theta):
+    """``run`` for a backend without a compiled small-input predictor of its own."""
+    def run(X, apply_out):
+        if not all_finite(X):
+            return None
+        return backend.predict(spec, theta, X, apply_out)
+
+    return run
+
+
 def _prepare(est, d):
     """The ``Ready`` record for the attribute dict d of est, or None when the
     shortcut must not be used: not fitted, fitted with feature names, or coefs_ /
@@ -90,35 +100,44 @@ def _prepare(est, d):
         return None
     if theta is not d.get("_theta"):
         return None
+    spec = d["_spec"]
+    backend = get_backend(name)
+    make = getattr(backend, "small_predictor", None)
+    run = make(spec, theta) if make is not None else _checked_predictor(backend, spec, theta)
     arrays = _published(d)
-    rec = Ready(d["_spec"], theta, arrays, list(map(_shape, arrays)), d.get("n_features_in_"),
-                name, get_backend(name))
+    rec = Ready(spec, theta, arrays, tuple(map(_shape, arrays)), d.get("n_features_in_"), name,
+                run)
     key = id(est)
     _ready[key] = (weakref.ref(est, lambda _, key=key: _ready.pop(key, None)), rec)
     return rec
 
 
 def _still_valid(rec, d):
-    if d.get("_spec") is not rec.spec or d.get("_theta") is not rec.theta:
-        return False
-    if d.get("backend") != rec.backend_name:
-        return False
-    if "feature_names_in_" in d or d.get("n_features_in_") != rec.n_features:
-        return False
-    arrays = _published(d)  # the same objects (then arrays), with the same shapes
-    return (len(arrays) == len(rec.arrays) and all(map(operator.is_, arrays, rec.arrays))
-            and list(map(_shape, arrays)) == rec.shapes)
+    """Whether d is still the fitted state ``rec`` was made from: the same flat
+    vector and spec, and the same published arrays (objects and shapes)."""
+    arrays = _published(d)
+    return (d.get("_theta") is rec.theta and d.get("_spec") is rec.spec
+            and d.get("backend") == rec.backend_name and "feature_names_in_" not in d
+            and d.get("n_features_in_") == rec.n_features
+            and len(arrays) == len(rec.arrays) and all(map(operator.is_, arrays, rec.arrays))
+            and tuple(map(_shape, arrays)) == rec.shapes)
 
 
-def small_input(est, d, X):
-    """(Ready record, X as the fitted dtype) when the full validation would accept
-    X unchanged and the fitted state (the attribute dict d of est) allows the
-    shortcut, else None."""
+def predict_raw(est, d, X, apply_out):
+    """The forward pass on a small input, or None when the full path must run.
+
+    The full validation would accept X unchanged (a small, finite,
+    C-contiguous float ``ndarray`` of the fitted width) and the fitted state
+    allows the shortcut.  ``d`` is the estimator's attribute dict, read once
+    by the caller, so that the whole call sees one fitted state even while a
+    fit publishes a new one.  NaN and inf are found by the forward pass's own
+    first loop (CPU) and send X to the full path, which raises the usual error.
+    """
     if type(X) is not np.ndarray or X.ndim != 2 or not 0 < X.shape[0] <= MAX_ROWS:
         return None
     dt = X.dtype
-    if (X.shape[1] != d.get("n_features_in_") or (dt is not _F32 and dt is not _F64)
-            or not X.flags.c_contiguous or not all_finite(X)):
+    if ((dt is not _F32 and dt is not _F64) or X.shape[1] != d.get("n_features_in_")
+            or not X.flags.c_contiguous):
         return None
     entry = _ready.get(id(est))
     rec = entry[1] if entry is not None and entry[0]() is est else None
@@ -126,25 +145,20 @@ def small_input(est, d, X):
         rec = _prepare(est, d)
         if rec is None:
             return None
-    dtype = rec.spec.dtype
-    if dt is not dtype:
-        X = X.astype(dtype)
-        if not all_finite(X):  # beyond float32's range: the full path explains it
-            return None
-    return rec, X
+    if dt is not rec.spec.dtype:
+        X = X.astype(rec.spec.dtype)  # (float64 beyond float32's range: inf, found below)
+    return rec.run(X, apply_out)
 
 
-def predict_raw(est, d, X, apply_out):
-    """The forward pass on a small input, or None when the full path must run.
-
-    ``d`` is the estimator's attribute dict, read once by the caller, so that
-    the whole call sees one fitted state even while a fit publishes a new one.
-    """
-    ok = small_input(est, d, X)
+def small_input(est, d, X):
+    """(Ready record, X as the fitted dtype) when ``predict_raw`` would take the
+    shortcut for X, else None.  (For tests and tools; ``predict_raw`` does the same
+    checks inline.)"""
+    ok = predict_raw(est, d, X, False)
     if ok is None:
         return None
-    rec, X = ok
-    return rec.backend.predict(rec.spec, rec.theta, X, apply_out)
+    rec = _ready[id(est)][1]
+    return rec, X.astype(rec.spec.dtype, copy=False)
 
 
 def shuffled(order, rng):

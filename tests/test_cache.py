@@ -9,7 +9,7 @@ and a module they never import (the estimator) does not.
 from pathlib import Path
 
 import fastmlp
-from fastmlp.backends._cache import kernel_sources, refresh_numba_cache
+from fastmlp.backends._cache import _numba_cache_dir, kernel_sources, refresh_numba_cache
 
 
 def _fake_package(tmp_path):
@@ -78,7 +78,7 @@ def test_the_real_package_is_stamped_over_its_imports():
     import fastmlp.backends.cpu as cpu
 
     backend = Path(cpu.__file__).parent
-    stamp = backend / "__pycache__" / "fastmlp-kernel-sources.sha256"
+    stamp = _numba_cache_dir(backend) / "fastmlp-kernel-sources.sha256"
     assert stamp.exists() and len(stamp.read_text()) == 64
     pkg = Path(fastmlp.__file__).parent
     got = {f.relative_to(pkg).as_posix() for f in kernel_sources(backend)}
@@ -88,3 +88,22 @@ def test_the_real_package_is_stamped_over_its_imports():
     # the estimators and the other backend are not what the CPU kernels are built from
     assert not {"_estimator.py", "__init__.py", "ops.py"} & got
     assert not any(f.startswith("backends/cuda/") for f in got)
+
+
+def test_a_user_cache_dir_is_refreshed_too(tmp_path, monkeypatch):
+    """With NUMBA_CACHE_DIR set, numba caches below it, not in __pycache__: the
+    stale kernels there are what must go."""
+    import numba
+
+    pkg, backend = _fake_package(tmp_path / "src")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "numba-cache"))
+    where = _numba_cache_dir(backend)
+    assert where.parent == tmp_path / "numba-cache" and where.name.startswith("cpu_")
+    assert refresh_numba_cache(backend)
+    assert (where / "fastmlp-kernel-sources.sha256").exists()
+    (where / "train.kernel-1.py311.nbi").write_text("index")
+    assert not refresh_numba_cache(backend)
+    (pkg / "_registry.py").write_text("RELU = 4\n")
+    assert refresh_numba_cache(backend)
+    assert not list(where.glob("*.nb[ic]"))
+    assert not (backend / "__pycache__").exists()  # the in-tree folder was not used

@@ -79,11 +79,34 @@ def kernel_sources(backend_dir):
     return sorted(seen)
 
 
-def refresh_numba_cache(backend_dir):
-    """Delete ``backend_dir/__pycache__/*.nbi|*.nbc`` when the kernels' sources changed.
+def _numba_cache_dir(backend_dir):
+    """Where numba caches the kernels of ``backend_dir``'s modules: its ``__pycache__``,
+    or the folder under ``NUMBA_CACHE_DIR`` (or the user-wide cache) that numba's
+    own locators pick for them."""
+    backend_dir = Path(backend_dir)
+    try:
+        from numba.core import caching
 
-    Best effort: a read-only installation (where numba caches elsewhere or not
-    at all) is left alone.
+        impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+        def probe():
+            pass
+
+        py_file = str(next(iter(sorted(backend_dir.glob("*.py")))))
+        for cls in impl._locator_classes:
+            locator = cls.from_function(probe, py_file)
+            if locator is not None:
+                return Path(locator.get_cache_path())
+    except Exception:  # numba's private API changed: the in-tree folder
+        pass
+    return backend_dir / "__pycache__"
+
+
+def refresh_numba_cache(backend_dir):
+    """Delete the kernels' cached ``*.nbi|*.nbc`` files when their sources changed.
+
+    The cache folder is the one numba uses for the backend's modules
+    (``__pycache__`` or below ``NUMBA_CACHE_DIR``).  Best effort: a folder
+    that cannot be written is left alone.
     """
     backend_dir = Path(backend_dir)
     digest = hashlib.sha256()
@@ -93,7 +116,7 @@ def refresh_numba_cache(backend_dir):
         digest.update(f.relative_to(top).as_posix().encode())
         digest.update(f.read_bytes())
     stamp_text = digest.hexdigest()
-    cache_dir = backend_dir / "__pycache__"
+    cache_dir = _numba_cache_dir(backend_dir)
     stamp = cache_dir / "fastmlp-kernel-sources.sha256"
     try:
         if stamp.exists() and stamp.read_text() == stamp_text:
@@ -102,7 +125,7 @@ def refresh_numba_cache(backend_dir):
             for f in cache_dir.iterdir():
                 if f.suffix in (".nbi", ".nbc"):
                     f.unlink()
-        cache_dir.mkdir(exist_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(stamp_text)
         os.replace(tmp, stamp)

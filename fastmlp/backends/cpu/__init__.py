@@ -19,6 +19,7 @@ refresh_numba_cache(Path(__file__).parent)
 
 from ... import _config  # read at call time: an override is seen by the next call
 from ..layout import FAN_IN, ZCOLS
+from .blas import kernel_blas_path
 from .train import (
     loss_grad_batch, loss_grad_sum, predict_forward, train_epoch, train_epoch_split,
 )
@@ -36,8 +37,9 @@ _blas = None
 def _blas_controller():
     """A threadpoolctl controller over the loaded BLAS libraries (built once).
 
-    ``np.dot`` inside the kernels calls SciPy's OpenBLAS, NumPy calls its
-    own: both are loaded first so that the controller sees both.
+    The kernels call NumPy's BLAS (``blas``), or SciPy's through numba's
+    ``np.dot`` where NumPy's cannot be called directly: both are loaded first
+    so that the controller sees both.
     """
     global _blas
     if _blas is None:
@@ -94,7 +96,11 @@ def serial_blas():
 
 
 def _kernel_blas_path():
-    """The file of the BLAS that numba's np.dot calls in the kernels (SciPy's), or None."""
+    """The file of the BLAS the kernels' GEMMs call, or None if it cannot be told."""
+    path = kernel_blas_path()
+    if path is not None:
+        return path
+    # the adapters: numba's np.dot, i.e. SciPy's BLAS
     paths = [lib.filepath for lib in _blas_controller().lib_controllers
              if "scipy" in lib.filepath.replace("libscipy_openblas", "")]
     return paths[0] if len(paths) == 1 else None
@@ -103,8 +109,9 @@ def _kernel_blas_path():
 def host_blas_serial():
     """The BLAS libraries the kernels do not use on one thread while the block runs.
 
-    An lbfgs fit alternates compiled full-batch calls (SciPy's OpenBLAS, two
-    threads) with small NumPy vector work (NumPy's own OpenBLAS).  Two thread
+    An lbfgs fit alternates compiled full-batch calls (two BLAS threads) with
+    small NumPy vector work; where the two use different OpenBLAS copies (the
+    kernels SciPy's, see ``blas``), two thread pools spin.  Two thread
     pools spinning on two cores slowed a 20000 x 100 fit 2.5x here (12.6 s vs
     5.0 s with NumPy's pool on one thread); the NumPy-side work is too small to
     need a second thread.  Where the kernels' library cannot be told apart,
@@ -275,8 +282,33 @@ def predict(spec, theta, X, apply_out):
     ws, iws = _workspaces(spec, cap)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
     predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces, spec.out_code,
-                    apply_out, ws, iws, cap, out)
+                    apply_out, ws, iws, cap, out, False)
     return out
+
+
+def small_predictor(spec, theta):
+    """``run(X, apply_out)``: ``predict`` of a few rows in one compiled call that also
+    checks them (the output, or None when X holds NaN or inf).
+
+    For ``fastmlp._fastpath``: everything but X is looked up once here, so a
+    call costs the forward pass, three small allocations and one dispatch.
+    """
+    layers, code, param, pieces, out_code = (spec.layers, spec.code, spec.param, spec.pieces,
+                                             spec.out_code)
+    dtype, n_out = spec.dtype, spec.n_outputs
+    ws_cols, iws_cols = max(spec.ws_cols, 1), spec.iws_cols
+
+    def run(X, apply_out):
+        m = X.shape[0]
+        ws = np.empty(ws_cols * m, dtype=dtype)
+        iws = np.empty(iws_cols * m, dtype=np.int32) if iws_cols else _NO_ARGMAX
+        out = np.empty((m, n_out), dtype=dtype)
+        if predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws,
+                           m, out, True):
+            return out
+        return None
+
+    return run
 
 
 def loss_grad(spec, theta, X, Y, y, sw, alpha):

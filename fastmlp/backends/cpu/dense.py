@@ -1,11 +1,10 @@
-"""Dense layers on the CPU: GEMM through BLAS, bias + activation fused into the epilogue.
+"""Dense layers on the CPU: GEMM through BLAS (NumPy's: see ``blas``), bias + activation fused into the epilogue.
 
 Forward caches what backward needs (see ``activations``): the layer input is
 kept by the caller, ``Z`` for prelu, ``H`` (in the ``Z`` buffer) for the
 others, the argmax for maxout.
 """
 
-import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
@@ -13,6 +12,7 @@ from ..._registry import MAXOUT, PRELU
 from .activations import (
     act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
 )
+from .blas import gemm
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -25,7 +25,7 @@ def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
     The GEMM goes through BLAS; the bias and activation are applied while
     each row is still in cache.
     """
-    np.dot(Hprev, W, Z)
+    gemm(Hprev, W, Z)
     if code == MAXOUT:
         maxout_forward(Z, b, pieces, H, argmax)
     else:
@@ -41,7 +41,7 @@ def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
     Returns sum(W^2), which the caller turns into the L2 part of the loss, so
     the weights are read once for both.
     """
-    np.dot(Hprev.T, dZ, dW)
+    gemm(Hprev.T, dZ, dW)
     sq = 0.0
     if lam != 0.0:
         fi, fo = W.shape
@@ -57,7 +57,7 @@ def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
         for j in range(fo):
             db[j] += dZ[i, j]
     if dHprev.shape[0] > 0:
-        np.dot(dZ, W.T, dHprev)
+        gemm(dZ, W.T, dHprev)
     return sq
 
 

@@ -40,6 +40,7 @@ from ..layout import (
 from .activations import (
     act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
 )
+from .blas import gemm
 from .dense import dense_backward
 from .losses import (
     output_activation, poisson_deviance, sigmoid_binary_cross_entropy, softmax_cross_entropy,
@@ -65,9 +66,9 @@ def _vec(theta, off, size):
 
 @_kernel
 def _gemm(A, B, out):
-    """out = A @ B through BLAS.  (A call of its own: numba's parallel array
-    analysis would otherwise tie the shapes of a loop's successive layers.)"""
-    np.dot(A, B, out)
+    """out = A @ B through BLAS (``blas.gemm``).  (A call of its own: numba's parallel
+    array analysis would otherwise tie the shapes of a loop's successive layers.)"""
+    gemm(A, B, out)
 
 
 @_kernel
@@ -398,14 +399,24 @@ def train_epoch_split(X, Y, y, sw, order, theta, grad, layers, code, param, piec
 
 @_kernel
 def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws, cap,
-                    out):
+                    out, check):
     """Forward pass over any number of rows in chunks of ``cap`` rows.
 
     Writes the logits (apply_out False) or predictions (apply_out True:
     softmax / sigmoid / identity / exp) into out (n, n_out).  Memory is the
-    workspace of one chunk, whatever n is.
+    workspace of one chunk, whatever n is.  With ``check``, X is first
+    checked for NaN and inf, and nothing is computed if it has any; returns
+    whether X was computed.
     """
     n = X.shape[0]
+    if check:
+        zero = X.dtype.type(0)
+        for i in range(n):
+            s = zero
+            for j in range(X.shape[1]):
+                s += X[i, j] * zero  # (see fastmlp._fastpath.all_finite)
+            if s != zero:
+                return False
     for start in range(0, n, cap):
         stop = min(n, start + cap)
         O = forward_batch(X[start:stop], theta, layers, code, param, pieces, ws, iws, cap)
@@ -413,3 +424,4 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
             output_activation(out_code, O, out[start:stop])
         else:
             out[start:stop] = O
+    return True

@@ -1,0 +1,271 @@
+"""GEMM for the CPU kernels, through the BLAS that NumPy itself calls.
+
+numba's ``np.dot`` inside compiled code calls SciPy's BLAS (through
+``scipy.linalg.cython_blas``).  In the PyPI wheels NumPy and SciPy each ship
+their own OpenBLAS build, and they are not equally fast: on this project's
+2-core AVX2 machine SciPy 1.17's OpenBLAS 0.3.30 took ~50 % longer than
+NumPy 2.4's OpenBLAS 0.3.31 for the small transposed products of a backward
+pass (dW = H^T dZ: 100x40x100 17.3 vs 12.0 us, 256x128x10 23.3 vs 15.7 us,
+one thread; see benchmarks/RESULTS.md).  So the kernels call NumPy's
+``cblas_?gemm`` directly; the step's GEMMs are then the very calls the
+benchmarks' NumPy floor makes.
+
+How: at import, the address of NumPy's 64-bit-integer ``cblas_sgemm`` and
+``cblas_dgemm`` (found through threadpoolctl's list of loaded BLAS libraries)
+is registered with LLVM under the names ``fastmlp_sgemm`` / ``fastmlp_dgemm``,
+and the kernels call those names (``gemm`` below).  Compiled code refers to
+the names, not to an address, so numba's on-disk cache stays valid from one
+process to the next.  Where NumPy's BLAS is not such a library (MKL,
+Accelerate, a 32-bit-integer OpenBLAS), or when the environment variable
+``FASTMLP_KERNEL_BLAS=numba`` is set before import, the names point to small
+compiled adapters that call numba's ``np.dot`` instead (SciPy's BLAS, as
+before).  ``KERNEL_BLAS`` says which is in use.
+"""
+
+import ctypes
+import os
+
+import numpy as np
+from llvmlite import binding as ll
+from llvmlite import ir
+from numba import carray, cfunc, config, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # the CBLAS enum values
+_NAMES = ("sgemm", "dgemm", "sgemv", "dgemv")
+_PREFIX = {types.float32: "fastmlp_s", types.float64: "fastmlp_d"}
+
+
+def _numpy_cblas():
+    """(path, {our name: address}) of NumPy's ILP64 OpenBLAS ?gemm and ?gemv, or None."""
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        libs = ThreadpoolController().select(internal_api="openblas").lib_controllers
+    except Exception:  # threadpoolctl missing or unable to inspect: use the adapters
+        return None
+    np_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    # NumPy's own copy first (wheels: site-packages/numpy.libs, numpy/.dylibs)
+    libs = sorted(libs, key=lambda lib: not os.path.abspath(lib.filepath).startswith(
+        os.path.join(np_dir, "numpy")))
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib.filepath)
+        except OSError:
+            continue
+        for prefix in ("scipy_", ""):
+            for suffix in ("64_", "_64"):  # the suffixes of 64-bit-integer builds
+                try:
+                    return lib.filepath, {
+                        f"fastmlp_{f}": ctypes.cast(getattr(handle, f"{prefix}cblas_{f}{suffix}"),
+                                                    ctypes.c_void_p).value
+                        for f in _NAMES}
+                except AttributeError:
+                    continue
+    return None
+
+
+def _adapters(dtype):
+    """Compiled functions with cblas_?gemm's and cblas_?gemv's signatures (64-bit
+    integers, row-major, as ``gemm`` calls them) that run numba's np.dot."""
+    T = types.float32 if dtype == np.float32 else types.float64
+    i32, i64, P = types.int32, types.int64, types.CPointer(T)
+
+    @cfunc(types.void(i32, i32, i32, i64, i64, i64, T, P, i64, P, i64, T, P, i64), cache=True)
+    def gemm_adapter(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+        # gemm passes whole matrices: lda, ldb, ldc are their row lengths
+        c = carray(C, (M, ldc))[:, :N]
+        if ta == TRANS:
+            a = np.ascontiguousarray(carray(A, (K, lda))[:, :M].T)
+        else:
+            a = np.ascontiguousarray(carray(A, (M, lda))[:, :K])
+        if tb == TRANS:
+            b = np.ascontiguousarray(carray(B, (N, ldb))[:, :K].T)
+        else:
+            b = np.ascontiguousarray(carray(B, (K, ldb))[:, :N])
+        p = np.dot(a, b)
+        if beta == 0:
+            c[:, :] = alpha * p
+        else:
+            c[:, :] = alpha * p + beta * c
+
+    @cfunc(types.void(i32, i32, i64, i64, T, P, i64, P, i64, T, P, i64), cache=True)
+    def gemv_adapter(order, ta, M, N, alpha, A, lda, x, incx, beta, y, incy):
+        # y = op(A) x for a row-major A of M rows and N columns
+        a = np.ascontiguousarray(carray(A, (M, lda))[:, :N])
+        if ta == TRANS:
+            n_in, n_out = M, N
+        else:
+            n_in, n_out = N, M
+        xv = np.ascontiguousarray(carray(x, ((n_in - 1) * incx + 1,))[::incx])
+        p = np.dot(a.T, xv) if ta == TRANS else np.dot(a, xv)
+        out = carray(y, ((n_out - 1) * incy + 1,))[::incy]
+        if beta == 0:
+            out[:] = alpha * p
+        else:
+            out[:] = alpha * p + beta * out
+
+    return gemm_adapter, gemv_adapter
+
+
+def _register():
+    found = None if os.environ.get("FASTMLP_KERNEL_BLAS") == "numba" else _numpy_cblas()
+    if found is not None:
+        path, addresses = found
+        for name, address in addresses.items():
+            ll.add_symbol(name, address)
+        return f"numpy-cblas:{path}"
+    for dtype, t in ((np.float32, "s"), (np.float64, "d")):
+        mm, mv = _adapters(dtype)
+        ll.add_symbol(f"fastmlp_{t}gemm", mm.address)
+        ll.add_symbol(f"fastmlp_{t}gemv", mv.address)
+    return "numba-np.dot"
+
+
+#: which BLAS the kernels' GEMMs call: "numpy-cblas:<library path>" or "numba-np.dot"
+KERNEL_BLAS = _register()
+
+
+def kernel_blas_path():
+    """The file of the BLAS library the kernels call directly, or None (the adapters)."""
+    return KERNEL_BLAS.split(":", 1)[1] if KERNEL_BLAS.startswith("numpy-cblas:") else None
+
+
+def _call_blas(fname, arg_kinds, context, builder, signature, args):
+    """Emit a call of the registered ``fastmlp_<s|d><fname>``: a leading row-major
+    order, then the arguments by kind ("flag" int32, "int" int64, "one"/"zero" the
+    scalars alpha = 1 / beta = 0, "ptr" an array's data)."""
+    dtype = next(ty.dtype for ty in signature.args if isinstance(ty, types.Array))
+    fty = context.get_value_type(dtype)
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    lltypes = {"flag": i32, "int": i64, "one": fty, "zero": fty, "ptr": fty.as_pointer()}
+    fnty = ir.FunctionType(ir.VoidType(), [i32] + [lltypes[k] for k in arg_kinds])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFIX[dtype] + fname)
+    given = iter(zip(signature.args, args))
+    values = [ir.Constant(i32, ROW_MAJOR)]
+    for kind in arg_kinds:
+        if kind in ("one", "zero"):
+            values.append(ir.Constant(fty, 1.0 if kind == "one" else 0.0))
+            continue
+        ty, val = next(given)
+        if kind == "ptr":
+            values.append(context.make_array(ty)(context, builder, val).data)
+        else:
+            v = context.cast(builder, val, ty, types.int64)
+            values.append(builder.trunc(v, i32) if kind == "flag" else v)
+    builder.call(fn, values)
+    return context.get_dummy_value()
+
+
+def _same_float(*arrays):
+    return (all(isinstance(a, types.Array) for a in arrays)
+            and arrays[0].dtype in _PREFIX and all(a.dtype == arrays[0].dtype for a in arrays))
+
+
+@intrinsic
+def _cblas_gemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+    """c = op(a) @ op(b) through ``fastmlp_?gemm`` (row-major, alpha 1, beta 0)."""
+    if not _same_float(a, b, c):
+        return None
+    kinds = ("flag", "flag", "int", "int", "int", "one", "ptr", "int", "ptr", "int", "zero",
+             "ptr", "int")
+    return (types.void(ta, tb, m, n, k, a, lda, b, ldb, c, ldc),
+            lambda context, builder, sig, args: _call_blas("gemm", kinds, context, builder,
+                                                           sig, args))
+
+
+@intrinsic
+def _cblas_gemv(typingctx, ta, m, n, a, lda, x, incx, y, incy):
+    """y = op(a) @ x through ``fastmlp_?gemv`` (a row-major, m x n; alpha 1, beta 0)."""
+    if not _same_float(a, x, y):
+        return None
+    kinds = ("flag", "int", "int", "one", "ptr", "int", "ptr", "int", "zero", "ptr", "int")
+    return (types.void(ta, m, n, a, lda, x, incx, y, incy),
+            lambda context, builder, sig, args: _call_blas("gemv", kinds, context, builder,
+                                                           sig, args))
+
+
+@njit(nogil=True, cache=True)
+def _operand(A):
+    """(trans flag, leading dimension) of a matrix operand: row-major (its rows
+    contiguous) or the transpose of one; (0, 0) if neither."""
+    s = A.itemsize
+    r, c = A.shape
+    if A.strides[1] == s and (r <= 1 or A.strides[0] == c * s):
+        return NO_TRANS, max(c, 1)
+    if A.strides[0] == s and (c <= 1 or A.strides[1] == r * s):
+        return TRANS, max(r, 1)
+    return 0, 0
+
+
+@njit(nogil=True, cache=True)
+def _inc(stride, itemsize):
+    """A vector's element step from its byte stride, or 0 where BLAS cannot take it."""
+    return stride // itemsize if stride > 0 and stride % itemsize == 0 else 0
+
+
+@njit(nogil=True, cache=True)
+def gemm(A, B, out):
+    """out = A @ B through NumPy's BLAS (see the module docstring).
+
+    A (m, k) and B (k, n) may each be C-contiguous or the transpose of a
+    C-contiguous matrix (``H.T``, ``W.T``); out (m, n) is written.  Other
+    layouts are copied first.  A single row or column goes through GEMV
+    (OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product).  Shapes
+    are the caller's to get right.
+    """
+    m, k = A.shape
+    n = B.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        out[:, :] = 0
+        return
+    ta, lda = _operand(A)
+    a = A
+    if ta == 0:
+        a = np.ascontiguousarray(A)
+        ta, lda = NO_TRANS, k
+    tb, ldb = _operand(B)
+    b = B
+    if tb == 0:
+        b = np.ascontiguousarray(B)
+        tb, ldb = NO_TRANS, n
+    s = out.itemsize
+    if m == 1 or n == 1:
+        if m == 1:  # out[0] = op(B)^T a[0]: the matrix is B
+            x, incx = a, _inc(a.strides[1], s)
+            trans = TRANS if tb == NO_TRANS else NO_TRANS
+            rows, cols = (k, n) if tb == NO_TRANS else (n, k)
+            mat, ld = b, ldb
+            incy = _inc(out.strides[1], s)
+        else:  # out[:, 0] = op(A) b[:, 0]: the matrix is A
+            x, incx = b, _inc(b.strides[0], s)
+            trans = NO_TRANS if ta == NO_TRANS else TRANS
+            rows, cols = (m, k) if ta == NO_TRANS else (k, m)
+            mat, ld = a, lda
+            incy = _inc(out.strides[0], s)
+        if incx == 0:
+            x = np.ascontiguousarray(x)
+            incx = 1
+        if incy == 0:
+            tmp = np.empty((m, n), dtype=out.dtype)
+            _cblas_gemv(trans, rows, cols, mat, ld, x, incx, tmp, 1)
+            out[:, :] = tmp
+        else:
+            _cblas_gemv(trans, rows, cols, mat, ld, x, incx, out, incy)
+        return
+    oc, ldc = _operand(out)
+    if oc == NO_TRANS:
+        _cblas_gemm(ta, tb, m, n, k, a, lda, b, ldb, out, ldc)
+    else:
+        tmp = np.empty((m, n), dtype=out.dtype)
+        _cblas_gemm(ta, tb, m, n, k, a, lda, b, ldb, tmp, n)
+        out[:, :] = tmp
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the kernels run as Python, intrinsics cannot
+    def gemm(A, B, out):  # noqa: F811
+        """out = A @ B (Python: NUMBA_DISABLE_JIT is set)."""
+        out[...] = A @ B
