@@ -43,7 +43,7 @@ def test_cpu_backend_reads_settings_at_call_time(rng, monkeypatch):
     real = cpu.predict_forward
 
     def spy(*args):
-        caps.append(args[-2])  # (..., ws, iws, cap, out)
+        caps.append(args[-3])  # (..., ws, iws, cap, out, check)
         return real(*args)
 
     monkeypatch.setattr(cpu, "predict_forward", spy)
