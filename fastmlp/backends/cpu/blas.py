@@ -187,33 +187,16 @@ def _cblas_gemv(typingctx, ta, m, n, a, lda, x, incx, y, incy):
 
 
 @njit(nogil=True, cache=True)
-def _operand(A):
-    """(trans flag, leading dimension) of a matrix operand: row-major (its rows
-    contiguous) or the transpose of one; (0, 0) if neither."""
-    s = A.itemsize
-    r, c = A.shape
-    if A.strides[1] == s and (r <= 1 or A.strides[0] == c * s):
-        return NO_TRANS, max(c, 1)
-    if A.strides[0] == s and (c <= 1 or A.strides[1] == r * s):
-        return TRANS, max(r, 1)
-    return 0, 0
-
-
-@njit(nogil=True, cache=True)
-def _inc(stride, itemsize):
-    """A vector's element step from its byte stride, or 0 where BLAS cannot take it."""
-    return stride // itemsize if stride > 0 and stride % itemsize == 0 else 0
-
-
-@njit(nogil=True, cache=True)
 def gemm(A, B, out):
     """out = A @ B through NumPy's BLAS (see the module docstring).
 
-    A (m, k) and B (k, n) may each be C-contiguous or the transpose of a
-    C-contiguous matrix (``H.T``, ``W.T``); out (m, n) is written.  Other
-    layouts are copied first.  A single row or column goes through GEMV
-    (OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product).  Shapes
-    are the caller's to get right.
+    The kernels' operands only: A (m, k) and B (k, n) each C-contiguous or
+    the transpose of a C-contiguous matrix (``H.T``, ``W.T``), out (m, n)
+    C-contiguous, rows of any of them possibly a leading slice of a larger
+    array.  (Only integer arithmetic on the strides here, no copies: this
+    function is compiled into every kernel that multiplies, and numba's
+    compile time grows with what it contains.)  A single row or column goes
+    through GEMV: OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product.
     """
     m, k = A.shape
     n = B.shape[1]
@@ -222,47 +205,28 @@ def gemm(A, B, out):
     if k == 0:
         out[:, :] = 0
         return
-    ta, lda = _operand(A)
-    a = A
-    if ta == 0:
-        a = np.ascontiguousarray(A)
-        ta, lda = NO_TRANS, k
-    tb, ldb = _operand(B)
-    b = B
-    if tb == 0:
-        b = np.ascontiguousarray(B)
-        tb, ldb = NO_TRANS, n
     s = out.itemsize
-    if m == 1 or n == 1:
-        if m == 1:  # out[0] = op(B)^T a[0]: the matrix is B
-            x, incx = a, _inc(a.strides[1], s)
-            trans = TRANS if tb == NO_TRANS else NO_TRANS
-            rows, cols = (k, n) if tb == NO_TRANS else (n, k)
-            mat, ld = b, ldb
-            incy = _inc(out.strides[1], s)
-        else:  # out[:, 0] = op(A) b[:, 0]: the matrix is A
-            x, incx = b, _inc(b.strides[0], s)
-            trans = NO_TRANS if ta == NO_TRANS else TRANS
-            rows, cols = (m, k) if ta == NO_TRANS else (k, m)
-            mat, ld = a, lda
-            incy = _inc(out.strides[0], s)
-        if incx == 0:
-            x = np.ascontiguousarray(x)
-            incx = 1
-        if incy == 0:
-            tmp = np.empty((m, n), dtype=out.dtype)
-            _cblas_gemv(trans, rows, cols, mat, ld, x, incx, tmp, 1)
-            out[:, :] = tmp
+    # an operand is row-major when its rows are contiguous, else the transpose of one
+    ta = NO_TRANS if A.strides[1] == s or k == 1 else TRANS
+    lda = max(A.strides[0] // s, k) if ta == NO_TRANS else max(A.strides[1] // s, m)
+    tb = NO_TRANS if B.strides[1] == s or n == 1 else TRANS
+    ldb = max(B.strides[0] // s, n) if tb == NO_TRANS else max(B.strides[1] // s, k)
+    if m == 1:  # out[0] = B^T a: the matrix is B as stored
+        incx = A.strides[1] // s if k > 1 else 1
+        incy = out.strides[1] // s
+        if tb == NO_TRANS:
+            _cblas_gemv(TRANS, k, n, B, ldb, A, incx, out, incy)
         else:
-            _cblas_gemv(trans, rows, cols, mat, ld, x, incx, out, incy)
-        return
-    oc, ldc = _operand(out)
-    if oc == NO_TRANS:
-        _cblas_gemm(ta, tb, m, n, k, a, lda, b, ldb, out, ldc)
+            _cblas_gemv(NO_TRANS, n, k, B, ldb, A, incx, out, incy)
+    elif n == 1:  # out[:, 0] = A b: the matrix is A as stored
+        incx = B.strides[0] // s if k > 1 else 1
+        incy = out.strides[0] // s
+        if ta == NO_TRANS:
+            _cblas_gemv(NO_TRANS, m, k, A, lda, B, incx, out, incy)
+        else:
+            _cblas_gemv(TRANS, k, m, A, lda, B, incx, out, incy)
     else:
-        tmp = np.empty((m, n), dtype=out.dtype)
-        _cblas_gemm(ta, tb, m, n, k, a, lda, b, ldb, tmp, n)
-        out[:, :] = tmp
+        _cblas_gemm(ta, tb, m, n, k, A, lda, B, ldb, out, max(out.strides[0] // s, n))
 
 
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the kernels run as Python, intrinsics cannot
