@@ -82,8 +82,18 @@ def machine_info():
         "scikit-learn": sklearn.__version__,
         "torch": _torch_version(),
         "blas": _blas_description(),
+        "fastmlp kernels' GEMMs": _kernel_blas(),
     }
     return info
+
+
+def _kernel_blas():
+    from .backends.cpu import blas
+
+    path = blas.kernel_blas_path()
+    if path is None:
+        return "numba's np.dot (SciPy's BLAS)"
+    return f"{os.path.basename(os.path.dirname(path)).replace('.libs', '')}'s BLAS, called directly"
 
 
 def _torch_version():

@@ -52,7 +52,7 @@ def test_quick_table_shape(quick_output):
 
 def test_quick_names_the_machine(quick_output):
     rows, machine, text = quick_output
-    for key in ("platform", "cpu", "cores", "numpy", "numba", "blas"):
+    for key in ("platform", "cpu", "cores", "numpy", "numba", "blas", "fastmlp kernels' GEMMs"):
         assert machine[key]
     assert text.startswith("Machine: ")
 
