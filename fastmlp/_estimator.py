@@ -554,12 +554,16 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         fast = _fastpath.predict_raw(self, d, X, apply_out)
         if fast is not None:  # a few finite rows of an ndarray
             return fast, d
+        return self._predict_full(d, X, apply_out), d
+
+    def _predict_full(self, d, X, apply_out):
+        """The forward pass after scikit-learn's validation, for the attribute dict d."""
         est = object.__new__(type(self))  # (``_view`` of d)
         est.__dict__ = d
         check_is_fitted(est, "coefs_")
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
         backend = get_backend(est.backend)
-        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out), d
+        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -863,7 +867,10 @@ feature_names_in_ :
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes) for multilabel
         """
-        O, d = self._predict_raw(X, apply_out=False)
+        d = self.__dict__  # (the shortcut inline: this is the call one-row serving makes)
+        O = _fastpath.predict_raw(self, d, X, False)
+        if O is None:
+            O = self._predict_full(d, X, False)
         if d["out_activation_"] == "softmax":
             return d["classes_"][O.argmax(axis=1)]
         # logistic outputs: sigmoid(o) > 0.5  <=>  o > 0

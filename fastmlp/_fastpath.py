@@ -66,6 +66,7 @@ def all_finite(X):
 
 
 _shape = operator.attrgetter("shape")
+_is = operator.is_
 
 
 def _published(d):
@@ -112,17 +113,6 @@ def _prepare(est, d):
     return rec
 
 
-def _still_valid(rec, d):
-    """Whether d is still the fitted state ``rec`` was made from: the same flat
-    vector and spec, and the same published arrays (objects and shapes)."""
-    arrays = _published(d)
-    return (d.get("_theta") is rec.theta and d.get("_spec") is rec.spec
-            and d.get("backend") == rec.backend_name and "feature_names_in_" not in d
-            and d.get("n_features_in_") == rec.n_features
-            and len(arrays) == len(rec.arrays) and all(map(operator.is_, arrays, rec.arrays))
-            and tuple(map(_shape, arrays)) == rec.shapes)
-
-
 def predict_raw(est, d, X, apply_out):
     """The forward pass on a small input, or None when the full path must run.
 
@@ -141,7 +131,17 @@ def predict_raw(est, d, X, apply_out):
         return None
     entry = _ready.get(id(est))
     rec = entry[1] if entry is not None and entry[0]() is est else None
-    if rec is None or not _still_valid(rec, d):
+    if rec is not None:
+        # still the fitted state rec was made from: the same flat vector and spec, and
+        # the same published arrays (objects and shapes).  (Inline: a call costs ~0.1 us.)
+        arrays = _published(d)
+        if not (d.get("_theta") is rec.theta and d.get("_spec") is rec.spec
+                and d.get("backend") == rec.backend_name and "feature_names_in_" not in d
+                and d.get("n_features_in_") == rec.n_features
+                and len(arrays) == len(rec.arrays) and all(map(_is, arrays, rec.arrays))
+                and tuple(map(_shape, arrays)) == rec.shapes):
+            rec = None
+    if rec is None:
         rec = _prepare(est, d)
         if rec is None:
             return None
