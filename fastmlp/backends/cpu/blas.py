@@ -5,15 +5,16 @@ numba's ``np.dot`` inside compiled code calls SciPy's BLAS (through
 their own OpenBLAS build, and they are not equally fast: on this project's
 2-core AVX2 machine SciPy 1.17's OpenBLAS 0.3.30 took ~50 % longer than
 NumPy 2.4's OpenBLAS 0.3.31 for the small transposed products of a backward
-pass (dW = H^T dZ: 100x40x100 17.3 vs 12.0 us, 256x128x10 23.3 vs 15.7 us,
-one thread; see benchmarks/RESULTS.md).  So the kernels call NumPy's
-``cblas_?gemm`` directly; the step's GEMMs are then the very calls the
-benchmarks' NumPy floor makes.
+pass (dW = H^T dZ, one thread, called from a kernel: 100x40x100 21.0 vs
+14.0 us, 256x128x10 30.7 vs 19.3 us; see benchmarks/RESULTS.md).  So the
+kernels call NumPy's ``cblas_?gemm`` / ``cblas_?gemv`` directly; the step's
+GEMMs are then the very calls the benchmarks' NumPy floor makes.
 
-How: at import, the address of NumPy's 64-bit-integer ``cblas_sgemm`` and
-``cblas_dgemm`` (found through threadpoolctl's list of loaded BLAS libraries)
-is registered with LLVM under the names ``fastmlp_sgemm`` / ``fastmlp_dgemm``,
-and the kernels call those names (``gemm`` below).  Compiled code refers to
+How: at import, the addresses of NumPy's 64-bit-integer ``cblas_sgemm``,
+``cblas_dgemm``, ``cblas_sgemv`` and ``cblas_dgemv`` (found through
+threadpoolctl's list of loaded BLAS libraries) are registered with LLVM under
+the names ``fastmlp_sgemm`` etc., and the kernels call those names (``gemm``
+below).  Compiled code refers to
 the names, not to an address, so numba's on-disk cache stays valid from one
 process to the next.  Where NumPy's BLAS is not such a library (MKL,
 Accelerate, a 32-bit-integer OpenBLAS), or when the environment variable
