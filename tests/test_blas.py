@@ -1,8 +1,8 @@
 """The kernels' GEMM (``fastmlp.backends.cpu.blas.gemm``) against NumPy.
 
 Every layout the kernels pass (row-major, transposed views, leading row
-slices of larger buffers; a single row or column: the GEMV path), both
-dtypes, with fresh random operands; then the same checks, and a whole fit,
+slices of larger buffers; a single row or column: the GEMV path) and leading
+column slices (which the adapters take through copies), both dtypes, with fresh random operands; then the same checks, and a whole fit,
 with the adapters that stand in where NumPy's BLAS cannot be called directly
 (``FASTMLP_KERNEL_BLAS=numba``), in a subprocess.
 """
@@ -22,15 +22,22 @@ SHAPES = [(5, 3, 4), (1, 7, 3), (3, 7, 1), (1, 5, 1), (3, 1, 2), (1, 1, 1), (0, 
 
 
 def _layouts(M, rng):
-    """M itself, as the transpose of a C-contiguous matrix, and as the leading rows
-    of a larger C-contiguous buffer (a workspace view, a batch of X)."""
-    bigger = np.vstack([M, rng.standard_normal((3, M.shape[1])).astype(M.dtype)])
-    return {"C": M, "T": np.ascontiguousarray(M.T).T, "rows of": bigger[:M.shape[0]]}
+    """M itself, as the transpose of a C-contiguous matrix, as the leading rows of a
+    larger C-contiguous buffer (a workspace view, a batch of X) and as its leading
+    columns (a leading dimension beyond the row length)."""
+    taller = np.vstack([M, rng.standard_normal((3, M.shape[1])).astype(M.dtype)])
+    wider = np.hstack([M, rng.standard_normal((M.shape[0], 2)).astype(M.dtype)])
+    return {"C": M, "T": np.ascontiguousarray(M.T).T, "rows of": taller[:M.shape[0]],
+            "columns of": wider[:, :M.shape[1]]}
 
 
 def _outputs(m, n, dtype):
     return {"C": np.full((m, n), np.nan, dtype),
-            "rows of": np.full((m + 2, n), np.nan, dtype)[:m]}
+            "rows of": np.full((m + 2, n), np.nan, dtype)[:m],
+            "columns of": np.full((m, n + 3), np.nan, dtype)[:, :n]}
+
+
+N_CHECKS = 2 * len(SHAPES) * 4 * 4 * 3  # dtypes x shapes x layouts of A, of B x outputs
 
 
 def check_all():
@@ -53,7 +60,7 @@ def check_all():
 
 
 def test_gemm_matches_numpy_in_every_layout():
-    assert check_all() == 2 * len(SHAPES) * 18
+    assert check_all() == N_CHECKS
 
 
 def test_gemm_writes_only_its_output():
@@ -113,7 +120,7 @@ def test_the_adapters_give_the_same_results_and_fits():
     import json
 
     n, there = json.loads(run.stdout.strip().splitlines()[-1])
-    assert n == 2 * len(SHAPES) * 18
+    assert n == N_CHECKS
     np.testing.assert_allclose(there, here, rtol=1e-9)
 
 

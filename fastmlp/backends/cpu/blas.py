@@ -75,8 +75,22 @@ def _adapters(dtype):
 
     @cfunc(types.void(i32, i32, i32, i64, i64, i64, T, P, i64, P, i64, T, P, i64), cache=True)
     def gemm_adapter(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
-        # gemm passes whole matrices: lda, ldb, ldc are their row lengths
-        c = carray(C, (M, ldc))[:, :N]
+        if (alpha == 1 and beta == 0 and ldc == N and lda == (M if ta == TRANS else K)
+                and ldb == (K if tb == TRANS else N)):
+            # what gemm passes: whole rows; the transposes as views, no copies (numba's
+            # np.dot hands an F-ordered operand to BLAS as a transpose)
+            c = carray(C, (M, N))
+            if ta == TRANS and tb == TRANS:
+                np.dot(carray(A, (K, M)).T, carray(B, (N, K)).T, c)
+            elif ta == TRANS:
+                np.dot(carray(A, (K, M)).T, carray(B, (K, N)), c)
+            elif tb == TRANS:
+                np.dot(carray(A, (M, K)), carray(B, (N, K)).T, c)
+            else:
+                np.dot(carray(A, (M, K)), carray(B, (K, N)), c)
+            return
+        # anything else cblas allows: through contiguous copies
+        c2 = carray(C, (M, ldc))[:, :N]
         if ta == TRANS:
             a = np.ascontiguousarray(carray(A, (K, lda))[:, :M].T)
         else:
@@ -87,14 +101,15 @@ def _adapters(dtype):
             b = np.ascontiguousarray(carray(B, (K, ldb))[:, :N])
         p = np.dot(a, b)
         if beta == 0:
-            c[:, :] = alpha * p
+            c2[:, :] = alpha * p
         else:
-            c[:, :] = alpha * p + beta * c
+            c2[:, :] = alpha * p + beta * c2
 
     @cfunc(types.void(i32, i32, i64, i64, T, P, i64, P, i64, T, P, i64), cache=True)
     def gemv_adapter(order, ta, M, N, alpha, A, lda, x, incx, beta, y, incy):
-        # y = op(A) x for a row-major A of M rows and N columns
-        a = np.ascontiguousarray(carray(A, (M, lda))[:, :N])
+        # y = op(A) x for a row-major A of M rows and N columns (a view unless its
+        # leading dimension exceeds N: one-row predicts must not copy the weights)
+        a = carray(A, (M, N)) if lda == N else np.ascontiguousarray(carray(A, (M, lda))[:, :N])
         if ta == TRANS:
             n_in, n_out = M, N
         else:
@@ -191,10 +206,10 @@ def _cblas_gemv(typingctx, ta, m, n, a, lda, x, incx, y, incy):
 def gemm(A, B, out):
     """out = A @ B through NumPy's BLAS (see the module docstring).
 
-    The kernels' operands only: A (m, k) and B (k, n) each C-contiguous or
-    the transpose of a C-contiguous matrix (``H.T``, ``W.T``), out (m, n)
-    C-contiguous, rows of any of them possibly a leading slice of a larger
-    array.  (Only integer arithmetic on the strides here, no copies: this
+    A (m, k) and B (k, n) each row-major (rows contiguous, e.g. C-contiguous
+    or a leading slice of the rows or columns of a C-contiguous array) or the
+    transpose of a C-contiguous matrix (``H.T``, ``W.T``); out (m, n)
+    row-major.  Nothing else is checked: these are the kernels' operands.  (Only integer arithmetic on the strides here, no copies: this
     function is compiled into every kernel that multiplies, and numba's
     compile time grows with what it contains.)  A single row or column goes
     through GEMV: OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product.
