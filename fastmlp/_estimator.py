@@ -477,14 +477,14 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 new[key] = self.__dict__[key]
         self.__dict__ = new
 
-    def _view(self):
-        """An estimator object over the current attributes as they are now.
+    def _view(self, d=None):
+        """An estimator object over the attribute dict d (default: the current one).
 
         A fit replaces the attribute dict instead of changing it (``_publish``),
         so reads through the view stay consistent for a whole predict call.
         """
         view = object.__new__(type(self))
-        view.__dict__ = self.__dict__
+        view.__dict__ = self.__dict__ if d is None else d
         return view
 
     def _same_network(self, data):
@@ -558,8 +558,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
     def _predict_full(self, d, X, apply_out):
         """The forward pass after scikit-learn's validation, for the attribute dict d."""
-        est = object.__new__(type(self))  # (``_view`` of d)
-        est.__dict__ = d
+        est = self._view(d)
         check_is_fitted(est, "coefs_")
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
         backend = get_backend(est.backend)

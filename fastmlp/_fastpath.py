@@ -21,9 +21,9 @@ import weakref
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from .backends import get_backend
+from .backends.cpu.train import all_finite  # noqa: F401  (also used by the estimators)
 
 MAX_ROWS = 64  # beyond this the validation is no longer what dominates
 
@@ -44,25 +44,6 @@ class Ready(NamedTuple):
 
 # id(estimator) -> (weak reference, Ready).  (A dict on ids: WeakKeyDictionary.get costs more.)
 _ready = {}
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
-def all_finite(X):
-    """No NaN or inf in the 2-D array X (a fraction of ``np.isfinite(X).all()``'s cost).
-
-    x * 0 is 0 for a finite x and NaN for NaN or inf, so a row is finite when
-    the sum of its x * 0 is 0.  Only reassociation is allowed (the sum then
-    vectorises); the flags that would let LLVM fold x * 0 to 0 stay off.
-    """
-    n, d = X.shape
-    zero = X.dtype.type(0)
-    for i in range(n):
-        s = zero
-        for j in range(d):
-            s += X[i, j] * zero
-        if s != zero:
-            return False
-    return True
 
 
 _shape = operator.attrgetter("shape")
@@ -93,10 +74,8 @@ def _prepare(est, d):
     name = d.get("backend")
     if not isinstance(name, str):
         return None
-    view = object.__new__(type(est))
-    view.__dict__ = d
     try:
-        theta = view._current_theta()
+        theta = est._view(d)._current_theta()
     except Exception:  # inconsistent arrays: the full path raises, after validating X
         return None
     if theta is not d.get("_theta"):

@@ -203,16 +203,26 @@ def _cblas_gemv(typingctx, ta, m, n, a, lda, x, incx, y, incy):
 
 
 @njit(nogil=True, cache=True)
+def _vector_product(t, flip, p, q, M, ld, x, incx, y, incy):
+    """y = op(M) x (flip: op(M)^T x) through GEMV, where op(M) is p x q and M is
+    stored row-major as op(M) (t NO_TRANS) or as its transpose (t TRANS)."""
+    rows, cols = (p, q) if t == NO_TRANS else (q, p)
+    trans = t if not flip else (TRANS if t == NO_TRANS else NO_TRANS)
+    _cblas_gemv(trans, rows, cols, M, ld, x, incx, y, incy)
+
+
+@njit(nogil=True, cache=True)
 def gemm(A, B, out):
     """out = A @ B through NumPy's BLAS (see the module docstring).
 
     A (m, k) and B (k, n) each row-major (rows contiguous, e.g. C-contiguous
     or a leading slice of the rows or columns of a C-contiguous array) or the
     transpose of a C-contiguous matrix (``H.T``, ``W.T``); out (m, n)
-    row-major.  Nothing else is checked: these are the kernels' operands.  (Only integer arithmetic on the strides here, no copies: this
-    function is compiled into every kernel that multiplies, and numba's
-    compile time grows with what it contains.)  A single row or column goes
-    through GEMV: OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product.
+    row-major.  Nothing else is checked: these are the kernels' operands.
+    (Only integer arithmetic on the strides here, no copies: this function is
+    compiled into every kernel that multiplies, and numba's compile time grows
+    with what it contains.)  A single row or column goes through GEMV:
+    OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product.
     """
     m, k = A.shape
     n = B.shape[1]
@@ -227,20 +237,12 @@ def gemm(A, B, out):
     lda = max(A.strides[0] // s, k) if ta == NO_TRANS else max(A.strides[1] // s, m)
     tb = NO_TRANS if B.strides[1] == s or n == 1 else TRANS
     ldb = max(B.strides[0] // s, n) if tb == NO_TRANS else max(B.strides[1] // s, k)
-    if m == 1:  # out[0] = B^T a: the matrix is B as stored
-        incx = A.strides[1] // s if k > 1 else 1
-        incy = out.strides[1] // s
-        if tb == NO_TRANS:
-            _cblas_gemv(TRANS, k, n, B, ldb, A, incx, out, incy)
-        else:
-            _cblas_gemv(NO_TRANS, n, k, B, ldb, A, incx, out, incy)
-    elif n == 1:  # out[:, 0] = A b: the matrix is A as stored
-        incx = B.strides[0] // s if k > 1 else 1
-        incy = out.strides[0] // s
-        if ta == NO_TRANS:
-            _cblas_gemv(NO_TRANS, m, k, A, lda, B, incx, out, incy)
-        else:
-            _cblas_gemv(TRANS, k, m, A, lda, B, incx, out, incy)
+    if m == 1:  # out[0] = op(B)^T a[0]
+        _vector_product(tb, True, k, n, B, ldb, A, A.strides[1] // s if k > 1 else 1,
+                        out, out.strides[1] // s)
+    elif n == 1:  # out[:, 0] = op(A) b[:, 0]
+        _vector_product(ta, False, m, k, A, lda, B, B.strides[0] // s if k > 1 else 1,
+                        out, out.strides[0] // s)
     else:
         _cblas_gemm(ta, tb, m, n, k, A, lda, B, ldb, out, max(out.strides[0] // s, n))
 

@@ -1,4 +1,5 @@
-"""Dense layers on the CPU: GEMM through BLAS (NumPy's: see ``blas``), bias + activation fused into the epilogue.
+"""Dense layers on the CPU: GEMM through BLAS (NumPy's: see ``blas``), bias +
+activation fused into the epilogue.
 
 Forward caches what backward needs (see ``activations``): the layer input is
 kept by the caller, ``Z`` for prelu, ``H`` (in the ``Z`` buffer) for the
