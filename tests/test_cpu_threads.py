@@ -4,11 +4,13 @@ import threading
 
 import numpy as np
 import pytest
+from numba import njit
 from threadpoolctl import threadpool_info
 
 from fastmlp import MLPClassifier
 from fastmlp._config import CPU_SERIAL_GEMM_BELOW
 from fastmlp.backends import cpu
+from fastmlp.backends.cpu import sync as cpu_sync
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -104,34 +106,50 @@ def test_which_steps_run_serial(rng):
 
 
 def _fit_split_flag(queue):
-    """In a forked child: a fit must train (one-thread epoch), not abort in numba's pool."""
+    """In a forked child: a fit must train (its own split epochs where possible)."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((200, 5))
     y = rng.integers(0, 2, 200)
     split_possible = cpu._can_split()
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
-    queue.put((split_possible, float(clf.loss_)))
+    queue.put((split_possible, float(clf.loss_), clf.n_iter_))
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() only")
 def test_split_epochs_then_fork(rng):
-    """After split epochs (numba's thread pool started) a forked child still fits."""
+    """After split epochs (a helper thread in the parent) a forked child still fits,
+    with split epochs of its own, to the parent's result."""
     import multiprocessing
 
     X = rng.standard_normal((200, 5))
     y = rng.integers(0, 2, 200)
-    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
-    if not cpu._can_split() or cpu._split_pid is None:
+    seen = []
+    original = cpu.Trainer._split_epoch
+
+    def spy(self, order):
+        seen.append(order.shape[0])
+        return original(self, order)
+
+    cpu.Trainer._split_epoch = spy
+    try:
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    finally:
+        cpu.Trainer._split_epoch = original
+    if not seen:
         pytest.skip("one numba thread here: no split epochs")
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_fit_split_flag, args=(queue,))
     child.start()
-    split_in_child, loss = queue.get(timeout=120)
+    split_in_child, loss, n_iter = queue.get(timeout=120)
     child.join(timeout=60)
     assert child.exitcode == 0
-    assert split_in_child is False  # the child uses the one-thread epoch
-    assert np.isfinite(loss) and clf.n_iter_ == 3
+    assert split_in_child is True
+    r = np.random.default_rng(1)  # the child's data
+    Xc = r.standard_normal((200, 5))
+    want = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(
+        Xc, r.integers(0, 2, 200))
+    assert n_iter == 3 and loss == pytest.approx(want.loss_, rel=1e-6)
 
 
 def test_split_epochs_in_concurrent_threads(rng, config):
@@ -154,3 +172,82 @@ def test_split_epochs_in_concurrent_threads(rng, config):
         t.join()
     for got, want in zip(results, alone):
         np.testing.assert_array_equal(got, want)
+
+
+# --- split epochs: the barrier and the helper thread --------------------------------------
+
+@njit(nogil=True)
+def _exchange(sync, red, part, rounds):
+    """Each round both threads publish a value, meet, and read the other's: the count of
+    reads that saw a stale value (0 when the barrier orders them), or -1 if aborted."""
+    stale = 0
+    for r in range(rounds):
+        red[part] = 2 * r + part
+        if not cpu_sync.barrier(sync, 2):
+            return -1
+        if red[1 - part] != 2 * r + (1 - part):
+            stale += 1
+        if not cpu_sync.barrier(sync, 2):  # nobody writes the next round before both read
+            return -1
+    return stale
+
+
+def test_barrier_orders_two_threads():
+    sync = np.zeros(cpu_sync.SYNC_SIZE, dtype=np.int64)
+    red = np.zeros(2)
+    _exchange(np.zeros(cpu_sync.SYNC_SIZE, dtype=np.int64), red, 0, 0)  # compile first
+    out = [None, None]
+
+    def run(part):
+        out[part] = _exchange(sync, red, part, 3000)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == [0, 0]
+    assert sync[cpu_sync.GENERATION] == 6000 and sync[cpu_sync.ARRIVALS] == 0
+
+
+def test_barrier_returns_false_when_aborted():
+    """A thread alone at the barrier is released by the abort flag, not left spinning."""
+    sync = np.zeros(cpu_sync.SYNC_SIZE, dtype=np.int64)
+    result = []
+    t = threading.Thread(target=lambda: result.append(cpu_sync.barrier(sync, 2)))
+    t.start()
+    t.join(timeout=0.2)
+    assert t.is_alive()  # waiting for its partner
+    sync[cpu_sync.ABORT] = 1
+    t.join(timeout=30)
+    assert result == [False]
+
+
+def test_split_epoch_error_in_the_helper_is_raised_and_fit_unchanged(rng, monkeypatch):
+    """Part 1 (the helper thread) fails: part 0 is released from its barrier, the fit
+    raises that error, the estimator keeps its earlier state, and later fits work."""
+    X = rng.standard_normal((200, 5))
+    y = rng.integers(0, 3, 200)
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    real = cpu.train_epoch
+    parts_seen = []
+
+    def failing(*args):
+        part = args[-4]
+        parts_seen.append(part)
+        if part == 1:
+            raise RuntimeError("part 1 failed")
+        return real(*args)
+
+    monkeypatch.setattr(cpu, "train_epoch", failing)
+    if not cpu._can_split():
+        pytest.skip("one numba thread here: no split epochs")
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        clf.set_params(warm_start=True).fit(X, y)
+    assert 1 in parts_seen and 0 in parts_seen
+    for got, want in zip(clf.coefs_, before):
+        np.testing.assert_array_equal(got, want)
+    monkeypatch.setattr(cpu, "train_epoch", real)
+    again = clf.fit(X, y)
+    assert np.isfinite(again.loss_) and not np.array_equal(again.coefs_[0], before[0])

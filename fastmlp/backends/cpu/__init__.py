@@ -5,8 +5,8 @@ Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 ``fastmlp/backends/cuda/``.
 """
 
-import os
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +20,8 @@ refresh_numba_cache(Path(__file__).parent)
 from ... import _config  # read at call time: an override is seen by the next call
 from ..layout import FAN_IN, ZCOLS
 from .blas import kernel_blas_path
-from .train import (
-    loss_grad_batch, loss_grad_sum, predict_forward, train_epoch, train_epoch_split,
-)
+from .sync import ABORT, SYNC_SIZE, publish, wait_change
+from .train import loss_grad_batch, loss_grad_sum, predict_forward, train_epoch
 
 name = "cpu"
 
@@ -140,39 +139,72 @@ def _workspaces(spec, cap, parts=1):
     return ws, iws
 
 
-_split_pid = None            # the process whose numba thread pool runs split epochs
-_split_lock = threading.Lock()  # held around split epochs unless the pool is thread-safe
-
-
 def _can_split():
-    """Whether split epochs (numba's parallel threads) may run here.
+    """Whether split epochs (compiled code in two threads) may run: numba's thread
+    count, the user's knob for fastmlp's compiled parallelism (``NUMBA_NUM_THREADS``,
+    ``numba.set_num_threads``, per calling thread), is at least 2."""
+    import numba
 
-    Not with one thread, and not in a process forked from one that already
-    started numba's thread pool (GNU OpenMP does not survive a fork; numba
-    would abort the child): such a child trains with the one-thread epoch.
+    return numba.get_num_threads() >= 2
+
+
+_GO, _DONE = 0, 1
+_HELPER_SPINS = 50_000  # about 1-5 ms of spinning before the helper sleeps on an Event
+
+
+class _Helper:
+    """The second thread of a trainer's split epochs.
+
+    Between epochs it spins (compiled, without the GIL) for a short while on
+    a counter, then sleeps on an Event: starting a thread per epoch cost
+    ~150 us here, as much as a whole epoch of a small network.  It holds no
+    reference to the trainer; the trainer's finalizer stops it.
     """
-    import numba
 
-    return numba.get_num_threads() >= 2 and _split_pid in (None, os.getpid())
+    def __init__(self):
+        self.ctl = np.zeros(2, dtype=np.int64)  # [_GO: epochs started, _DONE: epochs finished]
+        self.wake = threading.Event()
+        self.job = None
+        self.error = None
+        self.thread = threading.Thread(target=self._loop, name="fastmlp-split-epoch",
+                                       daemon=True)
+        self.thread.start()
 
+    def _loop(self):
+        seen = 0
+        while True:
+            if not wait_change(self.ctl, _GO, seen, _HELPER_SPINS):
+                self.wake.wait()
+                self.wake.clear()
+                continue
+            seen = int(self.ctl[_GO])
+            job = self.job
+            if job is None:
+                return  # stopped
+            try:
+                job()
+            except BaseException as exc:  # raised again by the trainer, in its thread
+                self.error = exc
+            finally:
+                publish(self.ctl, _DONE, seen)
 
-@contextmanager
-def _split_guard():
-    """Around a split epoch: note the process; serialise the epochs of concurrent fits
-    when numba's threading layer is not thread-safe (its fallback, "workqueue")."""
-    global _split_pid
-    import numba
+    def start(self, job):
+        """Run ``job`` (part 1 of an epoch) in the helper thread."""
+        self.job = job
+        self.error = None
+        publish(self.ctl, _GO, self.ctl[_GO] + 1)
+        self.wake.set()
 
-    _split_pid = os.getpid()
-    try:
-        safe = numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
-        safe = False
-    if safe:
-        yield
-    else:
-        with _split_lock:
-            yield
+    def wait(self):
+        """Until the started job has returned."""
+        target = self.ctl[_GO]
+        while self.ctl[_DONE] != target:
+            wait_change(self.ctl, _DONE, self.ctl[_DONE], _HELPER_SPINS)
+
+    def stop(self):
+        self.job = None
+        publish(self.ctl, _GO, self.ctl[_GO] + 1)
+        self.wake.set()
 
 
 class Trainer:
@@ -197,9 +229,12 @@ class Trainer:
         split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
         self.split = (0 < split_rows <= self.cap and _can_split()
                       and gemm_size(spec, self.cap) < _config.CPU_SPLIT_GEMM_BELOW)
-        parts = 2 if self.split else 1
+        self.parts = parts = 2 if self.split else 1
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
+        self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)  # the split's barrier (see sync)
+        self.red = np.zeros(2 * parts)                   # its parts' loss and sum(w^2)
+        self._helper = None                              # part 1's thread, from the first epoch
         d = X.shape[1]
         self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
         self.Yb = np.empty((self.cap if Y.shape[0] else 0, Y.shape[1]), dtype=spec.dtype)
@@ -212,22 +247,57 @@ class Trainer:
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
         if self.split:
-            with _split_guard(), serial_blas():
-                return self._epoch(order)
+            with serial_blas():
+                return self._split_epoch(order)
         if self.serial_blas:
             with serial_blas():
-                return self._epoch(order)
-        return self._epoch(order)
+                return self._epoch(order, 0)
+        return self._epoch(order, 0)
 
-    def _epoch(self, order):
+    def _split_epoch(self, order):
+        """The epoch as two threads of ``train_epoch`` (parts 0 and 1) meeting at
+        barriers: part 1 in the trainer's helper thread, part 0 here.  If one
+        raises, the other is released (``sync[ABORT]``) and the error raised here."""
+        self.sync[:] = 0
+        if self._helper is None:
+            self._helper = _Helper()
+            weakref.finalize(self, self._helper.stop)
+        helper = self._helper
+        fn, args = self._epoch_args(order, 1)
+        sync = self.sync
+
+        def part1():
+            try:
+                fn(*args)
+            except BaseException:
+                sync[ABORT] = 1  # releases part 0 from its barrier
+                raise
+
+        helper.start(part1)
+        try:
+            total = self._epoch(order, 0)
+        except BaseException:
+            self.sync[ABORT] = 1
+            raise
+        finally:
+            helper.wait()
+        if helper.error is not None:
+            raise helper.error
+        return total
+
+    def _epoch_args(self, order, part):
         s = self.spec
         o = self.opt
-        epoch = train_epoch_split if self.split else train_epoch
-        return epoch(
+        return train_epoch, (
             self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
-            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver, o.state1, o.state2, o.hyper, self.ws, self.iws, self.cap,
-            self.Xb, self.Yb, self.yb, self.swb,
+            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver, o.state1, o.state2,
+            o.hyper, self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb,
+            part, self.parts, self.sync, self.red,
         )
+
+    def _epoch(self, order, part):
+        fn, args = self._epoch_args(order, part)
+        return fn(*args)
 
     def snapshot(self):
         """A host copy of the current parameters (for early stopping)."""

@@ -20,16 +20,18 @@ optimises the whole again, so a chain of six nested kernels (as this file
 once had) optimised the innermost code six times: 25 s for a first fit.
 Now one function does the per-block work of every training path
 (``rows_forward_backward``: gather, forward, loss, backward); the entry
-points (``train_epoch``, ``train_epoch_split``, ``loss_grad_sum``,
-``loss_grad_batch``) are loops around it, and only small loops are inlined
-into it (numba's inliner copies the callee's IR at a cost that grows with
-its size).  The activation, output and solver codes stay run-time
+points (``train_epoch``, ``loss_grad_sum``, ``loss_grad_batch``) are
+loops around it, and only small loops are inlined into it (numba's inliner
+copies the callee's IR at a cost that grows with its size).  Split epochs
+run ``train_epoch`` itself in two threads that meet at a barrier
+(``sync``), not a numba parallel loop, whose outlined body cost 4.5 s of a
+first fit's 15 s compilation.  The activation, output and solver codes stay run-time
 arguments, so one compiled kernel serves every kind of network of a dtype:
 a grid search over activations compiles nothing new.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..._config import FASTMATH
 from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, SGD
@@ -41,6 +43,7 @@ from .activations import (
     act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
 )
 from .blas import gemm
+from .sync import barrier
 from .dense import dense_backward
 from .losses import (
     output_activation, poisson_deviance, sigmoid_binary_cross_entropy, softmax_cross_entropy,
@@ -262,9 +265,10 @@ def _l2_into(g, other, w, lam, parts):
 
 
 @inline
-def finish_gradient(theta, grad, parts, layers, lam):
-    """grad[:P] += the other part's gradient (grad[P:2P] when parts is 2) and, on the
-    weights only (not biases or prelu slopes), lam * w.  Returns sum(w^2) over the weights.
+def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
+    """On the parameters lo:hi: grad[:P] += the other part's gradient (grad[P:2P] when
+    parts is 2) and, on the weights only (not biases or prelu slopes), lam * w.
+    Returns sum(w^2) over the weights in lo:hi.
 
     One pass over the parameters does the sum of a split batch, the L2 term
     and the squared norm that the loss reports.
@@ -273,30 +277,34 @@ def finish_gradient(theta, grad, parts, layers, lam):
     g = grad[:P]
     other = grad[P:2 * P] if parts > 1 else grad[:P]
     sq = 0.0
-    done = 0  # entries before this are finished
+    done = lo  # entries before this are finished
     for l in range(layers.shape[0]):
-        off = layers[l, W_OFF]
-        end = off + layers[l, FAN_IN] * layers[l, ZCOLS]
+        w_off = layers[l, W_OFF]
+        off = max(lo, w_off)
+        end = min(hi, w_off + layers[l, FAN_IN] * layers[l, ZCOLS])
+        if end <= off:
+            continue  # this layer's weights lie outside lo:hi
         if parts > 1:
             _add_into(g[done:off], other[done:off])
         sq += _l2_into(g[off:end], other[off:end], theta[off:end], lam, parts)
         done = end
     if parts > 1:
-        _add_into(g[done:P], other[done:P])
+        _add_into(g[done:hi], other[done:hi])
     return sq
 
 
 @_kernel
-def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper):
-    """``finish_gradient`` and the optimizer step (hyper[ADAM_T] already counted);
-    returns sum(w^2) over the weights before the step."""
-    sq = finish_gradient(theta, grad, parts, layers, lam)
-    P = theta.shape[0]
+def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t, lo, hi):
+    """``finish_gradient`` and the optimizer step (Adam's step number t) on the
+    parameters lo:hi; returns their sum(w^2) over the weights before the step."""
+    sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
+    g = grad[lo:hi]
     if solver == SGD:
-        sgd_step(theta, grad[:P], state1, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
+        sgd_step(theta[lo:hi], g, state1[lo:hi], hyper[LR], hyper[MOMENTUM],
+                 hyper[NESTEROV] != 0.0)
     else:
-        adam_step(theta, grad[:P], state1, state2, hyper[LR], hyper[BETA1], hyper[BETA2],
-                  hyper[EPS], hyper[ADAM_T])
+        adam_step(theta[lo:hi], g, state1[lo:hi], state2[lo:hi], hyper[LR], hyper[BETA1],
+                  hyper[BETA2], hyper[EPS], t)
     return sq
 
 
@@ -310,7 +318,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     data = rows_forward_backward(Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb, theta,
                                  grad, layers, code, param, pieces, out_code, scale, ws, iws,
                                  cap)
-    sq = finish_gradient(theta, grad, 1, layers, lam)
+    sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
     return data * scale + 0.5 * lam * sq
 
 
@@ -344,44 +352,12 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     return total
 
 
-@inline
-def _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
-           solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, parts):
-    n = order.shape[0]
-    P = theta.shape[0]
-    ws_part = ws.shape[0] // parts
-    iws_part = iws.shape[0] // parts
-    total = 0.0
-    for start in range(0, n, cap):
-        m = min(cap, n - start)
-        scale, lam = batch_scale(sw, order, start, m, alpha)
-        half = (m + parts - 1) // parts
-        data = 0.0
-        for t in prange(parts):
-            lo = min(m, t * half)
-            hi = min(m, lo + half)
-            data += rows_forward_backward(
-                X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
-                grad[t * P:(t + 1) * P], layers, code, param, pieces, out_code, scale,
-                ws[t * ws_part:(t + 1) * ws_part], iws[t * iws_part:(t + 1) * iws_part], cap)
-        if not np.isfinite(data):
-            return np.nan  # before the step: theta stays as it was
-        if solver != SGD:
-            hyper[ADAM_T] += 1.0
-        # the parts' gradients summed, the L2 term and the step in one pass (one thread: a
-        # second parallel loop here cost 7 s more compilation for a few µs per step)
-        sq = finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper)
-        loss = data * scale + 0.5 * lam * sq
-        if not np.isfinite(loss):
-            return np.nan
-        total += loss * m
-    return total
-
-
 @_kernel
 def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
-                solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb):
-    """One epoch of minibatch training, entirely compiled.
+                solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, part, parts, sync,
+                red):
+    """One epoch of minibatch training, entirely compiled; with parts = 2, this
+    thread's share of a split epoch.
 
     Visits the rows of X in the given ``order`` in batches of ``cap`` rows
     (the last one shorter), gathering each batch into the preallocated
@@ -393,24 +369,65 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
     weights or empty.  Returns sum over batches of batch_loss * batch_rows,
     as scikit-learn accumulates it.  Stops early and returns NaN as soon as
     a batch loss is not finite, so a diverging fit is reported, not hidden.
+
+    Split epochs (parts = 2; ``Trainer`` runs part 0 and part 1 in two
+    threads at once, BLAS on one thread): each part gathers, runs forward and
+    backward its half of each batch's rows with its own workspace (ws, iws:
+    ``parts`` of them back to back) and gradient (grad: (parts * n_params,));
+    after a barrier (``sync.barrier``) each part sums the two gradients, adds
+    the L2 term and steps its half of the parameters; after a second barrier
+    the next batch starts.  ``red`` (2 * parts float64) carries the parts'
+    loss and sum(w^2) shares; both parts add them in one order, so both make
+    the same decisions.  Part 0 returns the epoch's total (the others too).
+    With parts = 1, part must be 0 and sync, red are not read.
     """
-    return _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
-                  alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, 1)
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
-def train_epoch_split(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
-                      alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb):
-    """``train_epoch`` with each batch's rows halved between two threads.
-
-    Each half is gathered, run forward and backward by its own thread, with
-    its own workspace (ws, iws: two back to back) and gradient (grad:
-    (2 * n_params,)); the halves' gradients are summed into the first before
-    the step, in the same pass as the L2 term (``finish_gradient``).  BLAS
-    must run on one thread meanwhile (the caller's job).
-    """
-    return _epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code,
-                  alpha, solver, state1, state2, hyper, ws, iws, cap, Xb, Yb, yb, swb, 2)
+    n = order.shape[0]
+    P = theta.shape[0]
+    ws_part = ws.shape[0] // parts
+    iws_part = iws.shape[0] // parts
+    g = grad[part * P:(part + 1) * P]
+    wsp = ws[part * ws_part:(part + 1) * ws_part]
+    iwsp = iws[part * iws_part:(part + 1) * iws_part]
+    plo = P * part // parts  # this part steps theta[plo:phi]
+    phi = P * (part + 1) // parts
+    t = hyper[ADAM_T]
+    total = 0.0
+    for start in range(0, n, cap):
+        m = min(cap, n - start)
+        scale, lam = batch_scale(sw, order, start, m, alpha)
+        half = (m + parts - 1) // parts
+        lo = min(m, part * half)
+        hi = min(m, lo + half)
+        data = rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
+                                     g, layers, code, param, pieces, out_code, scale, wsp,
+                                     iwsp, cap)
+        if parts > 1:
+            red[part] = data
+            if not barrier(sync, parts):
+                return np.nan
+            data = 0.0
+            for q in range(parts):
+                data += red[q]
+        if not np.isfinite(data):
+            return np.nan  # before the step: theta stays as it was
+        if solver != SGD:
+            t += 1.0
+        sq = finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t,
+                             plo, phi)
+        if parts > 1:
+            red[parts + part] = sq
+            if not barrier(sync, parts):
+                return np.nan
+            sq = 0.0
+            for q in range(parts):
+                sq += red[parts + q]
+        loss = data * scale + 0.5 * lam * sq
+        if part == 0:
+            hyper[ADAM_T] = t  # steps taken (also when the next batch diverges)
+        if not np.isfinite(loss):
+            return np.nan
+        total += loss * m
+    return total
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})  # (not FASTMATH: see the docstring)
@@ -452,5 +469,14 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
         if apply_out:
             output_activation(out_code, O, out[start:stop])
         else:
-            out[start:stop] = O
+            _copy_rows(O, out[start:stop])
     return True
+
+
+@inline
+def _copy_rows(src, dst):
+    """dst[...] = src for two arrays of one shape.  (A loop: the slice assignment's
+    shape check compiles an error message, 2.5 s of predict_forward's 4 s.)"""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]

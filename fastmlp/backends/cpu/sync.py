@@ -1,0 +1,165 @@
+"""A spin barrier for compiled code running in two Python threads (split epochs).
+
+A split epoch runs ``train.train_epoch`` in two threads at once, each on half
+of every batch's rows (``nogil`` kernels, started by ``Trainer``); the
+threads meet twice per batch: once when both halves' gradients are written,
+once when both halves of the parameter vector are stepped.  The barrier is a
+counter and a generation number in a small int64 array, changed with atomic
+instructions; a waiting thread spins (with the CPU's pause hint) and gives
+its core away (``sched_yield``) every ``_SPINS_PER_YIELD`` spins, so that
+fits in more threads than cores still make progress.
+
+Why not numba's ``prange``: a parallel loop is compiled into a separate
+function that the epoch links in and optimises again (about 4.5 s of a
+first fit's compilation), and its launch per batch costs as much as a
+barrier.  Here both threads run the one epoch kernel the one-thread path
+runs.
+
+``sync`` layout: [arrivals, generation, abort].  ``abort`` is set (by the
+host) when one thread failed, so the other one returns instead of waiting.
+"""
+
+import platform
+import sys
+
+from llvmlite import ir
+from numba import config, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+ARRIVALS, GENERATION, ABORT = 0, 1, 2
+SYNC_SIZE = 3
+_SPINS_PER_YIELD = 256
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_YIELD = None if sys.platform == "win32" else "sched_yield"
+
+
+def _slot(context, builder, arrty, arr, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+@intrinsic
+def _atomic_add(typingctx, arr, idx, val):
+    """Atomically arr[idx] += val (int64, sequentially consistent); returns the old value."""
+    sig = types.int64(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptr = _slot(context, builder, sig.args[0], args[0], idx)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+    return sig, codegen
+
+
+@intrinsic
+def _atomic_load(typingctx, arr, idx):
+    """arr[idx], read with acquire ordering (never hoisted out of a spin loop)."""
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = _slot(context, builder, sig.args[0], args[0], idx)
+        return builder.load_atomic(ptr, "acquire", 8)
+    return sig, codegen
+
+
+@intrinsic
+def _atomic_store(typingctx, arr, idx, val):
+    """arr[idx] = val with release ordering."""
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptr = _slot(context, builder, sig.args[0], args[0], idx)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _relax(typingctx, spins):
+    """One spin-wait step: the pause hint (x86); every _SPINS_PER_YIELD-th step also
+    sched_yield(), so a descheduled partner gets the core."""
+    sig = types.void(spins)
+
+    def codegen(context, builder, sig, args):
+        mod = builder.module
+        if _X86:
+            pause = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(pause, [])
+        if _YIELD is not None:
+            n = context.cast(builder, args[0], sig.args[0], types.int64)
+            mask = ir.Constant(n.type, _SPINS_PER_YIELD - 1)
+            due = builder.icmp_unsigned("==", builder.and_(n, mask), mask)
+            with builder.if_then(due, likely=False):
+                fn = cgutils.get_or_insert_function(
+                    mod, ir.FunctionType(ir.IntType(32), []), _YIELD)
+                builder.call(fn, [])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def barrier(sync, parts):
+    """Wait until all ``parts`` threads have arrived; False if one of them aborted."""
+    gen = _atomic_load(sync, GENERATION)
+    if _atomic_add(sync, ARRIVALS, 1) == parts - 1:
+        _atomic_store(sync, ARRIVALS, 0)      # the last one in resets the count ...
+        _atomic_add(sync, GENERATION, 1)      # ... and lets the others go
+    else:
+        spins = 0
+        while _atomic_load(sync, GENERATION) == gen:
+            if _atomic_load(sync, ABORT) != 0:
+                return False
+            _relax(spins)
+            spins += 1
+    return _atomic_load(sync, ABORT) == 0
+
+
+@njit(nogil=True, cache=True)
+def wait_change(arr, idx, old, spins):
+    """Spin until arr[idx] != old, at most ``spins`` times; whether it changed."""
+    for k in range(spins):
+        if _atomic_load(arr, idx) != old:
+            return True
+        _relax(k)
+    return _atomic_load(arr, idx) != old
+
+
+@njit(nogil=True, cache=True)
+def publish(arr, idx, val):
+    """arr[idx] = val, visible to a thread spinning in ``wait_change``."""
+    _atomic_store(arr, idx, val)
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: Python threads under the GIL; no intrinsics
+    import threading
+    import time
+
+    _lock = threading.Lock()
+
+    def barrier(sync, parts):  # noqa: F811
+        """Python version of ``barrier`` (NUMBA_DISABLE_JIT is set)."""
+        with _lock:
+            gen = int(sync[GENERATION])
+            sync[ARRIVALS] += 1
+            last = sync[ARRIVALS] == parts
+            if last:
+                sync[ARRIVALS] = 0
+                sync[GENERATION] += 1
+        if not last:
+            while sync[GENERATION] == gen:
+                if sync[ABORT]:
+                    return False
+                time.sleep(0)
+        return sync[ABORT] == 0
+
+    def wait_change(arr, idx, old, spins):  # noqa: F811
+        time.sleep(0)
+        return arr[idx] != old
+
+    def publish(arr, idx, val):  # noqa: F811
+        arr[idx] = val
