@@ -64,16 +64,21 @@ CPU_SERIAL_GEMM_BELOW = 1_000_000
 
 # Training steps of at least CPU_SPLIT_MIN_ROWS rows whose largest GEMM has
 # fewer than CPU_SPLIT_GEMM_BELOW multiply-adds split each batch between two
-# numba threads (each with one-thread BLAS) and sum the two halves'
-# gradients: such GEMMs gain little from a second BLAS thread, while the
-# split also halves the gathering, activations and loss.  Measured on 2
-# cores (benchmarks/RESULTS.md): batch 100 of 40 -> (100, 100) -> 10
-# (largest GEMM 1e6) trains at 1.17x its GEMM floor split against 1.55x
-# with two BLAS threads; batch 256 of 784 -> (256, 128) -> 10 (5.1e7) at
-# 1.53x split against 1.15x.  Other steps, and machines with one core, run
-# one thread of compiled code beside BLAS as above.  0 never splits.
+# threads of compiled code (each with one-thread BLAS): each half is
+# gathered, run forward and backward by its own thread, and each thread then
+# sums the two gradients, adds the L2 term and steps half of the parameters
+# (``fastmlp.backends.cpu.sync``).  Measured on 2 cores (benchmarks/RESULTS.md,
+# 2026-12-06, Intel Xeon with AVX-512) against the one-thread epoch with two
+# BLAS threads: digits demo 0.092 vs 0.096 s; 784 -> (256, 128) batch 256
+# 0.257 vs 0.318 s; 784 -> (256,) batch 1024 0.171 vs 0.212 s;
+# 784 -> (1024, 1024) batch 256 1.07 vs 1.13 s; 100 -> (2048, 2048) batch 512
+# 2.48 vs 2.63 s: ahead at every size tried, so there is no upper limit by
+# default.  (With numba's parallel loop and a one-thread step, as before,
+# the medium case had lost: 1.53x vs 1.15x its floor on an AMD machine.)
+# Machines with one core, or numba's thread count set to 1, run one thread
+# of compiled code beside BLAS as above.  CPU_SPLIT_MIN_ROWS = 0 never splits.
 CPU_SPLIT_MIN_ROWS = 64
-CPU_SPLIT_GEMM_BELOW = 4_000_000
+CPU_SPLIT_GEMM_BELOW = float("inf")
 
 # CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
 # CUDA_TILE threads (the GEMM tiles' shape; the elementwise phases use the same

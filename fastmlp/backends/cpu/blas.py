@@ -151,64 +151,74 @@ def kernel_blas_path():
 def _call_blas(fname, arg_kinds, context, builder, signature, args):
     """Emit a call of the registered ``fastmlp_<s|d><fname>``: a leading row-major
     order, then the arguments by kind ("flag" int32, "int" int64, "one"/"zero" the
-    scalars alpha = 1 / beta = 0, "ptr" an array's data)."""
-    dtype = next(ty.dtype for ty in signature.args if isinstance(ty, types.Array))
+    scalars alpha = 1 / beta = 0, "ptr" a data address given as an integer).  The
+    first argument is a scalar of the operands' dtype (it picks s or d; not passed)."""
+    dtype = signature.args[0]
     fty = context.get_value_type(dtype)
     i32, i64 = ir.IntType(32), ir.IntType(64)
     lltypes = {"flag": i32, "int": i64, "one": fty, "zero": fty, "ptr": fty.as_pointer()}
     fnty = ir.FunctionType(ir.VoidType(), [i32] + [lltypes[k] for k in arg_kinds])
     fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFIX[dtype] + fname)
-    given = iter(zip(signature.args, args))
+    given = iter(zip(signature.args[1:], args[1:]))
     values = [ir.Constant(i32, ROW_MAJOR)]
     for kind in arg_kinds:
         if kind in ("one", "zero"):
             values.append(ir.Constant(fty, 1.0 if kind == "one" else 0.0))
             continue
         ty, val = next(given)
+        v = context.cast(builder, val, ty, types.int64)
         if kind == "ptr":
-            values.append(context.make_array(ty)(context, builder, val).data)
+            values.append(builder.inttoptr(v, fty.as_pointer()))
         else:
-            v = context.cast(builder, val, ty, types.int64)
             values.append(builder.trunc(v, i32) if kind == "flag" else v)
     builder.call(fn, values)
     return context.get_dummy_value()
 
 
-def _same_float(*arrays):
-    return (all(isinstance(a, types.Array) for a in arrays)
-            and arrays[0].dtype in _PREFIX and all(a.dtype == arrays[0].dtype for a in arrays))
+def _float_and_ints(dt, *ints):
+    return dt in _PREFIX and all(isinstance(i, types.Integer) for i in ints)
 
 
 @intrinsic
-def _cblas_gemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
-    """c = op(a) @ op(b) through ``fastmlp_?gemm`` (row-major, alpha 1, beta 0)."""
-    if not _same_float(a, b, c):
+def _cblas_gemm(typingctx, dt, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+    """c = op(a) @ op(b) through ``fastmlp_?gemm`` (row-major, alpha 1, beta 0); a, b, c
+    are data addresses, dt a scalar of their dtype."""
+    if not _float_and_ints(dt, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
         return None
     kinds = ("flag", "flag", "int", "int", "int", "one", "ptr", "int", "ptr", "int", "zero",
              "ptr", "int")
-    return (types.void(ta, tb, m, n, k, a, lda, b, ldb, c, ldc),
+    return (types.void(dt, ta, tb, m, n, k, a, lda, b, ldb, c, ldc),
             lambda context, builder, sig, args: _call_blas("gemm", kinds, context, builder,
                                                            sig, args))
 
 
 @intrinsic
-def _cblas_gemv(typingctx, ta, m, n, a, lda, x, incx, y, incy):
-    """y = op(a) @ x through ``fastmlp_?gemv`` (a row-major, m x n; alpha 1, beta 0)."""
-    if not _same_float(a, x, y):
+def _cblas_gemv(typingctx, dt, ta, m, n, a, lda, x, incx, y, incy):
+    """y = op(a) @ x through ``fastmlp_?gemv`` (a row-major, m x n; alpha 1, beta 0);
+    a, x, y are data addresses, dt a scalar of their dtype."""
+    if not _float_and_ints(dt, ta, m, n, a, lda, x, incx, y, incy):
         return None
     kinds = ("flag", "int", "int", "one", "ptr", "int", "ptr", "int", "zero", "ptr", "int")
-    return (types.void(ta, m, n, a, lda, x, incx, y, incy),
+    return (types.void(dt, ta, m, n, a, lda, x, incx, y, incy),
             lambda context, builder, sig, args: _call_blas("gemv", kinds, context, builder,
                                                            sig, args))
 
 
 @njit(nogil=True, cache=True)
-def _vector_product(t, flip, p, q, M, ld, x, incx, y, incy):
-    """y = op(M) x (flip: op(M)^T x) through GEMV, where op(M) is p x q and M is
-    stored row-major as op(M) (t NO_TRANS) or as its transpose (t TRANS)."""
-    rows, cols = (p, q) if t == NO_TRANS else (q, p)
-    trans = t if not flip else (TRANS if t == NO_TRANS else NO_TRANS)
-    _cblas_gemv(trans, rows, cols, M, ld, x, incx, y, incy)
+def _product(dt, ta, tb, m, n, k, a, lda, inca, b, ldb, incb, c, ldc, incc):
+    """c = op(a) @ op(b) by BLAS from data addresses: GEMM, or GEMV for a single row
+    (m == 1) or column (n == 1), whose vector strides are inca / incb / incc.  One
+    compiled function per dtype (dt: a scalar of it), whatever the operands' layouts:
+    ``gemm`` below, which numba compiles per layout, is only integer arithmetic."""
+    if m == 1:  # c[0] = op(B)^T a[0]: op(B) is k x n, stored as itself or transposed
+        rows, cols = (k, n) if tb == NO_TRANS else (n, k)
+        _cblas_gemv(dt, TRANS if tb == NO_TRANS else NO_TRANS, rows, cols, b, ldb, a, inca,
+                    c, incc)
+    elif n == 1:  # c[:, 0] = op(A) b[:, 0]
+        rows, cols = (m, k) if ta == NO_TRANS else (k, m)
+        _cblas_gemv(dt, ta, rows, cols, a, lda, b, incb, c, incc)
+    else:
+        _cblas_gemm(dt, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
 
 
 @njit(nogil=True, cache=True)
@@ -219,17 +229,19 @@ def gemm(A, B, out):
     or a leading slice of the rows or columns of a C-contiguous array) or the
     transpose of a C-contiguous matrix (``H.T``, ``W.T``); out (m, n)
     row-major.  Nothing else is checked: these are the kernels' operands.
-    (Only integer arithmetic on the strides here, no copies: this function is
-    compiled into every kernel that multiplies, and numba's compile time grows
-    with what it contains.)  A single row or column goes through GEMV:
-    OpenBLAS's GEMM took ~4x longer for a 1 x 784 x 256 product.
+    (Only integer arithmetic on the strides here, no copies: numba compiles
+    this once per combination of layouts, and the first fit waits for it.)
+    A single row or column goes through GEMV: OpenBLAS's GEMM took ~4x
+    longer for a 1 x 784 x 256 product.
     """
     m, k = A.shape
     n = B.shape[1]
     if m == 0 or n == 0:
         return
     if k == 0:
-        out[:, :] = 0
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0
         return
     s = out.itemsize
     # an operand is row-major when its rows are contiguous, else the transpose of one
@@ -237,14 +249,11 @@ def gemm(A, B, out):
     lda = max(A.strides[0] // s, k) if ta == NO_TRANS else max(A.strides[1] // s, m)
     tb = NO_TRANS if B.strides[1] == s or n == 1 else TRANS
     ldb = max(B.strides[0] // s, n) if tb == NO_TRANS else max(B.strides[1] // s, k)
-    if m == 1:  # out[0] = op(B)^T a[0]
-        _vector_product(tb, True, k, n, B, ldb, A, A.strides[1] // s if k > 1 else 1,
-                        out, out.strides[1] // s)
-    elif n == 1:  # out[:, 0] = op(A) b[:, 0]
-        _vector_product(ta, False, m, k, A, lda, B, B.strides[0] // s if k > 1 else 1,
-                        out, out.strides[0] // s)
-    else:
-        _cblas_gemm(ta, tb, m, n, k, A, lda, B, ldb, out, max(out.strides[0] // s, n))
+    _product(out.dtype.type(0), ta, tb, m, n, k,
+             A.ctypes.data, lda, A.strides[1] // s if k > 1 else 1,
+             B.ctypes.data, ldb, B.strides[0] // s if k > 1 else 1,
+             out.ctypes.data, max(out.strides[0] // s, n),
+             out.strides[1] // s if m == 1 else out.strides[0] // s)
 
 
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the kernels run as Python, intrinsics cannot
