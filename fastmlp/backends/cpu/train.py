@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
-from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, SGD
+from ..._registry import MAXOUT, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, SGD
 from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
@@ -82,6 +82,15 @@ def _weights(theta, layers, l):
     return theta[off:off + fi * zc].reshape((fi, zc))
 
 
+@inline
+def _add_bias(Z, b):
+    """Z += b row by row (the output layer: the loss or output function does the rest).
+    (A loop of its own: bias_act_forward with a constant code compiled a second copy.)"""
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] += b[j]
+
+
 @_kernel
 def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
     """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out).
@@ -102,7 +111,7 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
         Z = _view(ws, layers[l, Z_OFF], cap, m, zc)
         _gemm(Hprev, W, Z)
         if l == L - 1:
-            bias_act_forward(Z, b, IDENTITY, 0.0, b, Z)
+            _add_bias(Z, b)
             out = Z
         elif code == MAXOUT:
             H = _view(ws, layers[l, H_OFF], cap, m, units)
@@ -149,7 +158,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
         db = _vec(grad, layers[l, B_OFF], zc)
         if l == 0:
             Hprev = Xb
-            dHprev = _view(ws, 0, cap, 0, 1)
+            dHprev = dZ[:0]  # no rows: the input needs no gradient
         else:
             Hprev = _view(ws, layers[l - 1, H_OFF], cap, m, layers[l - 1, UNITS])
             dHprev = _view(ws, layers[l - 1, DH_OFF], cap, m, layers[l - 1, UNITS])
@@ -169,7 +178,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
                 a_off = layers[p, A_OFF]
                 if code == PRELU:
                     prelu_slope_grad(dHprev, Z, _vec(grad, a_off, units))
-                slopes = _vec(theta, a_off, units) if a_off >= 0 else _vec(theta, 0, units)
+                slopes = _vec(theta, max(a_off, 0), units)  # (read by prelu only)
                 act_backward(dHprev, Z, H, code, param, slopes, dZp)
             dZ = dZp
     return data
