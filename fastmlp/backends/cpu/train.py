@@ -68,13 +68,6 @@ def _vec(theta, off, size):
 
 
 @_kernel
-def _gemm(A, B, out):
-    """out = A @ B through BLAS (``blas.gemm``).  (A call of its own: numba's parallel
-    array analysis would otherwise tie the shapes of a loop's successive layers.)"""
-    gemm(A, B, out)
-
-
-@_kernel
 def _weights(theta, layers, l):
     fi = layers[l, FAN_IN]
     zc = layers[l, ZCOLS]
@@ -109,7 +102,7 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
         W = _weights(theta, layers, l)
         b = _vec(theta, layers[l, B_OFF], zc)
         Z = _view(ws, layers[l, Z_OFF], cap, m, zc)
-        _gemm(Hprev, W, Z)
+        gemm(Hprev, W, Z)
         if l == L - 1:
             _add_bias(Z, b)
             out = Z
@@ -184,8 +177,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
     return data
 
 
-@_kernel
-def rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
+def _rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
                           layers, code, param, pieces, out_code, scale, ws, iws, cap):
     """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
@@ -225,6 +217,11 @@ def rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, th
     forward_batch(Xt, theta, layers, code, param, pieces, ws, iws, cap)
     return backward_batch(Xt, Yt, yt, swt, theta, grad, layers, code, param, pieces, out_code,
                           scale, ws, iws, cap)
+
+
+# the full-batch paths' kernel, and train_epoch's inlined copy (see train_epoch)
+rows_forward_backward = _kernel(_rows_forward_backward)
+_rows_forward_backward_inline = inline(_rows_forward_backward)
 
 
 @inline
@@ -302,8 +299,7 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
     return sq
 
 
-@_kernel
-def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t, lo, hi):
+def _finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t, lo, hi):
     """``finish_gradient`` and the optimizer step (Adam's step number t) on the
     parameters lo:hi; returns their sum(w^2) over the weights before the step."""
     sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
@@ -315,6 +311,10 @@ def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyp
         adam_step(theta[lo:hi], g, state1[lo:hi], state2[lo:hi], hyper[LR], hyper[BETA1],
                   hyper[BETA2], hyper[EPS], t)
     return sq
+
+
+finish_and_step = _kernel(_finish_and_step)
+_finish_and_step_inline = inline(_finish_and_step)
 
 
 @_kernel
@@ -407,9 +407,9 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
         half = (m + parts - 1) // parts
         lo = min(m, part * half)
         hi = min(m, lo + half)
-        data = rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
-                                     g, layers, code, param, pieces, out_code, scale, wsp,
-                                     iwsp, cap)
+        data = _rows_forward_backward_inline(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb,
+                                             swb, theta, g, layers, code, param, pieces,
+                                             out_code, scale, wsp, iwsp, cap)
         if parts > 1:
             red[part] = data
             if not barrier(sync, parts):
@@ -421,8 +421,8 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             return np.nan  # before the step: theta stays as it was
         if solver != SGD:
             t += 1.0
-        sq = finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t,
-                             plo, phi)
+        sq = _finish_and_step_inline(theta, grad, parts, layers, lam, solver, state1, state2,
+                                     hyper, t, plo, phi)
         if parts > 1:
             red[parts + part] = sq
             if not barrier(sync, parts):
