@@ -94,16 +94,26 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
     return weighted_row_losses(poisson_row, O, Y, sw, scale, P, dO)
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _coded_row(O, T, i, g, P, dO):
+    """Row i of the loss whose output code is T[2], T = (Y, y, code): ``weighted_row_losses``'
+    row function for ``output_loss``."""
+    Y, y, code = T
+    if code == OUT_SOFTMAX:
+        return _softmax_xent_row(O, i, y[i], g, P, dO)
+    if code == OUT_LOGISTIC:
+        return sigmoid_bce_row(O, Y, i, g, P, dO)
+    if code == OUT_IDENTITY:
+        return squared_error_row(O, Y, i, g, P, dO)
+    return poisson_row(O, Y, i, g, P, dO)  # OUT_EXP
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def output_loss(out_code, O, Y, y, sw, scale, P, dO):
-    """The loss kernel of an output code of ``fastmlp._registry.OUTPUTS``."""
-    if out_code == OUT_SOFTMAX:
-        return softmax_cross_entropy(O, y, sw, scale, P, dO)
-    if out_code == OUT_LOGISTIC:
-        return sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO)
-    if out_code == OUT_IDENTITY:
-        return squared_error(O, Y, sw, scale, P, dO)
-    return poisson_deviance(O, Y, sw, scale, P, dO)  # OUT_EXP
+    """The loss kernel of an output code of ``fastmlp._registry.OUTPUTS`` (the kernels
+    above, chosen per row: the training loop compiles this one function, not four).
+    y: labels (softmax) and Y: float targets (the others); the unused one may be empty."""
+    return weighted_row_losses(_coded_row, O, (Y, y, out_code), sw, scale, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
-from ..._registry import MAXOUT, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, SGD
+from ..._registry import MAXOUT, PRELU, SGD
 from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
@@ -45,10 +45,7 @@ from .activations import (
 from .blas import gemm
 from .sync import barrier
 from .dense import dense_backward
-from .losses import (
-    output_activation, poisson_deviance, sigmoid_binary_cross_entropy, softmax_cross_entropy,
-    squared_error,
-)
+from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
 
 _kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -134,15 +131,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
     n_out = layers[L - 1, ZCOLS]
     O = _view(ws, layers[L - 1, Z_OFF], cap, m, n_out)
     dO = _view(ws, layers[L - 1, DZ_OFF], cap, m, n_out)
-    # the loss kernel of the output
-    if out_code == OUT_SOFTMAX:
-        data = softmax_cross_entropy(O, yb, swb, scale, dO, dO)
-    elif out_code == OUT_LOGISTIC:
-        data = sigmoid_binary_cross_entropy(O, Yb, swb, scale, dO, dO)
-    elif out_code == OUT_IDENTITY:
-        data = squared_error(O, Yb, swb, scale, dO, dO)
-    else:
-        data = poisson_deviance(O, Yb, swb, scale, dO, dO)
+    data = output_loss(out_code, O, Yb, yb, swb, scale, dO, dO)
     dZ = dO
     for l in range(L - 1, -1, -1):
         zc = layers[l, ZCOLS]
