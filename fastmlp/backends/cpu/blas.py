@@ -221,7 +221,7 @@ def _product(dt, ta, tb, m, n, k, a, lda, inca, b, ldb, incb, c, ldc, incc):
         _cblas_gemm(dt, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def gemm(A, B, out):
     """out = A @ B through NumPy's BLAS (see the module docstring).
 
