@@ -251,3 +251,29 @@ def test_split_epoch_error_in_the_helper_is_raised_and_fit_unchanged(rng, monkey
     monkeypatch.setattr(cpu, "train_epoch", real)
     again = clf.fit(X, y)
     assert np.isfinite(again.loss_) and not np.array_equal(again.coefs_[0], before[0])
+
+
+def test_split_epoch_helper_threads_end_with_their_fits(rng, monkeypatch):
+    """Each fit's helper thread stops once the fit is over (no thread per past fit)."""
+    import gc
+
+    if not cpu._can_split():
+        pytest.skip("one numba thread here: no split epochs")
+    started = []
+    real = cpu._Helper
+
+    class Counted(real):
+        def __init__(self):
+            super().__init__()
+            started.append(self.thread)
+
+    monkeypatch.setattr(cpu, "_Helper", Counted)
+    X = rng.standard_normal((300, 6))
+    y = rng.integers(0, 3, 300)
+    for seed in range(3):
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=seed).fit(X, y)
+    assert len(started) == 3  # one helper per fit, reused across its epochs
+    gc.collect()
+    for t in started:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in started)
