@@ -2,7 +2,8 @@
 
 Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
 ``train``; the GPU twins carry the same file and function names under
-``fastmlp/backends/cuda/``.
+``fastmlp/backends/cuda/``.  CPU only: ``blas`` (the GEMMs' BLAS calls) and
+``sync`` (the barrier of split epochs, which ``Trainer`` runs in two threads).
 """
 
 import threading

@@ -34,48 +34,42 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _YIELD = None if sys.platform == "win32" else "sched_yield"
 
 
-def _slot(context, builder, arrty, arr, idx):
-    ary = context.make_array(arrty)(context, builder, arr)
-    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+def _slot(context, builder, sig, args):
+    """(pointer to arr[idx], val as an int64 or None) for the arguments (arr, idx[, val])."""
+    arrty = sig.args[0]
+    idx = context.cast(builder, args[1], sig.args[1], types.intp)
+    ary = context.make_array(arrty)(context, builder, args[0])
+    ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+    val = context.cast(builder, args[2], sig.args[2], types.int64) if len(args) > 2 else None
+    return ptr, val
 
 
 @intrinsic
 def _atomic_add(typingctx, arr, idx, val):
     """Atomically arr[idx] += val (int64, sequentially consistent); returns the old value."""
-    sig = types.int64(arr, idx, val)
-
     def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        ptr = _slot(context, builder, sig.args[0], args[0], idx)
-        return builder.atomic_rmw("add", ptr, val, "seq_cst")
-    return sig, codegen
+        ptr, v = _slot(context, builder, sig, args)
+        return builder.atomic_rmw("add", ptr, v, "seq_cst")
+    return types.int64(arr, idx, val), codegen
 
 
 @intrinsic
 def _atomic_load(typingctx, arr, idx):
     """arr[idx], read with acquire ordering (never hoisted out of a spin loop)."""
-    sig = types.int64(arr, idx)
-
     def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        ptr = _slot(context, builder, sig.args[0], args[0], idx)
+        ptr, _ = _slot(context, builder, sig, args)
         return builder.load_atomic(ptr, "acquire", 8)
-    return sig, codegen
+    return types.int64(arr, idx), codegen
 
 
 @intrinsic
 def _atomic_store(typingctx, arr, idx, val):
     """arr[idx] = val with release ordering."""
-    sig = types.void(arr, idx, val)
-
     def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        ptr = _slot(context, builder, sig.args[0], args[0], idx)
-        builder.store_atomic(val, ptr, "release", 8)
+        ptr, v = _slot(context, builder, sig, args)
+        builder.store_atomic(v, ptr, "release", 8)
         return context.get_dummy_value()
-    return sig, codegen
+    return types.void(arr, idx, val), codegen
 
 
 @intrinsic
