@@ -277,3 +277,31 @@ def test_split_epoch_helper_threads_end_with_their_fits(rng, monkeypatch):
     for t in started:
         t.join(timeout=30)
     assert not any(t.is_alive() for t in started)
+
+
+def test_a_fit_does_not_start_numbas_thread_pool():
+    """Split epochs use threads of their own: a fit leaves numba's (OpenMP) pool unstarted,
+    so a process forked afterwards can still use numba's parallel kernels."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from numba.np.ufunc import parallel
+        from fastmlp import MLPClassifier
+        from fastmlp.backends import cpu
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((300, 6))
+        y = rng.integers(0, 3, 300)
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
+        print(cpu._can_split(), parallel._is_initialized)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    can_split, started = out.stdout.split()
+    assert started == "False"
+    import numba
+
+    assert can_split == str(numba.config.NUMBA_NUM_THREADS >= 2)

@@ -143,10 +143,19 @@ def _workspaces(spec, cap, parts=1):
 def _can_split():
     """Whether split epochs (compiled code in two threads) may run: numba's thread
     count, the user's knob for fastmlp's compiled parallelism (``NUMBA_NUM_THREADS``,
-    ``numba.set_num_threads``, per calling thread), is at least 2."""
-    import numba
+    ``numba.set_num_threads``, per calling thread), is at least 2.
 
-    return numba.get_num_threads() >= 2
+    Read without starting numba's thread pool, which training does not use: while
+    the pool has not started, nobody has called ``set_num_threads`` (it starts the
+    pool), so the count is ``NUMBA_NUM_THREADS``.  (A started GNU OpenMP pool makes
+    a forked child abort in numba's parallel kernels; a fit should not start one.)
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", True):
+        return numba.get_num_threads() >= 2
+    return numba.config.NUMBA_NUM_THREADS >= 2
 
 
 _GO, _DONE = 0, 1
