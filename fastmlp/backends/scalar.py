@@ -5,7 +5,8 @@ compile them with ``njit(inline="always")``, ``cuda/activations.py`` and
 ``cuda/losses.py`` with ``cuda.jit(device=True)``, so the CPU and GPU kernels
 cannot drift apart.
 
-Shared helpers that the functions here call (``sigmoid``, ``softmax_row``)
+Shared helpers that the functions here call (``sigmoid``, ``softmax_row``, the row
+losses that ``output_row_loss`` picks from)
 are registered with ``numba.extending.register_jitable``: a compiled caller
 on either target (CPU ``njit`` or a CUDA device function) compiles them for
 itself, and under numba's CUDA simulator they are plain Python calls.  So the
@@ -21,7 +22,10 @@ import math
 
 from numba.extending import register_jitable
 
-from .._registry import ELU, LEAKY_RELU, LOGISTIC, OUT_EXP, OUT_LOGISTIC, PRELU, RELU, TANH
+from .._registry import (
+    ELU, LEAKY_RELU, LOGISTIC, OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, RELU,
+    TANH,
+)
 
 
 @register_jitable
@@ -107,6 +111,7 @@ def log_softmax_row(O, i, out):
         out[i, j] = O[i, j] - lse
 
 
+@register_jitable
 def softmax_xent_row(O, i, yi, g, P, dO):
     """Softmax + cross-entropy of row i against label yi: -log P[i, yi] (stable)."""
     mx, s = softmax_row(O, i, P)
@@ -117,6 +122,7 @@ def softmax_xent_row(O, i, yi, g, P, dO):
     return loss
 
 
+@register_jitable
 def sigmoid_bce_row(O, Y, i, g, P, dO):
     """Sigmoid + binary cross-entropy summed over row i:
     sum_j max(o, 0) - o y + log1p(exp(-|o|)), stable for any o."""
@@ -131,6 +137,7 @@ def sigmoid_bce_row(O, Y, i, g, P, dO):
     return row
 
 
+@register_jitable
 def squared_error_row(O, Y, i, g, P, dO):
     """Identity output, half squared error summed over row i."""
     row = 0.0
@@ -143,6 +150,7 @@ def squared_error_row(O, Y, i, g, P, dO):
     return 0.5 * row
 
 
+@register_jitable
 def poisson_row(O, Y, i, g, P, dO):
     """Exp output, half Poisson deviance summed over row i, as scikit-learn reports it:
     exp(o) - y o + y log y - y (y log y = 0 at y = 0)."""
@@ -157,6 +165,18 @@ def poisson_row(O, Y, i, g, P, dO):
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
+
+
+def output_row_loss(out_code, O, Y, y, i, g, P, dO):
+    """Row i of the output whose code is out_code (``fastmlp._registry.OUTPUTS``), by its
+    row function above: y holds the labels (softmax), Y the float targets (the others)."""
+    if out_code == OUT_SOFTMAX:
+        return softmax_xent_row(O, i, y[i], g, P, dO)
+    if out_code == OUT_LOGISTIC:
+        return sigmoid_bce_row(O, Y, i, g, P, dO)
+    if out_code == OUT_IDENTITY:
+        return squared_error_row(O, Y, i, g, P, dO)
+    return poisson_row(O, Y, i, g, P, dO)  # OUT_EXP
 
 
 # --- per-element optimizer updates -----------------------------------------

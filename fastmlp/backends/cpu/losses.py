@@ -12,7 +12,7 @@ training loop does that); neither may be O.
 from numba import njit, prange
 
 from ..._config import FASTMATH
-from ..._registry import OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
+from ..._registry import OUT_SOFTMAX
 from .. import scalar
 
 # the per-row math is shared with the other backend: fastmlp/backends/scalar.py
@@ -94,18 +94,14 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
     return weighted_row_losses(poisson_row, O, Y, sw, scale, P, dO)
 
 
+_output_row_loss = njit(inline="always", fastmath=FASTMATH)(scalar.output_row_loss)
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def _coded_row(O, T, i, g, P, dO):
-    """Row i of the loss whose output code is T[2], T = (Y, y, code): ``weighted_row_losses``'
-    row function for ``output_loss``."""
+    """``scalar.output_row_loss`` in ``weighted_row_losses``' row signature, T = (Y, y, code)."""
     Y, y, code = T
-    if code == OUT_SOFTMAX:
-        return _softmax_xent_row(O, i, y[i], g, P, dO)
-    if code == OUT_LOGISTIC:
-        return sigmoid_bce_row(O, Y, i, g, P, dO)
-    if code == OUT_IDENTITY:
-        return squared_error_row(O, Y, i, g, P, dO)
-    return poisson_row(O, Y, i, g, P, dO)  # OUT_EXP
+    return _output_row_loss(code, O, Y, y, i, g, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)

@@ -20,14 +20,11 @@ classifier sees (tens); thousands of classes would want a block per row.
 from numba import cuda
 
 from .. import scalar
-from ..._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
+from ..._registry import OUT_SOFTMAX
 
 pointwise_output = cuda.jit(device=True)(scalar.pointwise_output)
 softmax_row = cuda.jit(device=True)(scalar.softmax_row)
-softmax_xent_row = cuda.jit(device=True)(scalar.softmax_xent_row)
-sigmoid_bce_row = cuda.jit(device=True)(scalar.sigmoid_bce_row)
-squared_error_row = cuda.jit(device=True)(scalar.squared_error_row)
-poisson_row = cuda.jit(device=True)(scalar.poisson_row)
+output_row_loss = cuda.jit(device=True)(scalar.output_row_loss)
 
 
 @cuda.jit(device=True)
@@ -43,14 +40,7 @@ def loss_phase(out_code, O, Y, y, sw, scale, dO, g, stride):
     for i in range(g, O.shape[0], stride):
         w = sw[i] if has_w else 1.0
         gi = w * scale
-        if out_code == OUT_SOFTMAX:
-            part += w * softmax_xent_row(O, i, y[i], gi, dO, dO)
-        elif out_code == OUT_LOGISTIC:
-            part += w * sigmoid_bce_row(O, Y, i, gi, dO, dO)
-        elif out_code == OUT_IDENTITY:
-            part += w * squared_error_row(O, Y, i, gi, dO, dO)
-        elif out_code == OUT_EXP:
-            part += w * poisson_row(O, Y, i, gi, dO, dO)
+        part += w * output_row_loss(out_code, O, Y, y, i, gi, dO, dO)
     return part
 
 
