@@ -199,7 +199,7 @@ class _Helper:
                 publish(self.ctl, _DONE, seen)
 
     def start(self, job):
-        """Run ``job`` (part 1 of an epoch) in the helper thread."""
+        """Run ``job`` (part 1 of an epoch) in the helper thread; None ends the thread."""
         self.job = job
         self.error = None
         publish(self.ctl, _GO, self.ctl[_GO] + 1)
@@ -212,9 +212,8 @@ class _Helper:
             wait_change(self.ctl, _DONE, self.ctl[_DONE], _HELPER_SPINS)
 
     def stop(self):
-        self.job = None
-        publish(self.ctl, _GO, self.ctl[_GO] + 1)
-        self.wake.set()
+        """End the thread (after the job it is running, if any)."""
+        self.start(None)
 
 
 class Trainer:
@@ -237,9 +236,9 @@ class Trainer:
         self.alpha = float(alpha)
         # large enough batches: rows halved between two threads (see train.train_epoch)
         split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
-        self.split = (0 < split_rows <= self.cap and _can_split()
-                      and gemm_size(spec, self.cap) < _config.CPU_SPLIT_GEMM_BELOW)
-        self.parts = parts = 2 if self.split else 1
+        split = (0 < split_rows <= self.cap and _can_split()
+                 and gemm_size(spec, self.cap) < _config.CPU_SPLIT_GEMM_BELOW)
+        self.parts = parts = 2 if split else 1
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
         self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)  # the split's barrier (see sync)
@@ -252,7 +251,12 @@ class Trainer:
         self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
         # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
         # the epoch's own loops are serial, so BLAS is the only thread user
-        self.serial_blas = self.split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+        self.serial_blas = split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+
+    @property
+    def split(self):
+        """Whether each batch is split between two threads (see ``train_epoch``)."""
+        return self.parts > 1
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
@@ -273,12 +277,12 @@ class Trainer:
             self._helper = _Helper()
             weakref.finalize(self, self._helper.stop)
         helper = self._helper
-        fn, args = self._epoch_args(order, 1)
+        args = self._epoch_args(order, 1)
         sync = self.sync
 
         def part1():
             try:
-                fn(*args)
+                train_epoch(*args)
             except BaseException:
                 sync[ABORT] = 1  # releases part 0 from its barrier
                 raise
@@ -298,7 +302,7 @@ class Trainer:
     def _epoch_args(self, order, part):
         s = self.spec
         o = self.opt
-        return train_epoch, (
+        return (
             self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
             s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver, o.state1, o.state2,
             o.hyper, self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb,
@@ -306,8 +310,7 @@ class Trainer:
         )
 
     def _epoch(self, order, part):
-        fn, args = self._epoch_args(order, part)
-        return fn(*args)
+        return train_epoch(*self._epoch_args(order, part))
 
     def snapshot(self):
         """A host copy of the current parameters (for early stopping)."""

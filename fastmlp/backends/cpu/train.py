@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
-from ..._registry import MAXOUT, PRELU, SGD
+from ..._registry import MAXOUT, OUT_IDENTITY, PRELU, SGD
 from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
@@ -288,7 +288,8 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
     return sq
 
 
-def _finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t, lo, hi):
+@inline
+def finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t, lo, hi):
     """``finish_gradient`` and the optimizer step (Adam's step number t) on the
     parameters lo:hi; returns their sum(w^2) over the weights before the step."""
     sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
@@ -300,10 +301,6 @@ def _finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hy
         adam_step(theta[lo:hi], g, state1[lo:hi], state2[lo:hi], hyper[LR], hyper[BETA1],
                   hyper[BETA2], hyper[EPS], t)
     return sq
-
-
-finish_and_step = _kernel(_finish_and_step)
-_finish_and_step_inline = inline(_finish_and_step)
 
 
 @_kernel
@@ -410,8 +407,8 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             return np.nan  # before the step: theta stays as it was
         if solver != SGD:
             t += 1.0
-        sq = _finish_and_step_inline(theta, grad, parts, layers, lam, solver, state1, state2,
-                                     hyper, t, plo, phi)
+        sq = finish_and_step(theta, grad, parts, layers, lam, solver, state1, state2, hyper, t,
+                             plo, phi)
         if parts > 1:
             red[parts + part] = sq
             if not barrier(sync, parts):
@@ -464,17 +461,7 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
     for start in range(0, n, cap):
         stop = min(n, start + cap)
         O = forward_batch(X[start:stop], theta, layers, code, param, pieces, ws, iws, cap)
-        if apply_out:
-            output_activation(out_code, O, out[start:stop])
-        else:
-            _copy_rows(O, out[start:stop])
+        # the logits are the identity output's predictions (a copy; the slice assignment
+        # out[...] = O compiled a shape-error message: 2.5 s of predict's 4 s)
+        output_activation(out_code if apply_out else OUT_IDENTITY, O, out[start:stop])
     return True
-
-
-@inline
-def _copy_rows(src, dst):
-    """dst[...] = src for two arrays of one shape.  (A loop: the slice assignment's
-    shape check compiles an error message, 2.5 s of predict_forward's 4 s.)"""
-    for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[i, j] = src[i, j]
