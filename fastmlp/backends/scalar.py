@@ -22,10 +22,8 @@ import math
 
 from numba.extending import register_jitable
 
-from .._registry import (
-    ELU, LEAKY_RELU, LOGISTIC, OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX, PRELU, RELU,
-    TANH,
-)
+from .._registry import ELU, LEAKY_RELU, LOGISTIC, PRELU, RELU, TANH
+from .._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
 
 
 @register_jitable
