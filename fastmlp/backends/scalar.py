@@ -6,7 +6,7 @@ compile them with ``njit(inline="always")``, ``cuda/activations.py`` and
 cannot drift apart.
 
 Shared helpers that the functions here call (``sigmoid``, ``softmax_row``, the row
-losses that ``output_row_loss`` picks from)
+losses that ``output_row_loss`` picks from, ``float_output_row_loss``)
 are registered with ``numba.extending.register_jitable``: a compiled caller
 on either target (CPU ``njit`` or a CUDA device function) compiles them for
 itself, and under numba's CUDA simulator they are plain Python calls.  So the
@@ -165,16 +165,23 @@ def poisson_row(O, Y, i, g, P, dO):
     return row
 
 
-def output_row_loss(out_code, O, Y, y, i, g, P, dO):
-    """Row i of the output whose code is out_code (``fastmlp._registry.OUTPUTS``), by its
-    row function above: y holds the labels (softmax), Y the float targets (the others)."""
-    if out_code == OUT_SOFTMAX:
-        return softmax_xent_row(O, i, y[i], g, P, dO)
+@register_jitable
+def float_output_row_loss(out_code, O, Y, i, g, P, dO):
+    """Row i of an output trained on float targets Y (logistic, identity, exp), by
+    its row function above."""
     if out_code == OUT_LOGISTIC:
         return sigmoid_bce_row(O, Y, i, g, P, dO)
     if out_code == OUT_IDENTITY:
         return squared_error_row(O, Y, i, g, P, dO)
     return poisson_row(O, Y, i, g, P, dO)  # OUT_EXP
+
+
+def output_row_loss(out_code, O, Y, y, i, g, P, dO):
+    """Row i of the output whose code is out_code (``fastmlp._registry.OUTPUTS``), by its
+    row function above: y holds the labels (softmax), Y the float targets (the others)."""
+    if out_code == OUT_SOFTMAX:
+        return softmax_xent_row(O, i, y[i], g, P, dO)
+    return float_output_row_loss(out_code, O, Y, i, g, P, dO)
 
 
 # --- per-element optimizer updates -----------------------------------------

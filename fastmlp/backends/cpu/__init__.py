@@ -19,6 +19,7 @@ from .._cache import refresh_numba_cache
 refresh_numba_cache(Path(__file__).parent)
 
 from ... import _config  # read at call time: an override is seen by the next call
+from ..._registry import SGD
 from ..layout import FAN_IN, ZCOLS
 from .blas import kernel_blas_path
 from .sync import ABORT, SYNC_SIZE, publish, wait_change
@@ -129,15 +130,27 @@ def gemm_size(spec, rows):
     return max(rows * int(r[FAN_IN]) * int(r[ZCOLS]) for r in spec.layers)
 
 
-_NO_ARGMAX = np.empty(0, dtype=np.int32)  # iws of a network without maxout: never indexed
-
-
 def _workspaces(spec, cap, parts=1):
-    """Float and int32 workspaces of ``cap`` rows, ``parts`` of them back to back."""
+    """Float and int32 workspaces of ``cap`` rows, ``parts`` of them back to back.
+    The int32 one (maxout's argmax) is None for the other activations."""
     ws = np.empty(parts * max(spec.ws_cols, 1) * cap, dtype=spec.dtype)
-    iws = (np.empty(parts * spec.iws_cols * cap, dtype=np.int32) if spec.iws_cols
-           else _NO_ARGMAX)
+    iws = np.empty(parts * spec.iws_cols * cap, dtype=np.int32) if spec.iws_cols else None
     return ws, iws
+
+
+def _given(a):
+    """``a``, or None where it has no rows (labels, float targets or sample weights a
+    fit does not have): the kernels are then compiled without the code that reads it
+    (see ``train``'s module docstring)."""
+    return a if a.shape[0] else None
+
+
+def _optimizer_arrays(opt):
+    """(velocity, moment1, moment2) for ``train_epoch``: SGD's velocity or Adam's moments, the
+    other solver's None."""
+    if opt.solver == SGD:
+        return opt.state1, None, None
+    return None, opt.state1, opt.state2
 
 
 def _can_split():
@@ -246,9 +259,9 @@ class Trainer:
         self._helper = None                              # part 1's thread, from the first epoch
         d = X.shape[1]
         self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
-        self.Yb = np.empty((self.cap if Y.shape[0] else 0, Y.shape[1]), dtype=spec.dtype)
-        self.yb = np.empty(self.cap if y.shape[0] else 0, dtype=np.int64)
-        self.swb = np.empty(self.cap if sw.shape[0] else 0, dtype=spec.dtype)
+        self.Yb = np.empty((self.cap, Y.shape[1]), dtype=spec.dtype) if Y.shape[0] else None
+        self.yb = np.empty(self.cap, dtype=np.int64) if y.shape[0] else None
+        self.swb = np.empty(self.cap, dtype=spec.dtype) if sw.shape[0] else None
         # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
         # the epoch's own loops are serial, so BLAS is the only thread user
         self.serial_blas = split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
@@ -303,10 +316,10 @@ class Trainer:
         s = self.spec
         o = self.opt
         return (
-            self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers,
-            s.code, s.param, s.pieces, s.out_code, self.alpha, o.solver, o.state1, o.state2,
-            o.hyper, self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb,
-            part, self.parts, self.sync, self.red,
+            self.X, _given(self.Y), _given(self.y), _given(self.sw), order, self.theta,
+            self.grad, s.layers, s.code, s.param, s.pieces, s.out_code, self.alpha,
+            *_optimizer_arrays(o), o.hyper, self.ws, self.iws, self.cap, self.Xb, self.Yb,
+            self.yb, self.swb, part, self.parts, self.sync, self.red,
         )
 
     def _epoch(self, order, part):
@@ -354,8 +367,8 @@ class FullBatch:
     def _call(self, theta, grad):
         s = self.spec
         return float(loss_grad_sum(
-            self.X, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
-            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
+            self.X, _given(self.Y), _given(self.y), _given(self.sw), theta, grad, self.gbuf,
+            s.layers, s.code, s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
 
 
 def predict(spec, theta, X, apply_out):
@@ -384,7 +397,7 @@ def small_predictor(spec, theta):
     def run(X, apply_out):
         m = X.shape[0]
         ws = np.empty(ws_cols * m, dtype=dtype)
-        iws = np.empty(iws_cols * m, dtype=np.int32) if iws_cols else _NO_ARGMAX
+        iws = np.empty(iws_cols * m, dtype=np.int32) if iws_cols else None
         out = np.empty((m, n_out), dtype=dtype)
         if predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws,
                            m, out, True):
@@ -399,6 +412,7 @@ def loss_grad(spec, theta, X, Y, y, sw, alpha):
     n = X.shape[0]
     ws, iws = _workspaces(spec, n)
     grad = np.zeros_like(theta)
-    loss = loss_grad_batch(X, Y, y, sw, theta, grad, spec.layers, spec.code, spec.param,
-                           spec.pieces, spec.out_code, float(alpha), ws, iws, n)
+    loss = loss_grad_batch(X, _given(Y), _given(y), _given(sw), theta, grad, spec.layers,
+                           spec.code, spec.param, spec.pieces, spec.out_code, float(alpha), ws,
+                           iws, n)
     return loss, grad

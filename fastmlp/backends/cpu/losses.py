@@ -40,12 +40,12 @@ def weighted_row_losses(row, O, T, sw, scale, P, dO):
     function (and stays cacheable, which a compiled function taking a
     function argument would not be).  ``row`` writes P[i] and dO[i] = g (P[i] - target)
     and returns row i's unweighted loss.  T: the targets, (n,) labels or
-    (n, k) floats, as ``row`` reads them.  sw: (n,) weights or empty (all ones).
+    (n, k) floats, as ``row`` reads them.  sw: (n,) weights, or empty or None (all ones).
     """
-    has_w = sw.shape[0] > 0
     total = 0.0
     for i in range(O.shape[0]):
-        w = sw[i] if has_w else 1.0
+        # (on sw itself, not a flag: with sw None the weighted read is not compiled)
+        w = sw[i] if sw is not None and sw.shape[0] > 0 else 1.0
         total += w * row(O, T, i, w * scale, P, dO)
     return total
 
@@ -94,22 +94,30 @@ def poisson_deviance(O, Y, sw, scale, P, dO):
     return weighted_row_losses(poisson_row, O, Y, sw, scale, P, dO)
 
 
-_output_row_loss = njit(inline="always", fastmath=FASTMATH)(scalar.output_row_loss)
+_float_output_row_loss = njit(inline="always", fastmath=FASTMATH)(scalar.float_output_row_loss)
 
 
 @njit(inline="always", fastmath=FASTMATH)
 def _coded_row(O, T, i, g, P, dO):
-    """``scalar.output_row_loss`` in ``weighted_row_losses``' row signature, T = (Y, y, code)."""
-    Y, y, code = T
-    return _output_row_loss(code, O, Y, y, i, g, P, dO)
+    """``scalar.float_output_row_loss`` in ``weighted_row_losses``' row signature,
+    T = (Y, code)."""
+    Y, code = T
+    return _float_output_row_loss(code, O, Y, i, g, P, dO)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def output_loss(out_code, O, Y, y, sw, scale, P, dO):
     """The loss kernel of an output code of ``fastmlp._registry.OUTPUTS`` (the kernels
-    above, chosen per row: the training loop compiles this one function, not four).
-    y: labels (softmax) and Y: float targets (the others); the unused one may be empty."""
-    return weighted_row_losses(_coded_row, O, (Y, y, out_code), sw, scale, P, dO)
+    above; the training loop compiles this one function, not four).
+
+    y: labels (softmax), Y: float targets (the others, chosen per row by their
+    code); the unused one None (its code is then not compiled) or empty.
+    """
+    if y is not None and out_code == OUT_SOFTMAX:
+        return weighted_row_losses(softmax_xent_row, O, y, sw, scale, P, dO)
+    if Y is not None:
+        return weighted_row_losses(_coded_row, O, (Y, out_code), sw, scale, P, dO)
+    return 0.0  # (not reached: the targets of the output are given)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
