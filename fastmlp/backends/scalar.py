@@ -35,12 +35,24 @@ def sigmoid(z):
     return a / (1.0 + a)
 
 
+@register_jitable
+def relu(z):
+    """max(z, 0), NaN passing through (a diverging fit must stay visible)."""
+    if z > 0 or z != z:
+        return z
+    return 0.0
+
+
+@register_jitable
+def relu_grad(h):
+    """relu'(z) from the cached output h = relu(z)."""
+    return 1.0 if h > 0 else 0.0
+
+
 def act(code, z, param, slope):
     """act(z) for one element."""
     if code == RELU:
-        if z > 0 or z != z:  # NaN passes through: a diverging fit must stay visible
-            return z
-        return 0.0
+        return relu(z)
     if code == LOGISTIC:
         return sigmoid(z)
     if code == TANH:
@@ -57,7 +69,7 @@ def act(code, z, param, slope):
 def act_grad(code, z, h, param, slope):
     """act'(z) for one element, from the cached output h (z for prelu)."""
     if code == RELU:
-        return 1.0 if h > 0 else 0.0
+        return relu_grad(h)
     if code == LOGISTIC:
         return h * (1.0 - h)
     if code == TANH:

@@ -39,10 +39,9 @@ act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
 act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
 maxout_unit = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit)
 maxout_unit_backward = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit_backward)
-# the same functions as calls that LLVM inlines and folds for a constant code
-# (numba-level inlining would copy every branch into each specialised loop)
-_act_call = njit(fastmath=FASTMATH, error_model="numpy")(scalar.act)
-_act_grad_call = njit(fastmath=FASTMATH)(scalar.act_grad)
+# relu's own functions, for its specialised loops (the ones act and act_grad call)
+relu = njit(inline="always", fastmath=FASTMATH)(scalar.relu)
+relu_grad = njit(inline="always", fastmath=FASTMATH)(scalar.relu_grad)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -61,7 +60,7 @@ def bias_act_forward(Z, b, code, param, slopes, H):
     derivative reads H (everything but prelu), which then costs no memory.
 
     relu in place (H is Z: the training loop's case) has a loop of its own,
-    with the code a constant and one store per element, so it vectorises;
+    calling relu itself and with one store per element, so it vectorises;
     everything else shares one loop (transcendental activations do not
     vectorise anyway, and each extra loop costs compile time).  NumPy's error
     model is exact here: the only division (the sigmoid's) has a denominator
@@ -71,7 +70,7 @@ def bias_act_forward(Z, b, code, param, slopes, H):
     if code == RELU and _same_buffer(Z, H):
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _act_call(RELU, Z[i, j] + b[j], param, slopes[j])
+                Z[i, j] = relu(Z[i, j] + b[j])
         return
     for i in range(n):
         for j in range(m):
@@ -91,7 +90,7 @@ def act_backward(dH, Z, H, code, param, slopes, dZ):
     if code == RELU and _same_buffer(dH, dZ):
         for i in range(n):
             for j in range(m):
-                dH[i, j] = dH[i, j] * _act_grad_call(RELU, Z[i, j], H[i, j], param, slopes[j])
+                dH[i, j] = dH[i, j] * relu_grad(H[i, j])
         return
     for i in range(n):
         for j in range(m):
