@@ -5,8 +5,9 @@ compile them with ``njit(inline="always")``, ``cuda/activations.py`` and
 ``cuda/losses.py`` with ``cuda.jit(device=True)``, so the CPU and GPU kernels
 cannot drift apart.
 
-Shared helpers that the functions here call (``sigmoid``, ``softmax_row``, the row
-losses that ``output_row_loss`` picks from, ``float_output_row_loss``)
+Shared helpers that the functions here call (``sigmoid``, ``relu``, ``relu_grad``,
+``softmax_row``, the row losses that ``output_row_loss`` picks from,
+``float_output_row_loss``)
 are registered with ``numba.extending.register_jitable``: a compiled caller
 on either target (CPU ``njit`` or a CUDA device function) compiles them for
 itself, and under numba's CUDA simulator they are plain Python calls.  So the
