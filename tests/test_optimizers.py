@@ -151,6 +151,24 @@ def test_adam_matches_reference(dtype, rng):
     assert_allclose(v, v_ref, rtol=tol["rtol"])
 
 
+def test_adam_with_eps_below_float32s_tiniest(rng):
+    """eps = 1e-50 is 0 in float32: the float32 loop would divide 0 by 0 where a gradient
+    has been 0 (v = 0); the kernel then computes the step with float64 scalars, as the
+    float64 reference does (no NaN, the zero-gradient coordinates stay where they are)."""
+    n = 29
+    theta = rng.standard_normal(n).astype(np.float32)
+    m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    th_ref, m_ref, v_ref = theta.astype(np.float64), np.zeros(n), np.zeros(n)
+    for t in range(1, 4):
+        g = rng.standard_normal(n).astype(np.float32)
+        g[::4] = 0.0  # the same coordinates every step: their v stays 0
+        adam_step(theta, g, m, v, 0.01, 0.9, 0.999, 1e-50, float(t))
+        th_ref, m_ref, v_ref = ref.adam_step(th_ref, g, m_ref, v_ref, 0.01, 0.9, 0.999, 1e-50, t)
+    assert np.isfinite(theta).all()
+    assert_allclose(theta, th_ref, rtol=1e-5, atol=1e-6)
+    assert_allclose(theta[::4], th_ref[::4], rtol=0, atol=0)  # never moved
+
+
 # --- the reference follows scikit-learn ----------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from .. import scalar
 # the per-element rules are shared with the CUDA backend: fastmlp/backends/scalar.py
 sgd_update = njit(inline="always", fastmath=FASTMATH)(scalar.sgd_update)
 adam_update = njit(inline="always", fastmath=FASTMATH, error_model="numpy")(scalar.adam_update)
-adam_update_checked = njit(inline="always", fastmath=FASTMATH)(scalar.adam_update)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -54,7 +53,8 @@ def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
-    """Adam, in place, at step t >= 1 (the caller counts steps).
+    """Adam, in place, at step t >= 1 (the caller counts steps); eps > 0 (the
+    estimators check it).
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     theta -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
@@ -63,9 +63,9 @@ def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     if theta.dtype.type(eps) > 0:  # (eps must stay > 0 in the parameters' dtype)
         _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps)
         return
-    # eps <= 0 (or below the dtype's tiniest): the checked loop, in float64, keeps
-    # Python's ZeroDivisionError where sqrt(v) + eps == 0
+    # eps below the dtype's tiniest (0 there: 0 / 0 where v is 0): the same rule with
+    # float64 scalars, whose denominator sqrt(v) + eps stays > 0
     c1 = 1.0 - beta1
     c2 = 1.0 - beta2
     for i in range(theta.shape[0]):
-        adam_update_checked(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps)
+        adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps)
