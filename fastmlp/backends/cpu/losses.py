@@ -5,8 +5,12 @@ gradient w.r.t. the logits dO in one pass, and returns the *weighted sum* of
 the per-row losses; the caller divides by the total weight.  Each output is
 paired with its canonical loss, so dO = w_i (P - Y) * scale with
 ``scale = 1 / sum(w)`` chosen by the caller.  ``sw`` is the per-row weight, or
-an empty array meaning "all ones".  P may be the same array as dO (the
+an empty array or None meaning "all ones".  P may be the same array as dO (the
 training loop does that); neither may be O.
+
+The kernels use NumPy's error model, which is exact here: every division
+(the softmax's 1 / sum of exp, the sigmoid's) has a denominator >= 1, so
+Python's zero-division check would be dead code, compiled into every kernel.
 """
 
 from numba import njit, prange
@@ -23,6 +27,8 @@ sigmoid_bce_row = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid_bce_ro
 squared_error_row = njit(inline="always", fastmath=FASTMATH)(scalar.squared_error_row)
 poisson_row = njit(inline="always", fastmath=FASTMATH)(scalar.poisson_row)
 _softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
+
+_kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -50,7 +56,7 @@ def weighted_row_losses(row, O, T, sw, scale, P, dO):
     return total
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def softmax_cross_entropy(O, y, sw, scale, P, dO):
     """Stable row softmax fused with cross-entropy against integer labels.
 
@@ -62,7 +68,7 @@ def softmax_cross_entropy(O, y, sw, scale, P, dO):
     return weighted_row_losses(softmax_xent_row, O, y, sw, scale, P, dO)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO):
     """Elementwise sigmoid fused with binary cross-entropy summed over outputs.
 
@@ -73,7 +79,7 @@ def sigmoid_binary_cross_entropy(O, Y, sw, scale, P, dO):
     return weighted_row_losses(sigmoid_bce_row, O, Y, sw, scale, P, dO)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def squared_error(O, Y, sw, scale, P, dO):
     """Identity output with half squared error summed over outputs.
 
@@ -83,7 +89,7 @@ def squared_error(O, Y, sw, scale, P, dO):
     return weighted_row_losses(squared_error_row, O, Y, sw, scale, P, dO)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def poisson_deviance(O, Y, sw, scale, P, dO):
     """Exp output (log link) with half Poisson deviance, as scikit-learn's loss="poisson".
 
@@ -105,7 +111,7 @@ def _coded_row(O, T, i, g, P, dO):
     return _float_output_row_loss(code, O, Y, i, g, P, dO)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def output_loss(out_code, O, Y, y, sw, scale, P, dO):
     """The loss kernel of an output code of ``fastmlp._registry.OUTPUTS`` (the kernels
     above; the training loop compiles this one function, not four).
@@ -120,21 +126,21 @@ def output_loss(out_code, O, Y, y, sw, scale, P, dO):
     return 0.0  # (not reached: the targets of the output are given)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def softmax_rows(O, P):
     """Stable row softmax P = exp(O - max) / sum (P may be O)."""
     for i in range(O.shape[0]):
         softmax_row(O, i, P)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def log_softmax_rows(O, out):
     """out = O - max - log sum exp(O - max), row-wise (never log of softmax); out is not O."""
     for i in range(O.shape[0]):
         log_softmax_row(O, i, out)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@_kernel
 def output_activation(out_code, O, P):
     """Prediction from logits, in place allowed: softmax, sigmoid, identity or exp."""
     if out_code == OUT_SOFTMAX:
