@@ -204,7 +204,7 @@ def _cblas_gemv(typingctx, dt, ta, m, n, a, lda, x, incx, y, incy):
                                                            sig, args))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _product(dt, ta, tb, m, n, k, a, lda, inca, b, ldb, incb, c, ldc, incc):
     """c = op(a) @ op(b) by BLAS from data addresses: GEMM, or GEMV for a single row
     (m == 1) or column (n == 1), whose vector strides are inca / incb / incc.  One

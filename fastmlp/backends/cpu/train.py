@@ -60,22 +60,26 @@ from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
 
 _kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+# the kernels that only compiled code calls: no CPython wrapper (its boxing and
+# unboxing code cost up to 0.2 s of compilation per function)
+_inner = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
+              no_cpython_wrapper=True, no_cfunc_wrapper=True)
 # numba-level inlining, for the small loops that have one caller (see the module docstring)
 inline = njit(inline="always", fastmath=FASTMATH)
 
 
-@_kernel
+@_inner
 def _view(buf, col_off, cap, rows, cols):
     start = col_off * cap
     return buf[start:start + rows * cols].reshape((rows, cols))
 
 
-@_kernel
+@_inner
 def _vec(theta, off, size):
     return theta[off:off + size]
 
 
-@_kernel
+@_inner
 def _weights(theta, layers, l):
     fi = layers[l, FAN_IN]
     zc = layers[l, ZCOLS]
@@ -92,7 +96,7 @@ def _add_bias(Z, b):
             Z[i, j] += b[j]
 
 
-@_kernel
+@_inner
 def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
     """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out).
 
@@ -216,7 +220,7 @@ def _rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, t
 
 
 # the full-batch paths' kernel, and train_epoch's inlined copy (see train_epoch)
-rows_forward_backward = _kernel(_rows_forward_backward)
+rows_forward_backward = _inner(_rows_forward_backward)
 _rows_forward_backward_inline = inline(_rows_forward_backward)
 
 
