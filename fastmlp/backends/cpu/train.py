@@ -299,23 +299,6 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
     return sq
 
 
-@inline
-def finish_and_step(theta, grad, parts, layers, lam, velocity, moment1, moment2, hyper, t,
-                    lo, hi):
-    """``finish_gradient`` and the optimizer step on the parameters lo:hi: SGD
-    (``velocity`` given) or Adam (``moment1``, ``moment2`` given; step number t);
-    returns their sum(w^2) over the weights before the step."""
-    sq = finish_gradient(theta, grad, parts, layers, lam, lo, hi)
-    g = grad[lo:hi]
-    if velocity is not None:
-        sgd_step(theta[lo:hi], g, velocity[lo:hi], hyper[LR], hyper[MOMENTUM],
-                 hyper[NESTEROV] != 0.0)
-    if moment1 is not None:
-        adam_step(theta[lo:hi], g, moment1[lo:hi], moment2[lo:hi], hyper[LR], hyper[BETA1],
-                  hyper[BETA2], hyper[EPS], t)
-    return sq
-
-
 @_kernel
 def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
                     alpha, ws, iws, cap):
@@ -424,8 +407,16 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             return np.nan  # before the step: theta stays as it was
         if moment1 is not None:  # Adam
             t += 1.0
-        sq = finish_and_step(theta, grad, parts, layers, lam, velocity, moment1, moment2,
-                             hyper, t, plo, phi)
+        # the sum of the parts' gradients, the L2 term and the step, on theta[plo:phi]:
+        # SGD (velocity given) or Adam (its moments given, step number t)
+        sq = finish_gradient(theta, grad, parts, layers, lam, plo, phi)
+        gp = grad[plo:phi]  # (the sum lies in grad[:P], whichever part this is)
+        if velocity is not None:
+            sgd_step(theta[plo:phi], gp, velocity[plo:phi], hyper[LR], hyper[MOMENTUM],
+                     hyper[NESTEROV] != 0.0)
+        if moment1 is not None:
+            adam_step(theta[plo:phi], gp, moment1[plo:phi], moment2[plo:phi], hyper[LR],
+                      hyper[BETA1], hyper[BETA2], hyper[EPS], t)
         if parts > 1:
             red[parts + part] = sq
             if not barrier(sync, parts):
