@@ -33,7 +33,7 @@ left out (its branch pruning on None-typed arguments): Adam's moments or
 SGD's velocity, labels (softmax) or float targets (the other outputs),
 sample weights, the argmax workspace (maxout only).  A first fit then
 compiles only its own solver, kind of output and activation family (the
-digits demo's first fit: 8.7-9.2 s instead of 11.7-11.9 s).  Such a test must
+digits demo's first fit: 8.7-9.2 s instead of 11.7-11.9 s, in pairs).  Such a test must
 be written on the argument itself (``if Y is not None:``), not on a flag
 computed from it, or numba types the branch with None and fails; numba does
 not prune on literal integers, only on None.  The elementwise activation and
