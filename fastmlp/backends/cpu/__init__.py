@@ -242,7 +242,8 @@ class Trainer:
 
     def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
         self.spec = spec
-        self.X, self.Y, self.y, self.sw = X, Y, y, sw
+        # what the fit does not have is None from here on (see _given)
+        self.X, self.Y, self.y, self.sw = X, _given(Y), _given(y), _given(sw)
         self.cap = int(batch_size)
         self.theta = theta
         self.opt = opt
@@ -259,9 +260,9 @@ class Trainer:
         self._helper = None                              # part 1's thread, from the first epoch
         d = X.shape[1]
         self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
-        self.Yb = np.empty((self.cap, Y.shape[1]), dtype=spec.dtype) if Y.shape[0] else None
-        self.yb = np.empty(self.cap, dtype=np.int64) if y.shape[0] else None
-        self.swb = np.empty(self.cap, dtype=spec.dtype) if sw.shape[0] else None
+        self.Yb = None if self.Y is None else np.empty((self.cap, Y.shape[1]), dtype=spec.dtype)
+        self.yb = None if self.y is None else np.empty(self.cap, dtype=np.int64)
+        self.swb = None if self.sw is None else np.empty(self.cap, dtype=spec.dtype)
         # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
         # the epoch's own loops are serial, so BLAS is the only thread user
         self.serial_blas = split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
@@ -316,10 +317,10 @@ class Trainer:
         s = self.spec
         o = self.opt
         return (
-            self.X, _given(self.Y), _given(self.y), _given(self.sw), order, self.theta,
-            self.grad, s.layers, s.code, s.param, s.pieces, s.out_code, self.alpha,
-            *_optimizer_arrays(o), o.hyper, self.ws, self.iws, self.cap, self.Xb, self.Yb,
-            self.yb, self.swb, part, self.parts, self.sync, self.red,
+            self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
+            s.param, s.pieces, s.out_code, self.alpha, *_optimizer_arrays(o), o.hyper,
+            self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, part,
+            self.parts, self.sync, self.red,
         )
 
     def _epoch(self, order, part):
@@ -350,7 +351,8 @@ class FullBatch:
 
     def __init__(self, spec, X, Y, y, sw):
         self.spec = spec
-        self.X, self.Y, self.y, self.sw = X, Y, y, sw
+        # what the fit does not have is None from here on (see _given)
+        self.X, self.Y, self.y, self.sw = X, _given(Y), _given(y), _given(sw)
         n = X.shape[0]
         self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
         self.ws, self.iws = _workspaces(spec, self.cap)
@@ -367,8 +369,8 @@ class FullBatch:
     def _call(self, theta, grad):
         s = self.spec
         return float(loss_grad_sum(
-            self.X, _given(self.Y), _given(self.y), _given(self.sw), theta, grad, self.gbuf,
-            s.layers, s.code, s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
+            self.X, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
+            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
 
 
 def predict(spec, theta, X, apply_out):

@@ -33,10 +33,10 @@ left out (its branch pruning on None-typed arguments): Adam's moments or
 SGD's velocity, labels (softmax) or float targets (the other outputs),
 sample weights, the argmax workspace (maxout only).  A first fit then
 compiles only its own solver, kind of output and activation family (the
-digits demo's first fit: 8.7-9.2 s instead of 11.7-11.9 s, in pairs).  Such a test must
-be written on the argument itself (``if Y is not None:``), not on a flag
-computed from it, or numba types the branch with None and fails; numba does
-not prune on literal integers, only on None.  The elementwise activation and
+digits demo's first fit: 8.7-9.2 s instead of 11.7-11.9 s, in pairs).  Such
+a test must be written on the argument itself (``if Y is not None:``), not on
+a flag computed from it, or numba types the branch with None and fails; numba
+does not prune on literal integers, only on None.  The elementwise activation and
 the output among logistic/identity/exp stay run-time codes: a grid search
 over those compiles nothing new.
 """
@@ -360,8 +360,9 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
     integer labels for softmax (the unused one None); sw per-row weights or
     None; iws None unless the activation is maxout (what is None is not
     compiled: see the module docstring).  Returns sum over batches of
-    batch_loss * batch_rows, as scikit-learn accumulates it.  Stops early and returns NaN as soon as
-    a batch loss is not finite, so a diverging fit is reported, not hidden.
+    batch_loss * batch_rows, as scikit-learn accumulates it.  Stops early and
+    returns NaN as soon as a batch loss is not finite, so a diverging fit is
+    reported, not hidden.
 
     Split epochs (parts = 2; ``Trainer`` runs part 0 and part 1 in two
     threads at once, BLAS on one thread): each part gathers, runs forward and
