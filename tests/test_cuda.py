@@ -12,8 +12,10 @@ elements.
 """
 
 import inspect
+import os
 import pickle
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -787,6 +789,50 @@ def test_missing_numba_cuda_is_a_clear_error(monkeypatch):
         get_backend("cuda")
     assert get_backend("auto") is cpu_backend
     assert backends.available_backends() == ["cpu"]
+    # a driver present but numba-cuda missing: "auto" tries the import and takes the CPU
+    monkeypatch.setattr(backends, "_cuda_simulator_on", lambda: False)
+    monkeypatch.setattr(backends, "_cuda_driver_found", lambda: True)
+    assert get_backend("auto") is cpu_backend
+
+
+def test_cuda_driver_probe(monkeypatch):
+    import ctypes
+
+    import fastmlp.backends as backends
+
+    tried = []
+
+    def missing(path, *a, **k):
+        tried.append(path)
+        raise OSError(f"{path}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    monkeypatch.setattr(ctypes, "WinDLL", missing, raising=False)
+    assert backends._cuda_driver_found.__wrapped__() is False
+    assert tried and all("cuda" in p for p in tried)
+    monkeypatch.setattr(ctypes, "CDLL", lambda path, *a, **k: object())
+    monkeypatch.setattr(ctypes, "WinDLL", lambda path, *a, **k: object(), raising=False)
+    assert backends._cuda_driver_found.__wrapped__() is True
+
+
+def test_auto_without_a_driver_does_not_import_numba_cuda():
+    # a fresh process without the simulator: with no driver library, "auto" is the
+    # CPU and numba-cuda is never imported (its import alone costs ~0.9 s)
+    code = (
+        "import sys\n"
+        "from fastmlp.backends import _cuda_driver_found, cpu, get_backend\n"
+        "assert get_backend('auto') is cpu\n"
+        "print(_cuda_driver_found(), 'numba.cuda' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    found, imported = out.stdout.split()
+    if found == "False":
+        assert imported == "False"
+    else:  # pragma: no cover - a machine with an NVIDIA driver: the full probe runs
+        assert imported == "True"
 
 
 def test_auto_never_picks_the_simulator():
