@@ -36,7 +36,8 @@ class Ready(NamedTuple):
     spec: object          # the NetSpec
     theta: np.ndarray     # the flat parameter vector
     arrays: tuple         # the published coefs_ / intercepts_ / prelu_alphas_ arrays
-    shapes: tuple         # their shapes when recorded
+    lens: list            # their len() and ndim when recorded: an in-place change of
+    ndims: list           # shape keeps the size, so these two tell it (cheaper than .shape)
     n_features: int       # n_features_in_
     backend_name: str     # the backend parameter
     run: object           # run(X, apply_out) -> predictions, or None if X is not finite
@@ -46,7 +47,7 @@ class Ready(NamedTuple):
 _ready = {}
 
 
-_shape = operator.attrgetter("shape")
+_ndim = operator.attrgetter("ndim")
 _is = operator.is_
 
 
@@ -83,10 +84,10 @@ def _prepare(est, d):
     spec = d["_spec"]
     backend = get_backend(name)
     make = getattr(backend, "small_predictor", None)
-    run = make(spec, theta) if make is not None else _checked_predictor(backend, spec, theta)
+    run = make(spec, theta, MAX_ROWS) if make is not None else _checked_predictor(backend, spec, theta)
     arrays = _published(d)
-    rec = Ready(spec, theta, arrays, tuple(map(_shape, arrays)), d.get("n_features_in_"), name,
-                run)
+    rec = Ready(spec, theta, arrays, list(map(len, arrays)), list(map(_ndim, arrays)),
+                d.get("n_features_in_"), name, run)
     key = id(est)
     _ready[key] = (weakref.ref(est, lambda _, key=key: _ready.pop(key, None)), rec)
     return rec
@@ -118,7 +119,7 @@ def predict_raw(est, d, X, apply_out):
                 and d.get("backend") == rec.backend_name and "feature_names_in_" not in d
                 and d.get("n_features_in_") == rec.n_features
                 and len(arrays) == len(rec.arrays) and all(map(_is, arrays, rec.arrays))
-                and tuple(map(_shape, arrays)) == rec.shapes):
+                and list(map(len, arrays)) == rec.lens and list(map(_ndim, arrays)) == rec.ndims):
             rec = None
     if rec is None:
         rec = _prepare(est, d)

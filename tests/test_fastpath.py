@@ -89,6 +89,45 @@ def test_in_place_edits_are_used(fitted):
     np.testing.assert_allclose(P, np.full_like(P, 1 / P.shape[1]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("which", ["coefs_", "intercepts_"])
+def test_in_place_reshape_takes_the_full_path(fitted, which):
+    # an in-place change of a published view's shape keeps its size: the shortcut must
+    # notice it (len and ndim) and leave the answer to the full path, which refuses it
+    clf, X = fitted
+    row = X[:1].copy()
+    clf.predict(row)  # the shortcut's record of the fitted state exists
+    a = getattr(clf, which)[0]
+    a.shape = (a.size, 1) if a.ndim == 1 else (a.shape[1], a.shape[0])
+    with pytest.raises(ValueError, match=r"must have shape") as small:
+        clf.predict(row)
+    with pytest.raises(ValueError, match=r"must have shape") as full:
+        clf.predict(np.repeat(row, _fastpath.MAX_ROWS + 1, axis=0))
+    assert str(small.value) == str(full.value)
+
+
+def test_threads_predicting_at_once_get_their_own_answers(rng):
+    # the kernel releases the GIL and the shortcut keeps a workspace per thread: threads
+    # predicting different rows on one model at the same time must not mix them up
+    # (wide layers and full-size inputs, so that the kernels overlap in time)
+    from concurrent.futures import ThreadPoolExecutor
+
+    X = rng.standard_normal((400, 64)).astype(np.float32)
+    clf = MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=1, random_state=0,
+                        backend="cpu").fit(X, rng.integers(0, 4, 400))
+    n = _fastpath.MAX_ROWS
+    rows = [np.ascontiguousarray(X[i:i + n - i % 3]) for i in range(0, 400 - n, 7)]
+    want = [_full_path(clf, r, True) for r in rows]
+
+    def job(i):
+        return [clf.predict_proba(rows[(i + k) % len(rows)]) for k in range(60)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(job, range(4)))
+    for i, got in enumerate(results):
+        for k, P in enumerate(got):
+            np.testing.assert_array_equal(P, want[(i + k) % len(rows)])
+
+
 def test_refit_is_seen(fitted, rng):
     clf, X = fitted
     row = X[:1].copy()

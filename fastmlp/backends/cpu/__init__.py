@@ -384,25 +384,32 @@ def predict(spec, theta, X, apply_out):
     return out
 
 
-def small_predictor(spec, theta):
-    """``run(X, apply_out)``: ``predict`` of a few rows in one compiled call that also
-    checks them (the output, or None when X holds NaN or inf).
+def small_predictor(spec, theta, max_rows=64):
+    """``run(X, apply_out)``: ``predict`` of up to ``max_rows`` rows in one compiled call
+    that also checks them (the output, or None when X holds NaN or inf).
 
     For ``fastmlp._fastpath``: everything but X is looked up once here, so a
-    call costs the forward pass, three small allocations and one dispatch.
+    call costs the forward pass, one or two small allocations and one dispatch.
+    The workspace is allocated once per thread (the kernel releases the GIL, so
+    threads must not share one) for ``max_rows`` rows; the output is new each call.
     """
     layers, code, param, pieces, out_code = (spec.layers, spec.code, spec.param, spec.pieces,
                                              spec.out_code)
     dtype, n_out = spec.dtype, spec.n_outputs
     ws_cols, iws_cols = max(spec.ws_cols, 1), spec.iws_cols
+    local = threading.local()
 
     def run(X, apply_out):
         m = X.shape[0]
-        ws = np.empty(ws_cols * m, dtype=dtype)
-        iws = np.empty(iws_cols * m, dtype=np.int32) if iws_cols else None
+        try:
+            ws, iws = local.ws
+        except AttributeError:
+            ws = np.empty(ws_cols * max_rows, dtype=dtype)
+            iws = np.empty(iws_cols * max_rows, dtype=np.int32) if iws_cols else None
+            local.ws = ws, iws
         out = np.empty((m, n_out), dtype=dtype)
         if predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws,
-                           m, out, True):
+                           max_rows, out, True):
             return out
         return None
 
