@@ -84,7 +84,7 @@ def _prepare(est, d):
     spec = d["_spec"]
     backend = get_backend(name)
     make = getattr(backend, "small_predictor", None)
-    run = make(spec, theta, MAX_ROWS) if make is not None else _checked_predictor(backend, spec, theta)
+    run = make(spec, theta) if make is not None else _checked_predictor(backend, spec, theta)
     arrays = _published(d)
     rec = Ready(spec, theta, arrays, list(map(len, arrays)), list(map(_ndim, arrays)),
                 d.get("n_features_in_"), name, run)

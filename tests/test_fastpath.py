@@ -105,6 +105,14 @@ def test_in_place_reshape_takes_the_full_path(fitted, which):
     assert str(small.value) == str(full.value)
 
 
+def test_growing_and_shrinking_inputs_reuse_the_workspace(fitted):
+    # the per-thread workspace grows to the most rows asked for and serves fewer rows after
+    clf, X = fitted
+    for n in (1, 5, 2, _fastpath.MAX_ROWS, 1, 7):
+        rows = np.ascontiguousarray(X[n:2 * n])
+        np.testing.assert_array_equal(clf.predict_proba(rows), _full_path(clf, rows, True))
+
+
 def test_threads_predicting_at_once_get_their_own_answers(rng):
     # the kernel releases the GIL and the shortcut keeps a workspace per thread: threads
     # predicting different rows on one model at the same time must not mix them up

@@ -19,7 +19,7 @@ def _cuda_driver_found():
     """Whether NVIDIA's driver library loads (the names numba-cuda's loader tries).
 
     Without it no GPU can run, and "auto" picks the CPU without importing
-    numba-cuda, whose import alone took ~0.9 s of a first fit on the project's
+    numba-cuda, whose import alone took ~0.8 s of a first fit on the project's
     machine.  Loading the library starts nothing on a GPU.
     """
     if sys.platform == "win32":  # pragma: no cover - not CI's platform

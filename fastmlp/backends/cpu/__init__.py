@@ -384,14 +384,14 @@ def predict(spec, theta, X, apply_out):
     return out
 
 
-def small_predictor(spec, theta, max_rows=64):
-    """``run(X, apply_out)``: ``predict`` of up to ``max_rows`` rows in one compiled call
-    that also checks them (the output, or None when X holds NaN or inf).
+def small_predictor(spec, theta):
+    """``run(X, apply_out)``: ``predict`` of a few rows in one compiled call that also
+    checks them (the output, or None when X holds NaN or inf).
 
     For ``fastmlp._fastpath``: everything but X is looked up once here, so a
-    call costs the forward pass, one or two small allocations and one dispatch.
-    The workspace is allocated once per thread (the kernel releases the GIL, so
-    threads must not share one) for ``max_rows`` rows; the output is new each call.
+    call costs the forward pass, the output's allocation and one dispatch.  The
+    workspace is kept per thread (the kernel releases the GIL, so threads must
+    not share one), sized for the most rows that thread has asked for so far.
     """
     layers, code, param, pieces, out_code = (spec.layers, spec.code, spec.param, spec.pieces,
                                              spec.out_code)
@@ -402,14 +402,17 @@ def small_predictor(spec, theta, max_rows=64):
     def run(X, apply_out):
         m = X.shape[0]
         try:
-            ws, iws = local.ws
+            ws, iws, cap = local.ws
         except AttributeError:
-            ws = np.empty(ws_cols * max_rows, dtype=dtype)
-            iws = np.empty(iws_cols * max_rows, dtype=np.int32) if iws_cols else None
-            local.ws = ws, iws
+            cap = 0
+        if m > cap:
+            cap = m
+            ws = np.empty(ws_cols * cap, dtype=dtype)
+            iws = np.empty(iws_cols * cap, dtype=np.int32) if iws_cols else None
+            local.ws = ws, iws, cap
         out = np.empty((m, n_out), dtype=dtype)
         if predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, ws, iws,
-                           max_rows, out, True):
+                           cap, out, True):
             return out
         return None
 
