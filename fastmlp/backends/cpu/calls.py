@@ -22,6 +22,12 @@ The calls are the big ones made once per batch or chunk; small helpers are
 still linked (and inlined by LLVM), where a call would cost more than it saves.
 The callee must be a module-level dispatcher.  Under ``NUMBA_DISABLE_JIT=1``
 ``call`` is a plain Python call.
+
+This leans on numba internals that its own extensions use (the call
+convention's ``call_function``, the active code library and its
+``_reload_init`` set, a compile result's library): ``tests/test_calls.py``
+checks each part, the reload in a fresh process included, so that a numba
+release that changes them fails the tests instead of a user's process.
 """
 
 import functools
