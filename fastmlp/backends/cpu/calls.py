@@ -76,13 +76,13 @@ def _call(typingctx, kernel, args):
     if name is None:
         return None  # not a module-level kernel
     argtys = tuple(types.unliteral(a) for a in args)
-    _, cres = register(module, name, argtys)
+    symbol, cres = register(module, name, argtys)
     restype = cres.signature.return_type
     if isinstance(restype, types.Optional):
         return None
 
     def codegen(context, builder, sig, llargs):
-        symbol, _ = register(module, name, argtys)
+        # (the callee was compiled and registered above, when the call was typed)
         # on a cache load of the caller, register the callee before its code is loaded
         context.active_code_library._reload_init.add(
             functools.partial(register, module, name, argtys))
