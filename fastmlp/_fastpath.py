@@ -18,7 +18,6 @@ assigned instead take the full path.
 
 import operator
 import weakref
-from typing import NamedTuple
 
 import numpy as np
 
@@ -30,29 +29,16 @@ MAX_ROWS = 64  # beyond this the validation is no longer what dominates
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)  # (other dtype objects: full path)
 
 
-class Ready(NamedTuple):
-    """What the shortcut needs of one fitted state, valid while that state lasts."""
-
-    spec: object          # the NetSpec
-    theta: np.ndarray     # the flat parameter vector
-    arrays: tuple         # the published coefs_ / intercepts_ / prelu_alphas_ arrays
-    lens: list            # their len() and ndim when recorded: an in-place change of
-    ndims: list           # shape keeps the size, so these two tell it (cheaper than .shape)
-    n_features: int       # n_features_in_
-    backend_name: str     # the backend parameter
-    run: object           # run(X, apply_out) -> predictions, or None if X is not finite
-
-
-# id(estimator) -> (weak reference, Ready).  (A dict on ids: WeakKeyDictionary.get costs more.)
+# id(estimator) -> (weak reference to it, its ``fast`` function; see ``_prepare``).
+# (A dict on ids: WeakKeyDictionary.get costs more.)
 _ready = {}
 
-
-_ndim = operator.attrgetter("ndim")
+_STALE = object()  # what ``fast`` answers when the fitted state it was made for has changed
 _is = operator.is_
 
 
 def _published(d):
-    return (*d["coefs_"], *d["intercepts_"], *(d.get("prelu_alphas_") or ()))
+    return (*d.get("coefs_", ()), *d.get("intercepts_", ()), *(d.get("prelu_alphas_") or ()))
 
 
 def _checked_predictor(backend, spec, theta):
@@ -65,11 +51,28 @@ def _checked_predictor(backend, spec, theta):
     return run
 
 
+def _suits(X, n_features):
+    """Whether the full validation would hand the ndarray X back unchanged: 2-D,
+    1 to MAX_ROWS rows of n_features columns, float32 or float64, C-contiguous
+    (finiteness is checked by the forward pass)."""
+    shape = X.shape
+    dt = X.dtype
+    return (len(shape) == 2 and 0 < shape[0] <= MAX_ROWS and shape[1] == n_features
+            and (dt is _F32 or dt is _F64) and X.flags.c_contiguous)
+
+
 def _prepare(est, d):
-    """The ``Ready`` record for the attribute dict d of est, or None when the
-    shortcut must not be used: not fitted, fitted with feature names, or coefs_ /
-    intercepts_ / prelu_alphas_ no longer the views of the flat vector (the user
-    assigned arrays)."""
+    """``fast(d, X, apply_out)`` for the fitted state in the attribute dict d of est, or
+    None when the shortcut must not be used: not fitted, fitted with feature names, or
+    coefs_ / intercepts_ / prelu_alphas_ no longer the views of the flat vector (the user
+    assigned arrays).
+
+    ``fast`` answers the forward pass of X (None when X holds NaN or inf), or ``_STALE``
+    when d no longer holds the state it was made for: another flat vector or spec, or
+    published arrays that are other objects or have other shapes (an in-place change of
+    shape keeps the size).  Everything it compares against is a local of this closure:
+    the checks cost about 1 us a call, the size of the forward pass of a small network.
+    """
     if "coefs_" not in d or "_spec" not in d or "feature_names_in_" in d:
         return None
     name = d.get("backend")
@@ -82,15 +85,35 @@ def _prepare(est, d):
     if theta is not d.get("_theta"):
         return None
     spec = d["_spec"]
+    dtype = spec.dtype
     backend = get_backend(name)
     make = getattr(backend, "small_predictor", None)
     run = make(spec, theta) if make is not None else _checked_predictor(backend, spec, theta)
     arrays = _published(d)
-    rec = Ready(spec, theta, arrays, list(map(len, arrays)), list(map(_ndim, arrays)),
-                d.get("n_features_in_"), name, run)
+    shapes = [a.shape for a in arrays]
+    n_arrays = len(arrays)
+    n_features = d.get("n_features_in_")
+
+    def fast(d, X, apply_out):
+        shape = X.shape  # (``_suits`` inline: a call costs ~0.1 us)
+        dt = X.dtype
+        if (len(shape) != 2 or not 0 < shape[0] <= MAX_ROWS or shape[1] != n_features
+                or (dt is not _F32 and dt is not _F64) or not X.flags.c_contiguous):
+            return None
+        if not (d.get("_theta") is theta and d.get("_spec") is spec
+                and d.get("backend") == name and "feature_names_in_" not in d
+                and d.get("n_features_in_") == n_features):
+            return _STALE
+        A = _published(d)
+        if len(A) != n_arrays or not all(map(_is, A, arrays)) or [a.shape for a in A] != shapes:
+            return _STALE
+        if dt is not dtype:
+            X = X.astype(dtype)  # (float64 beyond float32's range: inf, found by run)
+        return run(X, apply_out)
+
     key = id(est)
-    _ready[key] = (weakref.ref(est, lambda _, key=key: _ready.pop(key, None)), rec)
-    return rec
+    _ready[key] = (weakref.ref(est, lambda _, key=key: _ready.pop(key, None)), fast)
+    return fast
 
 
 def predict_raw(est, d, X, apply_out):
@@ -103,42 +126,30 @@ def predict_raw(est, d, X, apply_out):
     fit publishes a new one.  NaN and inf are found by the forward pass's own
     first loop (CPU) and send X to the full path, which raises the usual error.
     """
-    if type(X) is not np.ndarray or X.ndim != 2 or not 0 < X.shape[0] <= MAX_ROWS:
-        return None
-    dt = X.dtype
-    if ((dt is not _F32 and dt is not _F64) or X.shape[1] != d.get("n_features_in_")
-            or not X.flags.c_contiguous):
+    if type(X) is not np.ndarray:
         return None
     entry = _ready.get(id(est))
-    rec = entry[1] if entry is not None and entry[0]() is est else None
-    if rec is not None:
-        # still the fitted state rec was made from: the same flat vector and spec, and
-        # the same published arrays (objects and shapes).  (Inline: a call costs ~0.1 us.)
-        arrays = _published(d)
-        if not (d.get("_theta") is rec.theta and d.get("_spec") is rec.spec
-                and d.get("backend") == rec.backend_name and "feature_names_in_" not in d
-                and d.get("n_features_in_") == rec.n_features
-                and len(arrays) == len(rec.arrays) and all(map(_is, arrays, rec.arrays))
-                and list(map(len, arrays)) == rec.lens and list(map(_ndim, arrays)) == rec.ndims):
-            rec = None
-    if rec is None:
-        rec = _prepare(est, d)
-        if rec is None:
-            return None
-    if dt is not rec.spec.dtype:
-        X = X.astype(rec.spec.dtype)  # (float64 beyond float32's range: inf, found below)
-    return rec.run(X, apply_out)
+    if entry is not None and entry[0]() is est:
+        out = entry[1](d, X, apply_out)  # (None also when X does not suit)
+        if out is not _STALE:
+            return out
+    elif not _suits(X, d.get("n_features_in_")):
+        return None
+    fast = _prepare(est, d)
+    if fast is None:
+        return None
+    out = fast(d, X, apply_out)
+    return None if out is _STALE else out
 
 
 def small_input(est, d, X):
-    """(Ready record, X as the fitted dtype) when ``predict_raw`` would take the
+    """(the ``fast`` function, X as the fitted dtype) when ``predict_raw`` would take the
     shortcut for X, else None.  (For tests and tools; ``predict_raw`` does the same
     checks inline.)"""
     ok = predict_raw(est, d, X, False)
     if ok is None:
         return None
-    rec = _ready[id(est)][1]
-    return rec, X.astype(rec.spec.dtype, copy=False)
+    return _ready[id(est)][1], X.astype(d["_spec"].dtype, copy=False)
 
 
 def shuffled(order, rng):

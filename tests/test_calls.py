@@ -19,7 +19,14 @@ from numba.core.errors import TypingError
 
 from fastmlp.backends.cpu import calls
 from fastmlp.backends.cpu.calls import call
-from fastmlp.backends.cpu.train import _view, all_finite
+from fastmlp.backends.cpu.train import all_finite
+
+
+@njit(nogil=True)
+def _view(buf, col_off, cap, rows, cols):
+    """Rows of the workspace buffer viewed as a matrix (an array the caller gets back)."""
+    start = col_off * cap
+    return buf[start:start + rows * cols].reshape((rows, cols))
 
 
 @njit

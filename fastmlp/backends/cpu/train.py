@@ -60,6 +60,7 @@ from .activations import (
 from .blas import gemm
 from .calls import call
 from .sync import barrier
+from .views import matrix, vector
 from .dense import dense_backward
 from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
@@ -71,25 +72,6 @@ _inner = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
               no_cpython_wrapper=True, no_cfunc_wrapper=True)
 # numba-level inlining, for the small loops that have one caller (see the module docstring)
 inline = njit(inline="always", fastmath=FASTMATH)
-
-
-@_inner
-def _view(buf, col_off, cap, rows, cols):
-    start = col_off * cap
-    return buf[start:start + rows * cols].reshape((rows, cols))
-
-
-@_inner
-def _vec(theta, off, size):
-    return theta[off:off + size]
-
-
-@_inner
-def _weights(theta, layers, l):
-    fi = layers[l, FAN_IN]
-    zc = layers[l, ZCOLS]
-    off = layers[l, W_OFF]
-    return theta[off:off + fi * zc].reshape((fi, zc))
 
 
 @inline
@@ -116,23 +98,23 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
     for l in range(L):
         zc = layers[l, ZCOLS]
         units = layers[l, UNITS]
-        W = _weights(theta, layers, l)
-        b = _vec(theta, layers[l, B_OFF], zc)
-        Z = _view(ws, layers[l, Z_OFF], cap, m, zc)
+        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
+        b = vector(theta, layers[l, B_OFF], zc)
+        Z = matrix(ws, layers[l, Z_OFF] * cap, m, zc)
         gemm(Hprev, W, Z)
         if l == L - 1:
             _add_bias(Z, b)
             out = Z
         elif iws is not None:  # maxout, the one activation with an argmax workspace
-            H = _view(ws, layers[l, H_OFF], cap, m, units)
-            A = _view(iws, layers[l, ARG_OFF], cap, m, units)
+            H = matrix(ws, layers[l, H_OFF] * cap, m, units)
+            A = matrix(iws, layers[l, ARG_OFF] * cap, m, units)
             call(maxout_forward, (Z, b, pieces, H, A))
             Hprev = H
         else:
             # H is Z itself (its columns are the H columns) unless prelu keeps Z
-            H = _view(ws, layers[l, H_OFF], cap, m, units)
+            H = matrix(ws, layers[l, H_OFF] * cap, m, units)
             a_off = layers[l, A_OFF]
-            slopes = _vec(theta, a_off, zc) if a_off >= 0 else b
+            slopes = vector(theta, a_off, zc) if a_off >= 0 else b
             call(bias_act_forward, (Z, b, code, param, slopes, H))
             Hprev = H
     return out
@@ -149,38 +131,38 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
     m = Xb.shape[0]
     L = layers.shape[0]
     n_out = layers[L - 1, ZCOLS]
-    O = _view(ws, layers[L - 1, Z_OFF], cap, m, n_out)
-    dO = _view(ws, layers[L - 1, DZ_OFF], cap, m, n_out)
+    O = matrix(ws, layers[L - 1, Z_OFF] * cap, m, n_out)
+    dO = matrix(ws, layers[L - 1, DZ_OFF] * cap, m, n_out)
     data = call(output_loss, (out_code, O, Yb, yb, swb, scale, dO, dO))
     dZ = dO
     for l in range(L - 1, -1, -1):
         zc = layers[l, ZCOLS]
-        W = _weights(theta, layers, l)
-        dW = _weights(grad, layers, l)
-        db = _vec(grad, layers[l, B_OFF], zc)
+        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
+        dW = matrix(grad, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
+        db = vector(grad, layers[l, B_OFF], zc)
         if l == 0:
             Hprev = Xb
             dHprev = dZ[:0]  # no rows: the input needs no gradient
         else:
-            Hprev = _view(ws, layers[l - 1, H_OFF], cap, m, layers[l - 1, UNITS])
-            dHprev = _view(ws, layers[l - 1, DH_OFF], cap, m, layers[l - 1, UNITS])
+            Hprev = matrix(ws, layers[l - 1, H_OFF] * cap, m, layers[l - 1, UNITS])
+            dHprev = matrix(ws, layers[l - 1, DH_OFF] * cap, m, layers[l - 1, UNITS])
         call(dense_backward, (Hprev, W, dZ, 0.0, dW, db, dHprev))
         if l > 0:
             # through the previous layer's activation: dZ of layer l - 1
             p = l - 1
             pzc = layers[p, ZCOLS]
             units = layers[p, UNITS]
-            dZp = _view(ws, layers[p, DZ_OFF], cap, m, pzc)
+            dZp = matrix(ws, layers[p, DZ_OFF] * cap, m, pzc)
             if iws is not None:  # maxout
-                A = _view(iws, layers[p, ARG_OFF], cap, m, units)
+                A = matrix(iws, layers[p, ARG_OFF] * cap, m, units)
                 call(maxout_backward, (dHprev, A, pieces, dZp))
             else:
-                Z = _view(ws, layers[p, Z_OFF], cap, m, pzc)
-                H = _view(ws, layers[p, H_OFF], cap, m, units)
+                Z = matrix(ws, layers[p, Z_OFF] * cap, m, pzc)
+                H = matrix(ws, layers[p, H_OFF] * cap, m, units)
                 a_off = layers[p, A_OFF]
                 if code == PRELU:
-                    call(prelu_slope_grad, (dHprev, Z, _vec(grad, a_off, units)))
-                slopes = _vec(theta, max(a_off, 0), units)  # (read by prelu only)
+                    call(prelu_slope_grad, (dHprev, Z, vector(grad, a_off, units)))
+                slopes = vector(theta, max(a_off, 0), units)  # (read by prelu only)
                 call(act_backward, (dHprev, Z, H, code, param, slopes, dZp))
             dZ = dZp
     return data

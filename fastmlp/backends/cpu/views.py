@@ -1,0 +1,78 @@
+"""Borrowed views: a kernel's views of its own buffers, without reference counting.
+
+A numba array carries a pointer to its memory's owner (the "meminfo"), and
+every view made from it, passed on or dropped, increments or decrements the
+owner's count with an atomic instruction.  The kernels view their flat
+buffers (``theta``, the gradient, the workspace) as one matrix or vector per
+layer and per batch, and those counts were a quarter of the time of a 1-row
+forward pass (``perf``: ``NRT_incref`` / ``NRT_decref``, ~0.45 of 1.9 us for
+the 40 -> 100 -> 100 -> 10 network of the benchmarks).
+
+The views made here point into the buffer without a meminfo: they cost a few
+stores to make and nothing to pass or drop, and compile to less code than
+``buf[a:b].reshape(...)`` (which carries numba's reshape helper and its
+error branch).  They borrow: valid only while the buffer they view is alive,
+which is the whole call of the kernel that made them.  No kernel hands one
+back to Python (numba would box it as an array that does not keep its memory
+alive); they are for compiled code only.
+
+Bounds are not checked, as elsewhere in the kernels (numba's default): the
+offsets come from ``layout.make_layout``, whose tests check that every buffer
+fits.  ``numba.np.arrayobj.make_array`` / ``populate_array`` are the helpers
+numba's own array constructors use; ``tests/test_views.py`` checks the views
+against NumPy slicing.  Under ``NUMBA_DISABLE_JIT=1`` these are NumPy slices.
+"""
+
+from numba import config, types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+
+def _ints(*tys):
+    return all(isinstance(t, types.Integer) for t in tys)
+
+
+def _borrow(context, builder, sig, args, shape_args):
+    """The codegen shared by both views: data = &buf[start], C-contiguous strides."""
+    buf_ty, retty = sig.args[0], sig.return_type
+    src = make_array(buf_ty)(context, builder, value=args[0])
+    ints = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:])]
+    start, shape = ints[0], ints[1:1 + shape_args]
+    itemsize = src.itemsize
+    strides = [itemsize]
+    for n in reversed(shape[1:]):
+        strides.insert(0, builder.mul(strides[0], n))
+    out = make_array(retty)(context, builder)
+    populate_array(out, data=builder.gep(src.data, [start]), shape=shape, strides=strides,
+                   itemsize=itemsize, meminfo=None)
+    return out._getvalue()
+
+
+@intrinsic
+def matrix(typingctx, buf, start, rows, cols):
+    """buf[start:start + rows * cols] as a (rows, cols) C-contiguous matrix (buf 1-D, C)."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"
+            and _ints(start, rows, cols)):
+        return None
+    sig = types.Array(buf.dtype, 2, "C")(buf, start, rows, cols)
+    return sig, lambda context, builder, sig, args: _borrow(context, builder, sig, args, 2)
+
+
+@intrinsic
+def vector(typingctx, buf, start, size):
+    """buf[start:start + size] (buf 1-D, C)."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"
+            and _ints(start, size)):
+        return None
+    sig = types.Array(buf.dtype, 1, "C")(buf, start, size)
+    return sig, lambda context, builder, sig, args: _borrow(context, builder, sig, args, 1)
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the kernels run as Python, intrinsics cannot
+    def matrix(buf, start, rows, cols):  # noqa: F811
+        """buf[start:start + rows * cols] as (rows, cols) (Python: NUMBA_DISABLE_JIT)."""
+        return buf[start:start + rows * cols].reshape((rows, cols))
+
+    def vector(buf, start, size):  # noqa: F811
+        """buf[start:start + size] (Python: NUMBA_DISABLE_JIT)."""
+        return buf[start:start + size]
