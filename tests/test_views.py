@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastmlp.backends.cpu.views import matrix, vector
+from fastmlp.backends.cpu.views import borrow, matrix, vector
 
 
 @njit(cache=False)
@@ -76,3 +76,22 @@ def test_only_flat_contiguous_buffers():
         _matrix_copy(np.zeros((4, 4)), 0, 2, 2)
     with pytest.raises(TypingError, match="vector"):
         _vector_copy(np.zeros(10)[::2], 0, 2)
+
+
+@njit(cache=False)
+def _borrowed_sum(a, lo, hi):
+    b = borrow(a)
+    part = b[lo:hi]  # a slice of the borrowed array
+    part[0] += 1.0   # writes reach a's memory
+    return part.sum(), b.shape, b.strides
+
+
+def test_borrow_is_the_same_array(rng):
+    for a in (rng.standard_normal(30), rng.standard_normal((6, 5)), rng.standard_normal((5, 6)).T):
+        before = a.copy()
+        s, shape, strides = _borrowed_sum(a, 1, 4)
+        assert shape == a.shape and strides == a.strides
+        want = before.copy()
+        want[1] += 1.0
+        np.testing.assert_array_equal(a, want)
+        np.testing.assert_allclose(s, want[1:4].sum())
