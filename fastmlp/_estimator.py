@@ -66,12 +66,15 @@ def _to_model_dtype(X, dtype):
         return X.astype(dtype).toarray()
     if X.dtype == dtype:
         return np.ascontiguousarray(X)
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(X, dtype=dtype)
-    if (out.dtype == np.float32 and X.dtype.kind == "f" and X.dtype.itemsize > 4
-            and out.size and not _fastpath.all_finite(out.reshape(out.shape[0], -1))):
-        raise ValueError(_F32_RANGE)
-    return out
+    if np.dtype(dtype) == np.float32 and X.dtype.kind == "f" and X.dtype.itemsize > 4:
+        # the cast itself reports a value that becomes inf (NumPy >= 1.24 checks the
+        # floating-point flags of casts): no second pass over the data to find it
+        try:
+            with np.errstate(over="raise"):
+                return np.ascontiguousarray(X, dtype=dtype)
+        except FloatingPointError:
+            raise ValueError(_F32_RANGE) from None
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def _predict_chunks(backend, spec, theta, X, apply_out):

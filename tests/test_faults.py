@@ -288,6 +288,10 @@ def test_values_beyond_float32_are_an_error(rng, kind):
         est.predict(bad)
     with pytest.raises(ValueError, match="beyond the range of float32"):
         est.predict(sp.csr_matrix(bad))
+    # the cast's own overflow flag, whatever the input's memory layout
+    for layout in (np.asfortranarray(bad), np.repeat(bad, 2, axis=1)[:, ::2]):
+        with pytest.raises(ValueError, match="beyond the range of float32"):
+            est.predict(layout)
     # the float64 model takes them
     _make(kind, "adam").fit(X * 1e39 / 1e39, y).predict(bad)
 
