@@ -173,11 +173,12 @@ def _rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, t
     """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
     With an ``order`` (an epoch), the block's rows are order[start + lo:start + hi],
-    gathered first into Xb/Yb/yb/swb[lo:hi]; with an empty ``order`` (full batch)
-    they are X[start + lo:start + hi] as they lie.  Uses the workspace (ws, iws),
-    writes grad = scale * sum_i w_i dl_i/dtheta and returns sum_i w_i l_i.
+    gathered first into Xb/Yb/yb/swb[lo:hi]; with ``order`` None (full batch) they
+    are X[start + lo:start + hi] as they lie (numba compiles only the branch each
+    caller takes).  Uses the workspace (ws, iws), writes
+    grad = scale * sum_i w_i dl_i/dtheta and returns sum_i w_i l_i.
     """
-    if order.shape[0] > 0:
+    if order is not None:
         d = X.shape[1]
         for i in range(lo, hi):
             r = order[start + i]
@@ -224,7 +225,7 @@ def batch_scale(sw, order, start, m, alpha):
     if sw is not None:
         wsum = 0.0
         for i in range(m):
-            wsum += sw[order[start + i]] if order.shape[0] > 0 else sw[start + i]
+            wsum += sw[order[start + i]] if order is not None else sw[start + i]
     else:
         wsum = float(m)
     scale = 1.0 / wsum if wsum > 0 else 0.0
@@ -291,9 +292,8 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
                     alpha, ws, iws, cap):
     """Loss and full gradient (into ``grad``) of one batch; the loss as a float64."""
     m = Xb.shape[0]
-    no_order = np.empty(0, dtype=np.int64)
-    scale, lam = batch_scale(swb, no_order, 0, m, alpha)
-    data = call(rows_forward_backward, (Xb, Yb, yb, swb, no_order, 0, 0, m, Xb, Yb, yb, swb,
+    scale, lam = batch_scale(swb, None, 0, m, alpha)
+    data = call(rows_forward_backward, (Xb, Yb, yb, swb, None, 0, 0, m, Xb, Yb, yb, swb,
                                         theta, grad, layers, code, param, pieces, out_code,
                                         scale, ws, iws, cap))
     sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
@@ -313,7 +313,6 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     (dask workers) can be summed first.
     """
     n = X.shape[0]
-    no_order = np.empty(0, dtype=np.int64)
     single = n <= cap
     g = grad if single else gbuf
     if not single:
@@ -321,7 +320,7 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     total = 0.0
     for start in range(0, n, cap):
         m = min(cap, n - start)
-        total += call(rows_forward_backward, (X, Y, y, sw, no_order, start, 0, m, X, Y, y, sw,
+        total += call(rows_forward_backward, (X, Y, y, sw, None, start, 0, m, X, Y, y, sw,
                                               theta, g, layers, code, param, pieces, out_code,
                                               1.0, ws, iws, cap))
         if not single:
