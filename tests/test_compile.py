@@ -50,16 +50,16 @@ FIT = textwrap.dedent("""
     print(json.dumps(sorted(compiled)))
 """)
 
-COMMON = {"train_epoch", "forward_batch", "bias_act_forward", "act_backward", "dense_backward",
+COMMON = {"train_epoch", "forward_batch", "bias_act_forward", "act_backward", "dense_grads",
           "output_loss"}
 CASES = {
     # (kernels the fit must compile, kernels it must not)
     "classifier": (COMMON | {"adam_step", "softmax_row"},
                    {"sgd_step", "maxout_forward", "maxout_backward", "sigmoid_bce_row",
-                    "squared_error_row", "poisson_row"}),
+                    "squared_error_row", "poisson_row", "dense_backward"}),
     "regressor": (COMMON | {"sgd_step", "squared_error_row"},
                   {"adam_step", "_adam_update", "softmax_row", "maxout_forward",
-                   "maxout_backward"}),
+                   "maxout_backward", "dense_backward"}),
 }
 
 

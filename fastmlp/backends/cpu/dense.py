@@ -34,23 +34,15 @@ def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
-    """Gradients of one dense layer from dZ = dL/dZ.
+def dense_grads(Hprev, W, dZ, dW, db, dHprev):
+    """Gradients of one dense layer from dZ = dL/dZ, without a penalty.
 
-    dW = Hprev^T @ dZ + lam * W;  db = sum_rows dZ;  dHprev = dZ @ W^T
-    (skipped when dHprev has zero rows, as for the first layer).
-    Returns sum(W^2), which the caller turns into the L2 part of the loss, so
-    the weights are read once for both.
+    dW = Hprev^T @ dZ;  db = sum_rows dZ;  dHprev = dZ @ W^T (skipped when
+    dHprev has zero rows, as for the first layer).  What the training kernels
+    call: they add the L2 term over the whole parameter vector at once
+    (``train.finish_gradient``).
     """
     gemm(Hprev.T, dZ, dW)
-    sq = 0.0
-    if lam != 0.0:
-        fi, fo = W.shape
-        for i in range(fi):
-            for j in range(fo):
-                w = W[i, j]
-                sq += w * w
-                dW[i, j] += lam * w
     n, fo = dZ.shape
     for j in range(fo):
         db[j] = 0.0
@@ -59,6 +51,24 @@ def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
             db[j] += dZ[i, j]
     if dHprev.shape[0] > 0:
         gemm(dZ, W.T, dHprev)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
+    """``dense_grads`` plus the L2 term: dW += lam * W.
+
+    Returns sum(W^2), which the caller turns into the L2 part of the loss, so
+    the weights are read once for both.
+    """
+    dense_grads(Hprev, W, dZ, dW, db, dHprev)
+    sq = 0.0
+    if lam != 0.0:
+        fi, fo = W.shape
+        for i in range(fi):
+            for j in range(fo):
+                w = W[i, j]
+                sq += w * w
+                dW[i, j] += lam * w
     return sq
 
 

@@ -23,7 +23,7 @@ Now one function does the per-block work of every training path
 points (``train_epoch``, ``loss_grad_sum``, ``loss_grad_batch``) are
 loops around it, and only small loops are inlined into it (numba's inliner
 copies the callee's IR at a cost that grows with its size).  The kernels
-called once per batch or chunk (``forward_batch``, ``dense_backward``, the
+called once per batch or chunk (``forward_batch``, ``dense_grads``, the
 loss, the optimizer step, ...) are called through ``calls.call``, by address,
 so that their code is not linked into each caller and optimised again there
 (the first fit's compilation: 6.5-6.7 s -> 5.7-6.2 s).  Split epochs
@@ -61,7 +61,7 @@ from .blas import gemm
 from .calls import call
 from .sync import barrier
 from .views import borrow, matrix, vector
-from .dense import dense_backward
+from .dense import dense_grads
 from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
 
@@ -146,7 +146,7 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
         else:
             Hprev = matrix(ws, layers[l - 1, H_OFF] * cap, m, layers[l - 1, UNITS])
             dHprev = matrix(ws, layers[l - 1, DH_OFF] * cap, m, layers[l - 1, UNITS])
-        call(dense_backward, (Hprev, W, dZ, 0.0, dW, db, dHprev))
+        call(dense_grads, (Hprev, W, dZ, dW, db, dHprev))
         if l > 0:
             # through the previous layer's activation: dZ of layer l - 1
             p = l - 1
