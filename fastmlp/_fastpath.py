@@ -71,7 +71,8 @@ def _prepare(est, d):
     when d no longer holds the state it was made for: another flat vector or spec, or
     published arrays that are other objects or have other shapes (an in-place change of
     shape keeps the size).  Everything it compares against is a local of this closure:
-    the checks cost about 1 us a call, the size of the forward pass of a small network.
+    the checks still cost about 1.8 us a call, more than the compiled forward pass of
+    a small network (1 us).
     """
     if "coefs_" not in d or "_spec" not in d or "feature_names_in_" in d:
         return None

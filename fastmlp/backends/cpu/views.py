@@ -4,11 +4,11 @@ A numba array carries a pointer to its memory's owner (the "meminfo"), and
 every view made from it, passed on or dropped, increments or decrements the
 owner's count with an atomic instruction.  The kernels view their flat
 buffers (``theta``, the gradient, the workspace) as one matrix or vector per
-layer and per batch, and those counts were a third of the time of a 1-row
-forward pass (``perf``: ``NRT_incref`` / ``NRT_decref``; the 40 -> 100 ->
-100 -> 10 network of the benchmarks, float32: ``predict_forward`` 1.79 us,
-1.17 us with ``matrix`` / ``vector``, 0.99 us with its arguments borrowed too,
-where its three GEMVs alone take 0.98 us).
+layer and per batch, and ``perf`` put a quarter of a 1-row forward pass's
+samples on those counts (``NRT_incref`` / ``NRT_decref``).  For the 40 -> 100
+-> 100 -> 10 network of the benchmarks, float32, ``predict_forward`` took
+1.79 us, 1.17 us with ``matrix`` / ``vector`` (no counts, no reshape helper),
+0.99 us with its arguments borrowed too; its three GEMVs alone take 0.98 us.
 
 The views made here point into the buffer without a meminfo: they cost a few
 stores to make and nothing to pass or drop, and compile to less code than
