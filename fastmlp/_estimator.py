@@ -48,33 +48,31 @@ _F32_RANGE = ("X has values beyond the range of float32 (|x| > 3.4e38), the prec
               "dtype='float64'.")
 
 
-def _check_float32_range(values, dtype):
-    """Raise when a float64 value does not fit the float32 model (it would become inf)."""
-    if (np.dtype(dtype) == np.float32 and values.dtype.kind == "f" and values.dtype.itemsize > 4
-            and values.size and np.abs(values).max() > np.finfo(np.float32).max):
-        raise ValueError(_F32_RANGE)
+def _cast(convert, dtype):
+    """``convert()``, a cast of X's values to the model's dtype, with a value that a
+    float32 model cannot hold raising a ValueError instead of turning into inf (and
+    then into NaN predictions or a "diverged" fit).
+
+    The cast reports it itself (NumPy >= 1.24 checks the floating-point flags of
+    casts), for dense and sparse X alike: no second pass over the data.
+    """
+    if np.dtype(dtype) != np.float32:
+        with np.errstate(over="ignore"):
+            return convert()
+    try:
+        with np.errstate(over="raise"):
+            return convert()
+    except FloatingPointError:
+        raise ValueError(_F32_RANGE) from None
 
 
 def _to_model_dtype(X, dtype):
-    """X (dense or sparse rows) as a C-contiguous array of the model's dtype.
-
-    A float64 value that float32 cannot hold raises a ValueError instead of
-    turning into inf (and then into NaN predictions or a "diverged" fit).
-    """
+    """X (dense or sparse rows) as a C-contiguous array of the model's dtype (see ``_cast``)."""
     if sp.issparse(X):
-        _check_float32_range(X.data, dtype)
-        return X.astype(dtype).toarray()
+        return _cast(lambda: X.astype(dtype), dtype).toarray()
     if X.dtype == dtype:
         return np.ascontiguousarray(X)
-    if np.dtype(dtype) == np.float32 and X.dtype.kind == "f" and X.dtype.itemsize > 4:
-        # the cast itself reports a value that becomes inf (NumPy >= 1.24 checks the
-        # floating-point flags of casts): no second pass over the data to find it
-        try:
-            with np.errstate(over="raise"):
-                return np.ascontiguousarray(X, dtype=dtype)
-        except FloatingPointError:
-            raise ValueError(_F32_RANGE) from None
-    return np.ascontiguousarray(X, dtype=dtype)
+    return _cast(lambda: np.ascontiguousarray(X, dtype=dtype), dtype)
 
 
 def _predict_chunks(backend, spec, theta, X, apply_out):
@@ -87,8 +85,7 @@ def _predict_chunks(backend, spec, theta, X, apply_out):
     """
     dtype = spec.dtype
     if sp.issparse(X):
-        _check_float32_range(X.data, dtype)
-        X = X.astype(dtype, copy=False)
+        X = _cast(lambda: X.astype(dtype, copy=False), dtype)
     elif X.dtype == dtype and X.flags.c_contiguous:
         return backend.predict(spec, theta, X, apply_out)
     n = X.shape[0]
@@ -303,8 +300,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
         dtype = _DTYPES[self.dtype]
         if sp.issparse(X):  # kept sparse: the solvers densify a chunk of rows at a time
-            _check_float32_range(X.data, dtype)
-            X = X.tocsr().astype(dtype)
+            X = _cast(lambda: X.tocsr().astype(dtype), dtype)
         else:
             X = _to_model_dtype(X, dtype)
         if sample_weight is not None:

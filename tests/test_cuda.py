@@ -790,7 +790,7 @@ def test_missing_numba_cuda_is_a_clear_error(monkeypatch):
     assert get_backend("auto") is cpu_backend
     assert backends.available_backends() == ["cpu"]
     # a driver present but numba-cuda missing: "auto" tries the import and takes the CPU
-    monkeypatch.setattr(backends, "_cuda_simulator_on", lambda: False)
+    monkeypatch.setattr(backends, "cuda_simulated", lambda: False)
     monkeypatch.setattr(backends, "_cuda_driver_found", lambda: True)
     assert get_backend("auto") is cpu_backend
 

@@ -39,7 +39,9 @@ def _cuda_driver_found():
     return False
 
 
-def _cuda_simulator_on():
+def cuda_simulated():
+    """True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1).
+    (Here, not in ``cuda``, so that "auto" can ask without importing numba-cuda.)"""
     from numba import config
 
     return bool(getattr(config, "ENABLE_CUDASIM", 0))
@@ -80,7 +82,7 @@ def get_backend(name):
 
     if name == "cpu":
         return cpu
-    if name == "auto" and (_cuda_simulator_on() or not _cuda_driver_found()):
+    if name == "auto" and (cuda_simulated() or not _cuda_driver_found()):
         # "auto" never picks numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1: it runs
         # every GPU thread in Python, far slower than the CPU backend), and without a
         # driver there is no GPU: the CPU, without importing numba-cuda

@@ -98,7 +98,7 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
     for l in range(L):
         zc = layers[l, ZCOLS]
         units = layers[l, UNITS]
-        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
+        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], zc)
         b = vector(theta, layers[l, B_OFF], zc)
         Z = matrix(ws, layers[l, Z_OFF] * cap, m, zc)
         gemm(Hprev, W, Z)
@@ -137,8 +137,8 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
     dZ = dO
     for l in range(L - 1, -1, -1):
         zc = layers[l, ZCOLS]
-        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
-        dW = matrix(grad, layers[l, W_OFF], layers[l, FAN_IN], layers[l, ZCOLS])
+        W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], zc)
+        dW = matrix(grad, layers[l, W_OFF], layers[l, FAN_IN], zc)
         db = vector(grad, layers[l, B_OFF], zc)
         if l == 0:
             Hprev = Xb
@@ -452,7 +452,7 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
     """
     n = X.shape[0]
     # borrowed (see ``views``): the reference counts of the arguments' slices and of their
-    # passing to forward_batch were ~0.15 us of a 1-row predict's 1.2 us
+    # passing to forward_batch took a 1-row forward pass from 0.99 to 1.17 us
     X, theta, layers, ws, out = borrow(X), borrow(theta), borrow(layers), borrow(ws), borrow(out)
     if check and not all_finite(X):
         return False

@@ -40,7 +40,6 @@ size).  ``benchmarks/gpu_check.py --compile-ptx`` compiles them to PTX
 without a GPU.
 """
 
-import os
 import threading
 
 import numpy as np
@@ -48,6 +47,7 @@ from numba import cuda
 
 from ... import _config
 from ..._registry import ADAM
+from .. import cuda_simulated
 from ..layout import ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV, unpack
 from .optimizers import SUM_GRAD
 from .train import Program, epoch_scales, schedule
@@ -60,14 +60,7 @@ _probe_lock = threading.Lock()
 _probe_result = None  # (usable, reason) once probed
 
 
-def is_simulated():
-    """True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1)."""
-    try:
-        from numba import config
-
-        return bool(getattr(config, "ENABLE_CUDASIM", 0))
-    except ImportError:  # pragma: no cover
-        return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+is_simulated = cuda_simulated  # (defined once, in fastmlp.backends)
 
 
 if is_simulated():  # before any kernel runs; see _simulator.py
