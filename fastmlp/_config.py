@@ -35,8 +35,12 @@ from contextlib import contextmanager
 # fastmath flags for every CPU kernel (compile-time, see above).  "nnan" and
 # "ninf" are deliberately absent: the estimators rely on NaN/inf propagating
 # so that a diverging fit is detected and reported instead of silently
-# producing garbage.
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+# producing garbage.  "contract" (fused multiply-adds) and "arcp" (x / y as
+# x * (1 / y)) are absent too: each changes the rounding of an optimizer step,
+# an activation derivative or a softmax, so a float64 fit would drift from
+# scikit-learn's (measured: half of all Adam moments and SGD velocities differed
+# in the last bit); the GEMMs, where the time goes, are BLAS's either way.
+FASTMATH = {"nsz", "reassoc"}
 
 # Rows per chunk when predicting: bounds the memory predict needs for any
 # input size (activations of one chunk per layer).

@@ -439,8 +439,6 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         concurrent ``predict`` sees either the old model or the new one.
         """
         self._validate_params()
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True.")
         backend = get_backend(self.backend)
         draft = self._draft()
         first_pass = not hasattr(draft, "coefs_") or (not self.warm_start and not incremental)
@@ -465,6 +463,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         draft = object.__new__(type(self))
         draft.__dict__.update(self.__dict__)
         for key in _CALLBACK_KEYS:
+        if self.early_stopping and incremental:  # after the data's checks and warnings, as
+            raise ValueError("partial_fit does not support early_stopping=True.")  # sklearn
             draft.__dict__.pop(key, None)
         return draft
 
@@ -561,6 +561,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         check_is_fitted(est, "coefs_")
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
         backend = get_backend(est.backend)
+        if swv is not None and np.all(swv == 0):  # scikit-learn's scorer refuses them
+            raise ValueError("Sample weights must contain at least one non-zero number.")
         return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out)
 
     def __sklearn_tags__(self):
@@ -1017,7 +1019,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
             per_row = (ylogy - Y * logP - Y + P).sum(axis=1)
         else:
-            per_row = 0.5 * ((P - Y) ** 2).sum(axis=1)
+            per_row = 0.5 * ((P - Y) ** 2).mean(axis=1)  # the training loss' scale
         pred = P.ravel() if P.shape[1] == 1 else P
         return float(r2_score(y, pred, sample_weight=sw)), float(np.average(per_row, weights=sw))
 

@@ -114,11 +114,15 @@ def end_of_epoch(est, opt, rule, history, n_iter, n_train, tic):
 def validation_split(est, data, rng):
     """Indices (train, validation) as scikit-learn's early stopping draws them.
 
-    Stratified for single-output classifiers (scikit-learn's rule); a class
-    with a single member makes ``train_test_split`` raise, as in scikit-learn.
+    Stratified for single-output classifiers (scikit-learn's rule), on what
+    scikit-learn stratifies on: the label-binarized rows as booleans, so the
+    split and the error for a class with a single member are scikit-learn's
+    (which names the class as its binarized row: ``['False']``).
     """
     idx = np.arange(data.n)
-    stratify = data.raw if (data.classifier and data.n_outputs == 1) else None
+    stratify = None
+    if data.classifier and data.n_outputs == 1:
+        stratify = est._label_binarizer.transform(data.raw).astype(bool)
     train_idx, val_idx = train_test_split(
         idx, random_state=rng, test_size=est.validation_fraction, stratify=stratify)
     if val_idx.shape[0] < 2:
@@ -189,6 +193,13 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
         history.t += n_train
         if not np.isfinite(total):
             if not est.early_stopping:
+                if not incremental:
+                    # scikit-learn trains on through the NaN epochs (a NaN loss never counts
+                    # as "no improvement") to max_iter, warns that it did not converge, and
+                    # only then finds the weights non-finite
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
+                        "and the optimization hasn't converged yet.", ConvergenceWarning)
                 raise ValueError(
                     f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
                     f"{total}. Lower learning_rate_init (now {est.learning_rate_init}) or "

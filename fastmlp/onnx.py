@@ -35,6 +35,7 @@ try:
     from onnx import TensorProto, numpy_helper
     from skl2onnx import convert_sklearn, update_registered_converter
     from skl2onnx.common.data_types import (
+        BooleanTensorType,
         DoubleTensorType,
         FloatTensorType,
         Int64TensorType,
@@ -250,13 +251,15 @@ def _label_classes(est, nocl=False):
 
 
 def _float_type(var_type):
-    """The model-facing tensor type for an input of ``var_type``."""
+    """The float type of the outputs for an input of ``var_type``: double for a double
+    input, float for float, int64 and boolean inputs (which the graph casts at its
+    input, as skl2onnx's own MLP converter does)."""
     if isinstance(var_type, DoubleTensorType):
         return DoubleTensorType
-    if isinstance(var_type, FloatTensorType):
+    if isinstance(var_type, (FloatTensorType, Int64TensorType, BooleanTensorType)):
         return FloatTensorType
-    raise TypeError(f"fastmlp's ONNX converter takes float or double input tensors, "
-                    f"got {type(var_type).__name__}.")
+    raise TypeError(f"fastmlp's ONNX converter takes float, double, int64 or boolean input "
+                    f"tensors, got {type(var_type).__name__}.")
 
 
 def _model_dtype(est):
@@ -325,8 +328,8 @@ def _begin(scope, operator, container):
                          f"got {container.target_opset_onnx}.")
     w = _Writer(scope, container, _model_dtype(est))
     x = operator.inputs[0].full_name
-    if _float_type(operator.inputs[0].type) is not _TENSOR_TYPE[w.dtype]:
-        x = w.cast(x, w.proto)
+    if type(operator.inputs[0].type) is not _TENSOR_TYPE[w.dtype]:  # noqa: E721 (exact)
+        x = w.cast(x, w.proto)  # a float, double, int64 or boolean input: the model's dtype
     return w, x
 
 

@@ -21,7 +21,8 @@ outputs: ``OUTPUTS``); ``param`` is the leaky_relu slope or the elu alpha,
 
 import math
 
-from numba.extending import register_jitable
+import numpy as np
+from numba.extending import overload, register_jitable
 
 from .._registry import ELU, LEAKY_RELU, LOGISTIC, PRELU, RELU, TANH
 from .._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
@@ -29,11 +30,26 @@ from .._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
 
 @register_jitable
 def sigmoid(z):
-    """1 / (1 + exp(-z)) without overflow for any z: exp is only taken of -|z|."""
-    a = math.exp(-abs(z))
-    if z >= 0:
-        return 1.0 / (1.0 + a)
-    return a / (1.0 + a)
+    """1 / (1 + exp(-z)), spelled as scipy's ``expit`` (scikit-learn's logistic), so a
+    float64 fit rounds as scikit-learn's does (a / (1 + a) with a = exp(z) differs in
+    the last bit for about half of all z < 0).  Below z = -700 it is exp(z) (equal to
+    the double's precision there), so exp(-z) never overflows (not even in Python, the
+    CUDA simulator's arithmetic)."""
+    if z > -700.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    return math.exp(z)
+
+
+def dtype_eps(a):
+    """The machine epsilon of the array a's dtype (scikit-learn clips its log-loss there)."""
+    return np.finfo(a.dtype).eps
+
+
+@overload(dtype_eps, target="generic")
+def _dtype_eps(a):
+    """Compiled (CPU and CUDA): the epsilon is a constant of a's dtype, fixed at typing."""
+    eps = float(np.finfo(np.dtype(str(a.dtype))).eps)
+    return lambda a: eps
 
 
 @register_jitable
@@ -108,10 +124,20 @@ def softmax_row(O, i, P):
         e = math.exp(O[i, j] - mx)
         P[i, j] = e
         s += e
-    inv = 1.0 / s
     for j in range(k):
-        P[i, j] *= inv
+        P[i, j] /= s  # a division, as scikit-learn's softmax (not times 1 / s)
     return mx, s
+
+
+@register_jitable
+def clipped_log(p, eps):
+    """log(p) with p clipped to [eps, 1 - eps], as scikit-learn's log-loss takes it
+    (eps: the model dtype's machine epsilon); NaN stays NaN."""
+    if p < eps:
+        p = eps
+    elif p > 1.0 - eps:
+        p = 1.0 - eps
+    return math.log(p)
 
 
 def log_softmax_row(O, i, out):
@@ -124,9 +150,11 @@ def log_softmax_row(O, i, out):
 
 @register_jitable
 def softmax_xent_row(O, i, yi, g, P, dO):
-    """Softmax + cross-entropy of row i against label yi: -log P[i, yi] (stable)."""
-    mx, s = softmax_row(O, i, P)
-    loss = math.log(s) - (O[i, yi] - mx)
+    """Softmax + cross-entropy of row i against label yi: -log P[i, yi], with P clipped
+    to [eps, 1 - eps] as scikit-learn reports its log-loss (eps of P's dtype); the
+    gradient g (P - onehot) is the exact one."""
+    softmax_row(O, i, P)
+    loss = -clipped_log(P[i, yi], dtype_eps(P))
     for j in range(O.shape[1]):
         dO[i, j] = g * P[i, j]
     dO[i, yi] -= g
@@ -135,14 +163,16 @@ def softmax_xent_row(O, i, yi, g, P, dO):
 
 @register_jitable
 def sigmoid_bce_row(O, Y, i, g, P, dO):
-    """Sigmoid + binary cross-entropy summed over row i:
-    sum_j max(o, 0) - o y + log1p(exp(-|o|)), stable for any o."""
+    """Sigmoid + binary cross-entropy summed over row i, as scikit-learn reports it:
+    sum_j -(y log p + (1 - y) log(1 - p)) with p clipped to [eps, 1 - eps] (eps of P's
+    dtype); the gradient g (p - y) is the exact one."""
     row = 0.0
+    eps = dtype_eps(P)
     for j in range(O.shape[1]):
         o = O[i, j]
         yv = Y[i, j]
-        row += max(o, 0.0) - o * yv + math.log1p(math.exp(-abs(o)))
         p = sigmoid(o)
+        row -= yv * clipped_log(p, eps) + (1.0 - yv) * clipped_log(1.0 - p, eps)
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
@@ -163,16 +193,16 @@ def squared_error_row(O, Y, i, g, P, dO):
 
 @register_jitable
 def poisson_row(O, Y, i, g, P, dO):
-    """Exp output, half Poisson deviance summed over row i, as scikit-learn reports it:
-    exp(o) - y o + y log y - y (y log y = 0 at y = 0)."""
+    """Exp output, half Poisson deviance summed over row i, spelled as scikit-learn's:
+    y log(y / p) - y + p with p = exp(o) (0 for the log term at y = 0), so an overflowing
+    p gives NaN there too (-inf + inf), not a finite loss."""
     row = 0.0
     for j in range(O.shape[1]):
         o = O[i, j]
         p = math.exp(o)
         yv = Y[i, j]
-        row += p - yv * o - yv
-        if yv > 0:
-            row += yv * math.log(yv)
+        t = yv * math.log(yv / p) if yv != 0 else 0.0  # xlogy(y, y / p)
+        row += t - yv + p
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
@@ -217,7 +247,7 @@ def adam_update(theta, grad, m, v, i, lr_t, beta1, c1, beta2, c2, eps):
     (c1 = 1 - b1, c2 = 1 - b2 and the bias-corrected lr_t come from the caller)."""
     g = grad[i]
     mi = beta1 * m[i] + c1 * g
-    vi = beta2 * v[i] + c2 * g * g
+    vi = beta2 * v[i] + c2 * (g * g)  # scikit-learn's (1 - beta_2) * grad**2
     m[i] = mi
     v[i] = vi
     theta[i] -= lr_t * mi / (math.sqrt(vi) + eps)

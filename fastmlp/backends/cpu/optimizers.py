@@ -13,12 +13,17 @@ from numba import njit
 from ..._config import FASTMATH
 from .. import scalar
 
+# The steps are elementwise (no reduction to vectorise), so they are compiled without
+# "reassoc": with it LLVM may regroup theta + (momentum v - lr g) or c2 (g g), which
+# rounds differently from scikit-learn's update (a float64 fit would drift).
+_STEP_MATH = FASTMATH - {"reassoc"}
+
 # the per-element rules are shared with the CUDA backend: fastmlp/backends/scalar.py
-sgd_update = njit(inline="always", fastmath=FASTMATH)(scalar.sgd_update)
-adam_update = njit(inline="always", fastmath=FASTMATH, error_model="numpy")(scalar.adam_update)
+sgd_update = njit(inline="always", fastmath=_STEP_MATH)(scalar.sgd_update)
+adam_update = njit(inline="always", fastmath=_STEP_MATH, error_model="numpy")(scalar.adam_update)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=_STEP_MATH)
 def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
     """SGD with momentum, in place.
 
@@ -29,7 +34,7 @@ def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
         sgd_update(theta, grad, velocity, i, lr, momentum, nesterov)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, cache=True, fastmath=_STEP_MATH, error_model="numpy")
 def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
     """The elementwise body of ``adam_step``, for eps > 0 (in theta's dtype) only.
 
@@ -51,7 +56,7 @@ def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
         adam_update(theta, grad, m, v, i, lr, b1, c1, b2, c2, e)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=_STEP_MATH)
 def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     """Adam, in place, at step t >= 1 (the caller counts steps); eps > 0 (the
     estimators check it).

@@ -396,6 +396,9 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             t += 1.0
         # the sum of the parts' gradients, the L2 term and the step, on theta[plo:phi]:
         # SGD (velocity given) or Adam (its moments given, step number t)
+    # scikit-learn reports (and decides tol / "adaptive" on) the squared error averaged
+    # over the outputs, while its gradient follows their sum: k_loss divides the data term
+    k_loss = float(layers[layers.shape[0] - 1, ZCOLS]) if out_code == OUT_IDENTITY else 1.0
         sq = finish_gradient(theta, grad, parts, layers, lam, plo, phi)
         gp = grad[plo:phi]  # (the sum lies in grad[:P], whichever part this is)
         if velocity is not None:
@@ -411,7 +414,7 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             sq = 0.0
             for q in range(parts):
                 sq += red[parts + q]
-        loss = data * scale + 0.5 * lam * sq
+        loss = data * scale / k_loss + 0.5 * lam * sq
         if part == 0:
             hyper[ADAM_T] = t  # steps taken (also when the next batch diverges)
         if not np.isfinite(loss):

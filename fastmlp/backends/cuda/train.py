@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 from numba import cuda, float64
 
-from ..._registry import ADAM, IDENTITY, MAXOUT, PRELU
+from ..._registry import ADAM, IDENTITY, MAXOUT, OUT_IDENTITY, PRELU
 from ..layout import (
     A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
@@ -52,7 +52,7 @@ from ._common import MAX_BLOCKS, block_sum_add, driver, reg_block, tile
 from .activations import hidden_backward_phase, maxout_forward_phase
 from .dense import gemm_phases
 from .losses import loss_phase, output_phase
-from .optimizers import step_phase
+from .optimizers import SUM_GRAD, step_phase
 
 # phase kinds (column 0 of a schedule row; column 1 is the layer)
 GATHER, FORWARD, MAXOUT_FWD, LOSS, BACKWARD, HIDDEN_BWD, STEP, OUTPUT = range(8)
@@ -170,6 +170,8 @@ def kernels(T, R):
             dzo = layers[L - 1, DZ_OFF]
             part = lscale * loss_phase(out_code, ws[:m, zo:zo + k], Yb[:m], yb[:m],
                                        swb[:m], gscale, ws[:m, dzo:dzo + k], g, stride)
+            if out_code == OUT_IDENTITY and solver != SUM_GRAD:
+                part /= k  # a training loss: scikit-learn's, averaged over the outputs
         elif kind == OUTPUT:
             k = layers[L - 1, ZCOLS]
             zo = layers[L - 1, Z_OFF]
