@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
 )
 
-from . import _config, _fastpath
+from . import _config, _fastpath, _persist
 from ._callbacks import CallbackSupportMixin, with_callbacks
 from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activation
 from ._solvers import fit_lbfgs, fit_stochastic
@@ -270,7 +270,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         _check_number("negative_slope", self.negative_slope, low=0.0)
         _check_number("prelu_init", self.prelu_init)
         _check_number("elu_alpha", self.elu_alpha, low=0.0, low_open=True)
-        _check_number("maxout_pieces", self.maxout_pieces, integer=True, low=2)
+        _check_number("maxout_pieces", self.maxout_pieces, integer=True, low=2, high=2 ** 16)
         for flag in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
@@ -366,18 +366,21 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return pack(spec, self.coefs_, self.intercepts_, full_slopes)
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_theta", None)  # coefs_ etc. carry the same numbers
-        return state
+        """What a file (pickle, joblib, skops, deepcopy) stores: the model's definition in
+        plain values and arrays, never its derived state (see ``fastmlp._persist``)."""
+        # a copy: on Python >= 3.11 the base class hands back the instance's own dict,
+        # and the live estimator must keep its flat vector (and its 1-row fast path)
+        state = dict(super().__getstate__())
+        for key in _CALLBACK_KEYS:
+            state.pop(key, None)
+        return _persist.saved_state(state, self.__dict__)
 
     def __setstate__(self, state):
-        super().__setstate__(state)
-        if hasattr(self, "_spec") and hasattr(self, "coefs_"):
-            spec = self._spec
-            slopes = getattr(self, "prelu_alphas_", None)
-            theta = pack(spec, self.coefs_, self.intercepts_,
-                         None if slopes is None else list(slopes) + [None])
-            self._expose(spec, theta)
+        """Load a stored state: rebuild the layout and flat vector with the code fit uses,
+        after checking every stored attribute against them (ValueError naming the first
+        inconsistent one)."""
+        super().__setstate__(_persist.loaded_state(state))
+        _persist.restore(self, isinstance(self, ClassifierMixin))
 
     # ------------------------------------------------------------------ fitting
     def _make_spec(self, n_features, n_outputs, out_activation):
@@ -560,10 +563,14 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         est = self._view(d)
         check_is_fitted(est, "coefs_")
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
+        spec = est._spec
+        if X.shape[1] != spec.n_features:  # n_features_in_ assigned: never trusted by a kernel
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the fitted network has {spec.n_features} "
+                f"inputs (coefs_[0] has {spec.n_features} rows; n_features_in_ is "
+                f"{d.get('n_features_in_')!r}).")
         backend = get_backend(est.backend)
-        if swv is not None and np.all(swv == 0):  # scikit-learn's scorer refuses them
-            raise ValueError("Sample weights must contain at least one non-zero number.")
-        return _predict_chunks(backend, est._spec, est._current_theta(), X, apply_out)
+        return _predict_chunks(backend, spec, est._current_theta(), X, apply_out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -86,6 +86,8 @@ def _prepare(est, d):
     if theta is not d.get("_theta"):
         return None
     spec = d["_spec"]
+    if d.get("n_features_in_") != spec.n_features:  # assigned: the full path raises
+        return None
     dtype = spec.dtype
     backend = get_backend(name)
     make = getattr(backend, "small_predictor", None)

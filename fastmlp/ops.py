@@ -34,7 +34,9 @@ array([[0., 0., 1.],
 
 import math
 import numbers
+import os
 
+import numba
 import numpy as np
 
 from ._registry import ACTIVATIONS, MAXOUT, PRELU, resolve_activation
@@ -49,6 +51,38 @@ __all__ = [
     "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "squared_error", "one_hot",
     "dense_forward", "dense_backward",
 ]
+
+# --- threads, and forked children ---------------------------------------------
+#
+# The row kernels below run on numba's threads (``prange``), in the threading
+# layer numba picks from what is installed: with the pip wheels on Linux that is
+# GNU OpenMP ("omp"), whose thread pool cannot be used again in a process forked
+# after it started (numba ends such a child: "fork() called from a process
+# already using GNU OpenMP").  Forking servers (gunicorn, multiprocessing's
+# "fork") warm up in the parent, so a child forked after a parallel kernel ran on
+# GNU OpenMP runs the same row kernels on its own thread: the same numbers (each
+# row is computed on its own either way), on one core.  The estimators never use
+# numba's threads, so they are unaffected.
+
+_serial_rows = False  # True in a child forked after numba's OpenMP pool started
+
+
+def _after_fork_in_child():
+    global _serial_rows
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel ran before the fork: the child starts its own pool
+        return
+    if layer == "omp":
+        _serial_rows = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _softmax_rows(Z, P):
+    (_loss.softmax_rows if _serial_rows else _loss.softmax_rows_parallel)(Z, P)
+
 
 # --- validation, all of it before any compiled call ---------------------------
 
@@ -167,10 +201,12 @@ def _act_forward(name, Z, param, s, pieces):
     if code == MAXOUT:
         H = np.empty((n, m // pieces), dtype=Z.dtype)
         arg = np.empty((n, m // pieces), dtype=np.int32)
-        _act.maxout_forward_parallel(work, bias, pieces, H, arg)
+        (_act.maxout_forward if _serial_rows else _act.maxout_forward_parallel)(
+            work, bias, pieces, H, arg)
         return H, arg
     H = np.empty_like(Z)
-    _act.bias_act_forward_parallel(work, bias, code, param, s if code == PRELU else bias, H)
+    (_act.bias_act_forward if _serial_rows else _act.bias_act_forward_parallel)(
+        work, bias, code, param, s if code == PRELU else bias, H)
     return H
 
 
@@ -444,7 +480,7 @@ def softmax(Z):
     """
     Z = _nonempty_columns(_float2d("Z", Z))
     P = np.empty_like(Z)
-    _loss.softmax_rows_parallel(Z, P)
+    _softmax_rows(Z, P)
     return P
 
 
@@ -537,7 +573,7 @@ def softmax_cross_entropy(Z, y, sample_weight=None):
     dZ = np.empty_like(Z)
     total = _loss.softmax_cross_entropy(Z, y, w, scale, dZ, dZ)
     P = np.empty_like(Z)
-    _loss.softmax_rows_parallel(Z, P)
+    _softmax_rows(Z, P)
     return total * scale, dZ, P
 
 
