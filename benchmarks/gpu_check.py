@@ -27,6 +27,7 @@ Exit status: 0 on success, 1 when a check fails, 2 when no usable GPU.
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -232,54 +233,371 @@ def time_torch(X, y, hidden, batch, epochs, device):
     return fit_s, pred_s, float(np.mean(pred == y)), float(np.median(reps))
 
 
-def compile_ptx_all(cc=(9, 0)):
-    """Compile every kernel to PTX for compute capability ``cc`` without a GPU.
+# --- compile-time facts: NVIDIA's compiler, no GPU needed ------------------------------------
+#
+# Every kernel variant the backend launches is compiled for each compute capability in
+# PTX_CCS through NVVM (PTX), ptxas (registers, spills, stack, shared memory) and, for the
+# cooperative epoch kernel, nvJitLink against libcudadevrt (its grid sync lives there).
+# The launch signatures are not written out here: they are recorded by running the
+# backend's own Trainer, FullBatch and predict with host stand-ins for the device arrays
+# and the kernels, so whatever ``Program`` passes is what gets compiled.
 
-    Needs numba-cuda's NVVM and NVRTC libraries (e.g. ``pip install
-    "numba-cuda[cu13]"``) but no driver: device functions normally ask the
-    current device for its compute capability, so that one lookup is
-    answered with ``cc`` here.  Proves that every kernel types and lowers on
-    the real CUDA target in float32 and float64 (the simulator cannot).
+PTX_CCS = ((8, 0), (9, 0))
+# registers and shared memory per SM, and the most resident threads, by compute capability
+SM_LIMITS = {(8, 0): (65536, 167936, 2048), (9, 0): (65536, 233472, 2048)}
+
+# float64 work a float32 kernel may hold: (name, source file, text of the source line, why).
+# An f64 instruction is allowed when the PTX line info puts it on a line of that file whose
+# text contains the given text.  Everything else is a leak (tests/test_ptx.py fails on it).
+F64_ALLOWED = ()
+
+_F64_ARITH = re.compile(
+    r"^\s*(?:@!?%p\d+\s+)?(add|sub|mul|fma|mad|div|rcp|sqrt|rsqrt|neg|abs|min|max|setp|testp)"
+    r"(?:\.[a-z0-9]+)*\.f64\b")
+_TO_F64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?cvt(?:\.(?:rni|rzi|rmi|rpi|rn|rz|rm|rp|ftz|sat))*"
+                     r"\.f64\.(?!f64)[a-z0-9]+\b")
+_F32_ARITH = re.compile(
+    r"^\s*(?:@!?%p\d+\s+)?(add|sub|mul|fma|mad|div|rcp|sqrt|rsqrt|ex2|lg2|sin|cos|tanh)"
+    r"(?:\.[a-z0-9]+)*\.f32\b")
+_LOC = re.compile(r"^\s*\.loc\s+(\d+)\s+(\d+)")
+_FILE = re.compile(r'^\s*\.file\s+(\d+)\s+"([^"]+)"')
+_SHARED = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+.*\[(\d+)\];")
+
+
+def ptx_f64_sites(ptx):
+    """(f64 arithmetic, conversions to f64, f32 arithmetic, sites): the PTX's counts and,
+    for each f64 instruction, (kind, file, line) from its line info."""
+    files, loc, sites = {}, (None, 0), []
+    for m in map(_FILE.match, ptx.splitlines()):
+        if m:
+            files[m.group(1)] = m.group(2)
+    arith = conv = f32 = 0
+    for line in ptx.splitlines():
+        m = _LOC.match(line)
+        if m:
+            loc = (files.get(m.group(1)), int(m.group(2)))
+            continue
+        if _F64_ARITH.match(line):
+            arith += 1
+            sites.append(("arith", loc[0], loc[1]))
+        elif _TO_F64.match(line):
+            conv += 1
+            sites.append(("cvt", loc[0], loc[1]))
+        elif _F32_ARITH.match(line):
+            f32 += 1
+    return arith, conv, f32, sites
+
+
+def _source_line(path, line, _cache={}):
+    if path not in _cache:
+        try:
+            with open(path) as f:
+                _cache[path] = f.read().splitlines()
+        except OSError:
+            _cache[path] = []
+    lines = _cache[path]
+    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def f64_leaks(sites):
+    """{(file, line, source text): count} of the f64 sites that no F64_ALLOWED entry names,
+    and {allow-list name: count} of those that one does."""
+    leaks, allowed = {}, {}
+    for _kind, path, line in sites:
+        text = _source_line(path, line) if path else ""
+        base = os.path.basename(path or "?")
+        for name, fname, snippet, _why in F64_ALLOWED:
+            if base == fname and snippet in text:
+                allowed[name] = allowed.get(name, 0) + 1
+                break
+        else:
+            key = (base, line, text)
+            leaks[key] = leaks.get(key, 0) + 1
+    return leaks, allowed
+
+
+def blocks_per_sm(regs, smem, threads, cc):
+    """Blocks of ``threads`` resident per SM for ``regs`` registers a thread and ``smem``
+    bytes of shared memory a block (registers allocated per warp in units of 256)."""
+    reg_file, smem_sm, max_threads = SM_LIMITS[cc]
+    warps = -(-threads // 32)
+    per_warp = -(-max(regs, 1) * 32 // 256) * 256
+    by_regs = (reg_file // per_warp) // warps
+    by_smem = smem_sm // (smem + 1024)  # the runtime reserves 1 KB a block
+    return max(0, min(by_regs, by_smem, max_threads // threads, 32))
+
+
+def _compiler_paths():
+    """(ptxas, libcudadevrt.a) from the NVIDIA wheels or the toolkit; raises when absent."""
+    from cuda import pathfinder
+
+    return pathfinder.find_nvidia_binary_utility("ptxas"), pathfinder.find_static_lib("cudadevrt")
+
+
+def _ptxas(ptxas, ptx, cc, relocatable, workdir, name):
+    """ptxas -v: {registers, spill_bytes, stack, smem}; shared memory from ptxas where it
+    reports it (whole-program), else from the PTX's .shared declarations (relocatable)."""
+    src = os.path.join(workdir, name + ".ptx")
+    with open(src, "w") as f:
+        f.write(ptx)
+    cmd = [ptxas, "-v", f"-arch=sm_{cc[0]}{cc[1]}", src, "-o", os.path.join(workdir, name + ".cubin")]
+    if relocatable:
+        cmd.insert(1, "-c")
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"ptxas failed: {p.stderr[-2000:]}")
+    out = p.stderr + p.stdout
+    entry = out[out.index("Compiling entry function"):]
+    regs = int(re.search(r"Used (\d+) registers", entry).group(1))
+    stack, st, ld = map(int, re.search(
+        r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", entry).groups())
+    m = re.search(r"(\d+) bytes smem", entry)
+    smem = int(m.group(1)) if m else sum(int(s.group(1)) for s in map(_SHARED.match, ptx.splitlines()) if s)
+    return {"registers": regs, "spill_bytes": st + ld, "stack": stack, "smem": smem}
+
+
+def _link_with_cudadevrt(ptx, cc, cudadevrt):
+    """Link the PTX with libcudadevrt through nvJitLink (what the cooperative launch does)."""
+    from cuda.bindings import nvjitlink
+
+    data = ptx.encode() + b"\0"
+    h = nvjitlink.create(1, [f"-arch=sm_{cc[0]}{cc[1]}"])
+    try:
+        nvjitlink.add_data(h, nvjitlink.InputType.PTX, data, len(data), "kernel.ptx")
+        nvjitlink.add_file(h, nvjitlink.InputType.LIBRARY, cudadevrt)
+        nvjitlink.complete(h)
+        return nvjitlink.get_linked_cubin_size(h)
+    finally:
+        nvjitlink.destroy(h)
+
+
+class _HostArray(np.ndarray):
+    """A host array with the two methods of a numba device array that ``Program`` calls."""
+
+    def copy_to_device(self, ary):
+        self[...] = ary
+
+    def copy_to_host(self, ary=None):
+        if ary is None:
+            return np.array(self)
+        ary[...] = self
+        return ary
+
+
+class _HostCuda:
+    """Stands in for ``numba.cuda`` while ``Program`` allocates (no driver needed)."""
+
+    @staticmethod
+    def to_device(a):
+        return np.array(a).view(_HostArray)
+
+    @staticmethod
+    def device_array(shape, dtype=np.float64):
+        return np.zeros(shape, dtype).view(_HostArray)
+
+    @staticmethod
+    def device_array_like(a):
+        return np.zeros_like(np.asarray(a)).view(_HostArray)
+
+
+def launch_signatures(dtypes=("float32", "float64")):
+    """{kernel name: [(dtype, argument types), ...]}: every distinct signature the backend
+    launches, recorded from real Trainer epochs (adam, sgd), FullBatch sums and predict
+    with both drivers, each activation family and output, with host stand-ins."""
+    from numba import typeof
+    import fastmlp.backends.cuda as C
+    from fastmlp import _config
+    from fastmlp._registry import ACTIVATIONS, OUTPUTS, ADAM, SGD
+    from fastmlp.backends.cuda import train as T
+    from fastmlp.backends.layout import OptimizerState, make_layout
+
+    seen = {}
+    current = [None]
+
+    class Recorder:
+        """A kernel stand-in: ``kernel[grid, block](*args)`` records the argument types."""
+
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, _launch_config):
+            def launch(*args):
+                sig = tuple(typeof(np.asarray(a) if isinstance(a, np.ndarray) else a)
+                            for a in args)
+                seen.setdefault((self.name, current[0], sig), None)
+            return launch
+
+    saved = (T.cuda, T.kernels, T.cooperative_blocks, T._FALLBACK_REASON[:])
+    T.cuda = _HostCuda
+    T.kernels = lambda _t, _r: (Recorder("epoch_kernel"), Recorder("phase_kernel"))
+    T.cooperative_blocks = lambda kernel, args, block: 1
+    rng = np.random.default_rng(0)
+    try:
+        for dtype in dtypes:
+            dt = np.dtype(dtype)
+            current[0] = dtype
+            for drv in ("persistent", "launches"):
+                for act in ACTIVATIONS:
+                    for out in OUTPUTS:
+                        spec = make_layout(5, (4, 3), 2, act, 0.1, 2, OUTPUTS[out], dt)
+                        theta = rng.normal(size=spec.n_params).astype(dt)
+                        X = rng.normal(size=(9, 5)).astype(dt)
+                        if out == "softmax":
+                            Y, y = np.zeros((0, 2), dt), rng.integers(0, 2, 9)
+                        else:
+                            Y, y = rng.uniform(size=(9, 2)).astype(dt), np.zeros(0, np.int64)
+                        sw = np.ones(9, dt)
+                        with _config.override(CUDA_EPOCH_DRIVER=drv):
+                            for solver in (ADAM, SGD):
+                                opt = OptimizerState.new(solver, theta.copy(), learning_rate=0.01,
+                                                         momentum=0.9, nesterov=True, beta_1=0.9,
+                                                         beta_2=0.999, epsilon=1e-8)
+                                C.Trainer(spec, X, Y, y, sw, 4, theta.copy(), opt, 1e-4).epoch(
+                                    np.arange(9))
+                            C.FullBatch(spec, X, Y, y, sw[:0])(theta, np.empty_like(theta))
+                            C.predict(spec, theta, X, True)
+    finally:
+        T.cuda, T.kernels, T.cooperative_blocks = saved[:3]
+        T._FALLBACK_REASON[:] = saved[3]
+    out = {}
+    for name, dtype, sig in seen:
+        out.setdefault(name, []).append((dtype, sig))
+    return out
+
+
+def _ptx_for(pyfunc, sig, ccs, launch_bounds):
+    """The kernel's PTX (with line info) for each compute capability in ``ccs``: typed and
+    lowered once, NVVM run per capability (numba's private entry, else compile_ptx per cc)."""
+    from numba import cuda
+    from numba.cuda import compiler
+
+    lower = getattr(compiler, "_compile_pyfunc_with_fixup", None)
+    if lower is not None:
+        try:
+            lib, _ = lower(pyfunc, sig, debug=None, lineinfo=True, device=False, fastmath=False,
+                           cc=ccs[0], opt=None, abi="numba", abi_info=None, forceinline=False,
+                           launch_bounds=launch_bounds, lto=False)
+        except TypeError:  # another numba-cuda's private signature
+            lower = None
+    if lower is None:
+        return [cuda.compile_ptx(pyfunc, sig, lineinfo=True, cc=cc,
+                                 launch_bounds=launch_bounds)[0] for cc in ccs]
+    return [lib.get_asm_strs(cc=cc)[0] for cc in ccs]
+
+
+def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print):
+    """Compile every launched kernel variant for each cc; one dict per (kernel, dtype, cc).
+
+    Must run in a process where numba's CUDA simulator is off and no kernel module has
+    been imported yet (device functions are compiled with line info from here on).
     """
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        raise SystemExit("--compile-ptx needs the real CUDA target: unset NUMBA_ENABLE_CUDASIM")
+        raise SystemExit("the compile report needs the real CUDA target: unset NUMBA_ENABLE_CUDASIM")
+    import tempfile
+
     from numba import cuda
-    from numba import types as nt
     import numba.cuda.dispatcher as disp
 
-    class _Device:
-        compute_capability = cc
+    ptxas, cudadevrt = _compiler_paths()
+    if "fastmlp.backends.cuda" not in sys.modules:
+        # line info in every device function, so that each f64 instruction has a source line
+        jit = cuda.jit
+
+        def jit_with_lineinfo(func_or_sig=None, **kw):
+            kw.setdefault("lineinfo", True)
+            return jit(func_or_sig, **kw)
+
+        cuda.jit = jit_with_lineinfo
+
+    class _Device:  # device functions ask the current device for its compute capability
+        compute_capability = ccs[-1]
 
     disp.get_current_device = lambda: _Device()  # this process only compiles
-    import fastmlp.backends.cuda as C
-    from fastmlp.backends.cuda import train as T
-    from fastmlp import _config
+    from fastmlp.backends.cuda import _common, train as T
 
-    i64, f64, b1 = nt.int64, nt.float64, nt.boolean
-    VI = nt.Array(nt.int64, 1, "C")
-    I2 = nt.Array(nt.int32, 2, "C")
-    T2 = nt.Array(nt.int64, 2, "C")
-    S2 = nt.Array(nt.float64, 2, "C")
-    acc = nt.Array(nt.float64, 1, "C")
-    jobs = [(C._probe_kernel, (acc,))]
-    epoch_kernel, phase_kernel = T.kernels(_config.CUDA_TILE, _config.CUDA_REGISTER_BLOCK)
-    for dt in (nt.float32, nt.float64):
-        M, V = nt.Array(dt, 2, "C"), nt.Array(dt, 1, "C")
-        # the arguments of Program._args, in order
-        common = (T2, i64, f64, i64, i64, b1, M, M, VI, V, VI, S2, i64, V, V, V, V, i64,
-                  f64, f64, b1, f64, f64, f64, f64, f64, M, I2, M, M, VI, V, M, acc)
-        jobs += [(epoch_kernel, (T2, i64) + common), (phase_kernel, (i64, i64, i64) + common)]
-    failed = 0
-    for kernel, sig in jobs:
-        name = kernel.py_func.__name__
-        try:
-            cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            print(f"  ptx ok   {name:30s} {sig[0]}")
-        except Exception as exc:  # report every failure, not just the first
-            failed += 1
-            print(f"  ptx FAIL {name:30s} {sig[0]}: {type(exc).__name__}: {exc}"[:2000])
-    print(f"{len(jobs) - failed}/{len(jobs)} kernels compiled to PTX for sm_{cc[0]}{cc[1]}")
-    return failed
+    Tt, R = _common.tile(), _common.reg_block()
+    threads = Tt * Tt
+    sigs = launch_signatures(dtypes)
+    built = dict(zip(("epoch_kernel", "phase_kernel"), T.kernels(Tt, R)))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for name in sorted(sigs):
+            kernel = built[name]
+            bounds = kernel.targetoptions.get("launch_bounds")
+            coop = name == "epoch_kernel"
+            for dtype, sig in sigs[name]:
+                t = time.perf_counter()
+                for cc, ptx in zip(ccs, _ptx_for(kernel.py_func, sig, ccs, bounds)):
+                    arith, conv, f32, sites = ptx_f64_sites(ptx)
+                    leaks, allowed = f64_leaks(sites)
+                    st = _ptxas(ptxas, ptx, cc, coop, work, f"{name}_{dtype}_{cc[0]}{cc[1]}")
+                    if coop:
+                        _link_with_cudadevrt(ptx, cc, cudadevrt)  # raises when it cannot link
+                    rows.append(dict(
+                        kernel=name, dtype=dtype, cc=f"{cc[0]}.{cc[1]}", threads=threads,
+                        launch_bounds=bounds, **st,
+                        blocks_per_sm=blocks_per_sm(st["registers"], st["smem"], threads, cc),
+                        f64_arith=arith, to_f64=conv, f32_arith=f32, f64_allowed=allowed,
+                        f64_leaks=[[f, ln, txt, n] for (f, ln, txt), n in sorted(leaks.items())],
+                        linked_cudadevrt=coop))
+                log(f"  compiled {name} {dtype} for "
+                    f"{', '.join(f'sm_{a}{b}' for a, b in ccs)} in {time.perf_counter() - t:.1f} s")
+    return rows
+
+
+def ptx_table(rows):
+    """The report as one markdown table."""
+    out = ["| kernel | dtype | sm | registers | spills (B) | stack (B) | shared (B) | "
+           "blocks/SM at %d threads | f64 arith | cvt to f64 | f32 arith | f64 allowed | "
+           "f64 leaks |" % rows[0]["threads"],
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        allowed = ", ".join(f"{k} {v}" for k, v in sorted(r["f64_allowed"].items())) or "-"
+        out.append(f"| {r['kernel']} | {r['dtype']} | {r['cc'].replace('.', '')} | "
+                   f"{r['registers']} | {r['spill_bytes']} | {r['stack']} | {r['smem']} | "
+                   f"{r['blocks_per_sm']} | {r['f64_arith']} | {r['to_f64']} | {r['f32_arith']} | "
+                   f"{allowed if r['dtype'] == 'float32' else 'n/a'} | "
+                   f"{sum(n for *_, n in r['f64_leaks']) if r['dtype'] == 'float32' else 'n/a'} |")
+    return "\n".join(out)
+
+
+def ptx_failures(rows):
+    """What the compile check fails on: spills, a kernel that cannot be resident, float64
+    work in a float32 kernel outside F64_ALLOWED."""
+    bad = []
+    for r in rows:
+        what = f"{r['kernel']} {r['dtype']} sm_{r['cc'].replace('.', '')}"
+        if r["spill_bytes"]:
+            bad.append(f"{what}: {r['spill_bytes']} bytes of register spills")
+        if r["blocks_per_sm"] < 1:
+            bad.append(f"{what}: cannot be resident ({r['registers']} registers)")
+        if r["dtype"] == "float32":
+            for f, ln, txt, n in r["f64_leaks"]:
+                bad.append(f"{what}: {n} float64 instruction(s) at {f}:{ln}: {txt}")
+    return bad
+
+
+def run_ptx_report(json_path=None):
+    import json
+
+    try:
+        _compiler_paths()
+    except Exception as exc:  # noqa: BLE001 - any reason the compiler is missing
+        print(f"NVIDIA's compiler is not installed ({type(exc).__name__}: {exc}); "
+              'pip install "numba-cuda[cu12]"')
+        return 2
+    t = time.perf_counter()
+    rows = ptx_report()
+    bad = ptx_failures(rows)
+    print(ptx_table(rows))
+    for b in bad:
+        print("FAIL", b)
+    print(f"compile report: {len(rows)} kernel builds, {len(bad)} failures, "
+          f"{time.perf_counter() - t:.0f} s")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"rows": rows, "failures": bad}, f, indent=1)
+    return 1 if bad else 0
 
 
 def torch_device(dry_run):
@@ -297,15 +615,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true",
                     help="every step, tiny, in numba's CUDA simulator (no GPU needed)")
-    ap.add_argument("--compile-ptx", action="store_true",
-                    help="compile the kernels to PTX (no GPU needed) and exit")
+    ap.add_argument("--compile-ptx", "--ptx-report", dest="compile_ptx", action="store_true",
+                    help="compile every kernel variant with NVIDIA's compiler for sm_80 and "
+                         "sm_90 (no GPU needed), print registers / occupancy / float64 "
+                         "use, and exit")
+    ap.add_argument("--json", metavar="PATH", help="with --ptx-report: also write it as JSON")
     ap.add_argument("--skip-tests", action="store_true", help="leave the test file out")
     ap.add_argument("--skip-parity", action="store_true", help="timings only")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     args = ap.parse_args(argv)
 
     if args.compile_ptx:
-        return 1 if compile_ptx_all() else 0
+        return run_ptx_report(args.json)
     if args.dry_run:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
     else:
