@@ -375,9 +375,12 @@ def test_softmax_family_extreme_logits(dtype):
         assert_allclose(got, expect_P, atol=1e-7)
     for got in (LP, opsLP):
         assert_allclose(got, expect_LP, rtol=1e-6, atol=1e-6)
-    # per-row losses 2e4, 0, log 2
-    assert total / n == pytest.approx((2e4 + 0.0 + np.log(2)) / 3, rel=1e-6)
-    assert ops_loss == pytest.approx(loss_ref, rel=1e-6)
+    # per-row losses 2e4, 0, log 2, reported as scikit-learn's log-loss does: P clipped to
+    # [eps, 1 - eps] (eps of the dtype), so -log(eps), -log(1 - eps), log 2
+    eps = np.finfo(dtype).eps
+    clipped = (-np.log(eps) - np.log1p(-eps) + np.log(2)) / 3
+    assert total / n == pytest.approx(clipped, rel=1e-6)
+    assert ops_loss == pytest.approx(clipped, rel=1e-6)
     assert_allclose(dO, dO_ref, atol=1e-7)
     assert_allclose(ops_dO, dO_ref, atol=1e-7)
 
@@ -395,9 +398,12 @@ def test_sigmoid_bce_extreme_logits(dtype):
         S = ops.sigmoid(O)
         loss_ref, dO_ref, P_ref = ref.sigmoid_binary_cross_entropy(O, Y)
     _finite(P, dO, total, ops_loss, ops_dO, ops_P, Pa, S)
-    # rows: softplus(o) - y o  =  [1e4 + 0 + 0, 1e4 + 0 + 0]
-    assert total * 0.5 == pytest.approx(1e4, rel=1e-7)
-    assert ops_loss == pytest.approx(loss_ref, rel=1e-7)
+    # rows: softplus(o) - y o  =  [1e4 + 0 + 0, 1e4 + 0 + 0], reported as scikit-learn's
+    # log-loss: p clipped to [eps, 1 - eps], so -log(eps) - 2 log(1 - eps) per row
+    eps = np.finfo(dtype).eps
+    clipped = -np.log(eps) - 2 * np.log1p(-eps)
+    assert total * 0.5 == pytest.approx(clipped, rel=1e-7)
+    assert ops_loss == pytest.approx(clipped, rel=1e-7)
     expect_P = [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     for got in (P, ops_P, Pa, S, P_ref):
         assert_array_equal(got, expect_P)
