@@ -113,6 +113,8 @@ def test_round_trip(kind, activation, dtype, solver, rng):
     assert untrusted, "a fastmlp estimator is never trusted by default"
     bad = [t for t in untrusted if not allowed_type(t)]
     assert not bad, f"types outside fastmlp/NumPy classes in the fitted state: {bad}"
+    # the README's rule: the estimator class is all a fastmlp file asks to trust
+    assert untrusted == [f"{type(est).__module__}.{type(est).__qualname__}"], untrusted
 
     loaded = sio.loads(blob, trusted=untrusted)
     assert type(loaded) is type(est)
