@@ -249,7 +249,26 @@ SM_LIMITS = {(8, 0): (65536, 167936, 2048), (9, 0): (65536, 233472, 2048)}
 # float64 work a float32 kernel may hold: (name, source file, text of the source line, why).
 # An f64 instruction is allowed when the PTX line info puts it on a line of that file whose
 # text contains the given text.  Everything else is a leak (tests/test_ptx.py fails on it).
-F64_ALLOWED = ()
+F64_ALLOWED = (
+    # The loss sum: each thread adds its rows' losses in float64, the block reduces those
+    # in float64 shared memory and adds one float64 atomically (one read per epoch).  An
+    # epoch sums up to n_samples row losses; in float32 that sum would lose about
+    # log2(n_batches) bits.  Its cost is per row and per phase, not per element.
+    ("loss sum: rows", "losses.py", "part += w * output_row_loss(",
+     "each row's loss (float32) converted once and added in float64"),
+    ("loss sum: batch", "train.py", "part = lscale * loss_phase(",
+     "the thread's loss sum times the batch's float64 loss scale"),
+    ("loss sum: outputs", "train.py", "part /= k",
+     "the squared error averaged over the k outputs"),
+    ("loss sum: L2", "train.py", "part = lscale * (of(alpha, 0.5) * alpha * sq)",
+     "the batch's L2 term from the thread's float32 sum of squared weights"),
+    ("loss sum: phases", "train.py", "part += run_phase(",
+     "the persistent kernel's per-thread sum over phases and batches"),
+    ("loss sum: block", "_common.py", "buf[tid] += buf[tid + s]",
+     "the block's tree reduction of the per-thread sums (float64 shared memory)"),
+    ("loss sum: atomic", "_common.py", "cuda.atomic.add(out, 0, buf[0] * factor)",
+     "the block's sum added into the epoch's float64 accumulator"),
+)
 
 _F64_ARITH = re.compile(
     r"^\s*(?:@!?%p\d+\s+)?(add|sub|mul|fma|mad|div|rcp|sqrt|rsqrt|neg|abs|min|max|setp|testp)"
@@ -485,11 +504,12 @@ def _ptx_for(pyfunc, sig, ccs, launch_bounds):
     return [lib.get_asm_strs(cc=cc)[0] for cc in ccs]
 
 
-def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print):
+def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None):
     """Compile every launched kernel variant for each cc; one dict per (kernel, dtype, cc).
 
     Must run in a process where numba's CUDA simulator is off and no kernel module has
     been imported yet (device functions are compiled with line info from here on).
+    ``keep``: a folder that keeps the PTX and cubin files (else a temporary one).
     """
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         raise SystemExit("the compile report needs the real CUDA target: unset NUMBA_ENABLE_CUDASIM")
@@ -520,7 +540,9 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print):
     sigs = launch_signatures(dtypes)
     built = dict(zip(("epoch_kernel", "phase_kernel"), T.kernels(Tt, R)))
     rows = []
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = keep or tmp
+        os.makedirs(work, exist_ok=True)
         for name in sorted(sigs):
             kernel = built[name]
             bounds = kernel.targetoptions.get("launch_bounds")
@@ -577,7 +599,7 @@ def ptx_failures(rows):
     return bad
 
 
-def run_ptx_report(json_path=None):
+def run_ptx_report(json_path=None, keep=None):
     import json
 
     try:
@@ -587,7 +609,7 @@ def run_ptx_report(json_path=None):
               'pip install "numba-cuda[cu12]"')
         return 2
     t = time.perf_counter()
-    rows = ptx_report()
+    rows = ptx_report(keep=keep)
     bad = ptx_failures(rows)
     print(ptx_table(rows))
     for b in bad:
@@ -598,6 +620,30 @@ def run_ptx_report(json_path=None):
         with open(json_path, "w") as f:
             json.dump({"rows": rows, "failures": bad}, f, indent=1)
     return 1 if bad else 0
+
+
+def device_kernel_facts():
+    """The compile-time facts of the kernels this run compiled for its GPU, as the driver
+    reports them: registers, local memory (spills), shared memory and, for the persistent
+    kernel, the cooperative grid it can hold (``--ptx-report`` gives the same without a GPU,
+    and the float64 instruction counts)."""
+    from fastmlp.backends.cuda import _common, train as T
+
+    t = _common.tile()
+    print(f"| kernel | signature | registers | local B | shared B | "
+          f"cooperative blocks at {t * t} threads |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, kernel in zip(("epoch_kernel", "phase_kernel"), T.kernels(t, _common.reg_block())):
+        for sig, k in kernel.overloads.items():
+            dt = next((str(a.dtype) for a in sig if hasattr(a, "dtype")
+                       and str(a.dtype) in ("float32", "float64") and a.ndim == 2), "?")
+            try:
+                coop = k.max_cooperative_grid_blocks((t, t)) if name == "epoch_kernel" else ""
+                print(f"| {name} | {dt} | {kernel.get_regs_per_thread(sig)} | "
+                      f"{kernel.get_local_mem_per_thread(sig)} | "
+                      f"{kernel.get_shared_mem_per_block(sig)} | {coop} |")
+            except Exception as exc:  # noqa: BLE001 - a report line, never a failure
+                print(f"| {name} | {dt} | {type(exc).__name__}: {exc} | | | |")
 
 
 def torch_device(dry_run):
@@ -620,13 +666,14 @@ def main(argv=None):
                          "sm_90 (no GPU needed), print registers / occupancy / float64 "
                          "use, and exit")
     ap.add_argument("--json", metavar="PATH", help="with --ptx-report: also write it as JSON")
+    ap.add_argument("--ptx-dir", metavar="DIR", help="with --ptx-report: keep the PTX there")
     ap.add_argument("--skip-tests", action="store_true", help="leave the test file out")
     ap.add_argument("--skip-parity", action="store_true", help="timings only")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     args = ap.parse_args(argv)
 
     if args.compile_ptx:
-        return run_ptx_report(args.json)
+        return run_ptx_report(args.json, args.ptx_dir)
     if args.dry_run:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
     else:
@@ -706,6 +753,8 @@ def main(argv=None):
     print(f"| case | metric | {' | '.join(cols)} |")
     print("|---|---|" + "---|" * len(cols))
     print("\n".join(rows))
+    if not args.dry_run:
+        device_kernel_facts()
     print(f"total {time.perf_counter() - t_all:.1f} s")
     return 1 if failed else 0
 

@@ -17,6 +17,13 @@ Codes are named in ``fastmlp._registry`` (activations: ``ACTIVATIONS``,
 outputs: ``OUTPUTS``); ``param`` is the leaky_relu slope or the elu alpha,
 ``slope`` the unit's prelu slope.  An elementwise activation is one branch in
 ``act`` and one in ``act_grad`` (and its row in the registry).
+
+Constants are written ``of(x, 1.0)``: 1.0 in x's type.  A bare Python float is a
+float64 in numba, and one float64 operand turns a float32 expression into float64
+arithmetic (two conversions and a float64 operation, at 1/2 to 1/64 of the float32
+rate on a GPU); ``benchmarks/gpu_check.py --ptx-report`` and ``tests/test_ptx.py``
+find any that remain in the float32 CUDA kernels.  For float64 data ``of`` is the
+identity, so the float64 kernels compute exactly what they did before.
 """
 
 import math
@@ -29,14 +36,21 @@ from .._registry import OUT_EXP, OUT_IDENTITY, OUT_LOGISTIC, OUT_SOFTMAX
 
 
 @register_jitable
+def of(x, v):
+    """v in the type of the scalar x (float32 or float64): a constant that keeps float32
+    math in float32."""
+    return type(x)(v)
+
+
+@register_jitable
 def sigmoid(z):
     """1 / (1 + exp(-z)), spelled as scipy's ``expit`` (scikit-learn's logistic), so a
     float64 fit rounds as scikit-learn's does (a / (1 + a) with a = exp(z) differs in
     the last bit for about half of all z < 0).  Below z = -700 it is exp(z) (equal to
     the double's precision there), so exp(-z) never overflows (not even in Python, the
     CUDA simulator's arithmetic)."""
-    if z > -700.0:
-        return 1.0 / (1.0 + math.exp(-z))
+    if z > of(z, -700.0):
+        return of(z, 1.0) / (of(z, 1.0) + math.exp(-z))
     return math.exp(z)
 
 
@@ -47,23 +61,24 @@ def dtype_eps(a):
 
 @overload(dtype_eps, target="generic")
 def _dtype_eps(a):
-    """Compiled (CPU and CUDA): the epsilon is a constant of a's dtype, fixed at typing."""
+    """Compiled (CPU and CUDA): the epsilon is a constant of a's dtype, fixed at typing,
+    and of that dtype (a float64 constant would turn float32 comparisons into float64)."""
     eps = float(np.finfo(np.dtype(str(a.dtype))).eps)
-    return lambda a: eps
+    return lambda a: a.dtype.type(eps)
 
 
 @register_jitable
 def relu(z):
     """max(z, 0), NaN passing through (a diverging fit must stay visible)."""
-    if z > 0 or z != z:
+    if z > of(z, 0.0) or z != z:
         return z
-    return 0.0
+    return of(z, 0.0)
 
 
 @register_jitable
 def relu_grad(h):
     """relu'(z) from the cached output h = relu(z)."""
-    return 1.0 if h > 0 else 0.0
+    return of(h, 1.0) if h > of(h, 0.0) else of(h, 0.0)
 
 
 def act(code, z, param, slope):
@@ -75,11 +90,11 @@ def act(code, z, param, slope):
     if code == TANH:
         return math.tanh(z)
     if code == LEAKY_RELU:
-        return z if z > 0 else param * z
+        return z if z > of(z, 0.0) else param * z
     if code == PRELU:
-        return z if z > 0 else slope * z
+        return z if z > of(z, 0.0) else slope * z
     if code == ELU:
-        return z if z > 0 else param * math.expm1(z)
+        return z if z > of(z, 0.0) else param * math.expm1(z)
     return z  # identity
 
 
@@ -87,17 +102,18 @@ def act_grad(code, z, h, param, slope):
     """act'(z) for one element, from the cached output h (z for prelu)."""
     if code == RELU:
         return relu_grad(h)
+    one = of(h, 1.0)
     if code == LOGISTIC:
-        return h * (1.0 - h)
+        return h * (one - h)
     if code == TANH:
-        return 1.0 - h * h
+        return one - h * h
     if code == LEAKY_RELU:
-        return 1.0 if h > 0 else param
+        return one if h > of(h, 0.0) else param
     if code == PRELU:
-        return 1.0 if z > 0 else slope
+        return one if z > of(z, 0.0) else slope
     if code == ELU:
-        return 1.0 if h > 0 else h + param
-    return 1.0  # identity
+        return one if h > of(h, 0.0) else h + param
+    return one  # identity
 
 
 # --- per-row output + loss math -------------------------------------------
@@ -119,7 +135,7 @@ def softmax_row(O, i, P):
     for j in range(1, k):
         if O[i, j] > mx:
             mx = O[i, j]
-    s = 0.0
+    s = of(mx, 0.0)
     for j in range(k):
         e = math.exp(O[i, j] - mx)
         P[i, j] = e
@@ -135,8 +151,8 @@ def clipped_log(p, eps):
     (eps: the model dtype's machine epsilon); NaN stays NaN."""
     if p < eps:
         p = eps
-    elif p > 1.0 - eps:
-        p = 1.0 - eps
+    elif p > of(p, 1.0) - eps:
+        p = of(p, 1.0) - eps
     return math.log(p)
 
 
@@ -166,13 +182,14 @@ def sigmoid_bce_row(O, Y, i, g, P, dO):
     """Sigmoid + binary cross-entropy summed over row i, as scikit-learn reports it:
     sum_j -(y log p + (1 - y) log(1 - p)) with p clipped to [eps, 1 - eps] (eps of P's
     dtype); the gradient g (p - y) is the exact one."""
-    row = 0.0
+    row = of(O[i, 0], 0.0)
+    one = of(row, 1.0)
     eps = dtype_eps(P)
     for j in range(O.shape[1]):
         o = O[i, j]
         yv = Y[i, j]
         p = sigmoid(o)
-        row -= yv * clipped_log(p, eps) + (1.0 - yv) * clipped_log(1.0 - p, eps)
+        row -= yv * clipped_log(p, eps) + (one - yv) * clipped_log(one - p, eps)
         P[i, j] = p
         dO[i, j] = g * (p - yv)
     return row
@@ -181,14 +198,14 @@ def sigmoid_bce_row(O, Y, i, g, P, dO):
 @register_jitable
 def squared_error_row(O, Y, i, g, P, dO):
     """Identity output, half squared error summed over row i."""
-    row = 0.0
+    row = of(O[i, 0], 0.0)
     for j in range(O.shape[1]):
         o = O[i, j]
         r = o - Y[i, j]
         row += r * r
         P[i, j] = o
         dO[i, j] = g * r
-    return 0.5 * row
+    return of(row, 0.5) * row
 
 
 @register_jitable
@@ -196,12 +213,15 @@ def poisson_row(O, Y, i, g, P, dO):
     """Exp output, half Poisson deviance summed over row i, spelled as scikit-learn's:
     y log(y / p) - y + p with p = exp(o) (0 for the log term at y = 0), so an overflowing
     p gives NaN there too (-inf + inf), not a finite loss."""
-    row = 0.0
+    row = of(O[i, 0], 0.0)
     for j in range(O.shape[1]):
         o = O[i, j]
         p = math.exp(o)
         yv = Y[i, j]
-        t = yv * math.log(yv / p) if yv != 0 else 0.0  # xlogy(y, y / p)
+        q = yv / p
+        # scipy's xlogy(y, y / p): 0 at y = 0, except NaN where y / p is (0 / 0, once p
+        # underflows), as scikit-learn's loss_curve_ shows it
+        t = yv * math.log(q) if yv != of(yv, 0.0) else (q if q != q else of(yv, 0.0))
         row += t - yv + p
         P[i, j] = p
         dO[i, j] = g * (p - yv)
@@ -278,7 +298,7 @@ def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
     base = u * pieces
     win = argmax[i, u]
     for p in range(pieces):
-        dZ[i, base + p] = dH[i, u] if p == win else 0.0
+        dZ[i, base + p] = dH[i, u] if p == win else of(dH[i, u], 0.0)
 
 
 # --- pointwise outputs --------------------------------------------------------

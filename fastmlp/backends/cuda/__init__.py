@@ -24,9 +24,6 @@ Where the code lives:
 ``_common.py``      tile size, register block and driver settings (read from
                     ``fastmlp._config`` at call time), the tile schedule and the
                     shared-memory block reduction.
-``_simulator.py``   a fix installed on import when numba's CUDA simulator runs the
-                    kernels: its ``cuda.shared.array`` could hand two threads of one
-                    block different arrays (an unlocked first allocation).
 
 Data movement: a Trainer sends X, Y/y and the sample weights to the device
 once; each epoch sends the row order and the per-batch weight scales and
@@ -49,7 +46,7 @@ from ... import _config
 from ..._registry import ADAM
 from .. import cuda_simulated
 from ..layout import ADAM_T, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV, unpack
-from .optimizers import SUM_GRAD
+from .optimizers import SUM_GRAD, step_sizes
 from .train import Program, epoch_scales, schedule
 
 name = "cuda"
@@ -61,12 +58,6 @@ _probe_result = None  # (usable, reason) once probed
 
 
 is_simulated = cuda_simulated  # (defined once, in fastmlp.backends)
-
-
-if is_simulated():  # before any kernel runs; see _simulator.py
-    from ._simulator import install as _install_simulator_fix
-
-    _install_simulator_fix()
 
 
 @cuda.jit
@@ -173,12 +164,13 @@ class Trainer:
         order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.shape[0]
         n_batches = (n + self.cap - 1) // self.cap
-        self.prog.set_epoch(order, epoch_scales(self.sw_host, order, self.cap, n_batches))
         h = self.opt.hyper
         t0 = float(h[ADAM_T])
-        hyper = (h[LR], h[MOMENTUM], h[NESTEROV] != 0.0, h[BETA1], h[BETA2], h[EPS])
+        steps = step_sizes(self.opt.solver, h[LR], h[BETA1], h[BETA2], t0, n_batches)
+        self.prog.set_epoch(order, epoch_scales(self.sw_host, order, self.cap, n_batches, steps))
+        hyper = (h[MOMENTUM], h[NESTEROV] != 0.0, h[BETA1], h[BETA2], h[EPS])
         total = self.prog.run(self.table, n_batches, n, solver=self.opt.solver, hyper=hyper,
-                              t0=t0, alpha=self.alpha)
+                              alpha=self.alpha)
         if self.opt.solver == ADAM:
             h[ADAM_T] = t0 + n_batches
         return total if np.isfinite(total) else np.nan
@@ -222,7 +214,7 @@ class FullBatch:
                             np.ascontiguousarray(Y), np.ascontiguousarray(y),
                             np.ascontiguousarray(sw), state1=zeros)
         self.prog.set_epoch(np.arange(n, dtype=np.int64),
-                            np.ones((self.n_batches, 2), dtype=np.float64))
+                            np.ones((self.n_batches, 3), dtype=np.float64))
         self.table = schedule(spec.layers, spec.code, True)
         self._zeros = zeros
 

@@ -23,6 +23,16 @@ from ... import _config
 # lower it so that few Python threads do all the work.
 MAX_BLOCKS = 4096
 
+# Resident blocks per SM each kernel is compiled for (its launch bounds, with blocks
+# of CUDA_TILE^2 threads): ptxas keeps a thread to 65536 / (blocks x threads)
+# registers.  The per-phase kernel fits two 256-thread blocks (<= 128 registers)
+# without spilling.  The persistent kernel (every phase inlined, 160-200 registers
+# unbounded) spilled 376-800 bytes a thread when held to 128 (sm_80 and sm_90,
+# float32 and float64), so it stays at one block per SM until its register use
+# comes down.  ``benchmarks/gpu_check.py --ptx-report`` prints what ptxas made of
+# these; tests/test_ptx.py fails on any spill.
+EPOCH_MIN_BLOCKS_PER_SM, PHASE_MIN_BLOCKS_PER_SM = 1, 2
+
 
 def tile():
     """Edge T of the square tile of the backward GEMMs (``_config.CUDA_TILE``);

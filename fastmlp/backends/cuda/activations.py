@@ -16,6 +16,7 @@ and NaN/inf must propagate so that a diverging fit is detected.
 from numba import cuda
 
 from .. import scalar
+from ..scalar import of
 from ..._registry import MAXOUT, PRELU
 
 act = cuda.jit(device=True)(scalar.act)
@@ -56,11 +57,11 @@ def hidden_backward_phase(code, dH, Z, H, argmax, pieces, param, slopes, dZ, dsl
     elif code == PRELU:
         for u in range(g, units, stride):
             a = slopes[u]
-            s = 0.0
+            s = of(a, 0.0)
             for i in range(n):
                 gh = dH[i, u]
                 z = Z[i, u]
-                if z <= 0:
+                if z <= of(z, 0.0):
                     s += gh * z
                 dZ[i, u] = gh * act_grad(code, z, H[i, u], param, a)
             dslopes[u] = s

@@ -37,6 +37,7 @@ import functools
 from numba import cuda
 
 from ._common import d_backward_tile, d_tile_origin, d_tiles_along
+from ..scalar import of
 from .activations import act, act_grad
 
 
@@ -90,7 +91,7 @@ def gemm_phases(T, R):
                         if fuse:
                             z = acc[a, c] + theta[b_off + col]
                             Z[row, col] = z
-                            slope = theta[a_off + col] if a_off >= 0 else 0.0
+                            slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
                             H[row, col] = act(code, z, param, slope)
                         else:
                             Z[row, col] = acc[a, c]
@@ -113,7 +114,7 @@ def gemm_phases(T, R):
         n_w = wx * d_tiles_along(K, T)
         ix = d_tiles_along(K, T)
         n_in = ix * d_tiles_along(n, T) if with_inputs else 0
-        sq = 0.0
+        sq = of(lam, 0.0)  # in theta's dtype, like lam
         for t in range(first, n_w + n_in, step):
             kind, r0, c0 = d_backward_tile(t, n_w, wx, ix, T)
             acc[0, 0] = 0
@@ -145,7 +146,7 @@ def gemm_phases(T, R):
                     cuda.syncthreads()
                 if i < K and j < M:
                     g = acc[0, 0]
-                    if lam != 0.0:
+                    if lam != of(lam, 0.0):
                         w = theta[w_off + i * M + j]
                         sq += w * w
                         grad[w_off + i * M + j] = g + lam * w
@@ -176,7 +177,7 @@ def gemm_phases(T, R):
                     cuda.syncthreads()
                 if r < n and i < K:
                     if fuse:
-                        slope = theta[sl_off + i] if sl_off >= 0 else 0.0
+                        slope = theta[sl_off + i] if sl_off >= 0 else of(param, 0.0)
                         out[r, i] = acc[0, 0] * act_grad(code, Zc[r, i], Hc[r, i], param, slope)
                     else:
                         out[r, i] = acc[0, 0]

@@ -20,6 +20,7 @@ classifier sees (tens); thousands of classes would want a block per row.
 from numba import cuda
 
 from .. import scalar
+from ..scalar import of
 from ..._registry import OUT_SOFTMAX
 
 pointwise_output = cuda.jit(device=True)(scalar.pointwise_output)
@@ -36,9 +37,9 @@ def loss_phase(out_code, O, Y, y, sw, scale, dO, g, stride):
     is written into dO first and turned into the gradient in place.
     """
     has_w = sw.shape[0] > 0
-    part = 0.0
+    part = 0.0  # float64: the loss sum
     for i in range(g, O.shape[0], stride):
-        w = sw[i] if has_w else 1.0
+        w = sw[i] if has_w else of(scale, 1.0)
         gi = w * scale
         part += w * output_row_loss(out_code, O, Y, y, i, gi, dO, dO)
     return part

@@ -44,11 +44,16 @@ import warnings
 import numpy as np
 from numba import cuda, float64
 
-from ..._registry import ADAM, IDENTITY, MAXOUT, OUT_IDENTITY, PRELU
+from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, PRELU
 from ..layout import (
     A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
-from ._common import MAX_BLOCKS, block_sum_add, driver, reg_block, tile
+from ..scalar import of
+from .. import cuda_simulated
+from ._common import (
+    EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, driver,
+    reg_block, tile,
+)
 from .activations import hidden_backward_phase, maxout_forward_phase
 from .dense import gemm_phases
 from .losses import loss_phase, output_phase
@@ -144,10 +149,16 @@ def kernels(T, R):
     @cuda.jit(device=True)
     def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
                   X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                  lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                  momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                   ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
-        thread's share of the batch's loss contribution (float64)."""
+        thread's share of the batch's loss contribution (float64).
+
+        The hyper-parameters (param, momentum, beta1, c1 = 1 - beta1, beta2, c2, eps,
+        alpha) arrive in theta's dtype, cast once on the host; ``scales`` row b is
+        float64 and cast here, except the loss scale, which only the float64 loss sum
+        uses.  So a float32 kernel computes in float32 throughout, but for that sum.
+        """
         first = cuda.blockIdx.x
         step = cuda.gridDim.x
         stride = step * NT
@@ -156,14 +167,15 @@ def kernels(T, R):
         start = b * cap
         m = min(cap, n_rows - start)
         L = layers.shape[0]
-        gscale = scales[b, 0]  # gradient scale: 1 / (weight sum of the batch)
+        gscale = of(alpha, scales[b, 0])  # gradient scale: 1 / (weight sum of the batch)
         lscale = scales[b, 1]  # loss scale: rows / weight sum (training), 1 (full-batch sums)
-        part = 0.0
+        part = 0.0  # float64: the loss sum
         if kind == GATHER:
             gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride)
         elif kind == STEP:
-            step_phase(solver, theta, grad, state1, state2, lr, momentum, nesterov,
-                       beta1, beta2, eps, t0 + b + 1.0, g, stride)
+            # scales[b, 2]: the step size of batch b (lr, or Adam's bias-corrected lr_t)
+            step_phase(solver, theta, grad, state1, state2, of(alpha, scales[b, 2]), momentum,
+                       nesterov, beta1, c1, beta2, c2, eps, g, stride)
         elif kind == LOSS:
             k = layers[L - 1, ZCOLS]
             zo = layers[L - 1, Z_OFF]
@@ -191,7 +203,7 @@ def kernels(T, R):
                     Hp = ws[:m, po:po + layers[l - 1, UNITS]]
                 Z = ws[:m, zo:zo + zc]
                 if l == L - 1:  # logits: bias only, the loss applies the output function
-                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, -1, zc, IDENTITY, 0.0,
+                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, -1, zc, IDENTITY, param,
                                   True, Z, Z, first, step, sA, sB, acc, a_reg, b_reg)
                 else:
                     forward_tiles(Hp, theta, layers[l, W_OFF], bo, ao, zc, code, param,
@@ -230,13 +242,17 @@ def kernels(T, R):
                                         bo, lam, True, code, param, ws[:m, pzo:pzo + pu],
                                         ws[:m, pho:pho + pu], layers[p, A_OFF], fuse,
                                         ws[:m, oo:oo + pu], first, step, sA, sB, acc)
-                part = 0.5 * alpha * lscale * sq  # = rows x the batch's L2 term
+                part = lscale * (of(alpha, 0.5) * alpha * sq)  # = rows x the batch's L2 term
         return part
 
-    @cuda.jit
+    # launch bounds: at most NT threads a block, at least so many blocks resident per SM
+    # (_common.py; the simulator takes none)
+    sim = cuda_simulated()
+
+    @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
     def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
                      X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                     lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                     momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                      ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
         loss_acc[0] += the summed loss contributions.  A cooperative launch."""
@@ -252,16 +268,16 @@ def kernels(T, R):
             for p in range(table.shape[0]):
                 part += run_phase(table[p, 0], table[p, 1], b, layers, code, param, pieces,
                                   out_code, apply_out, X, Y, y, sw, order, scales, n_rows,
-                                  theta, grad, state1, state2, solver, lr, momentum, nesterov,
-                                  beta1, beta2, eps, t0, alpha, ws, iws, Xb, Yb, yb, swb, P,
+                                  theta, grad, state1, state2, solver, momentum, nesterov,
+                                  beta1, c1, beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P,
                                   sA, sB, acc, a_reg, b_reg)
                 grid.sync()
         block_sum_add(red, part, 1.0, loss_acc)
 
-    @cuda.jit
+    @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
     def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
                      X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                     lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                     momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                      ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
@@ -272,9 +288,9 @@ def kernels(T, R):
         b_reg = cuda.local.array(R, dtype=theta.dtype)
         part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
                          X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                         lr, momentum, nesterov, beta1, beta2, eps, t0, alpha,
+                         momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                          ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
-        if kind == LOSS or (kind == BACKWARD and alpha != 0.0):
+        if kind == LOSS or (kind == BACKWARD and alpha != of(alpha, 0.0)):
             block_sum_add(red, part, 1.0, loss_acc)
 
     _KERNELS[key] = (epoch_kernel, phase_kernel)
@@ -325,13 +341,14 @@ class Program:
         self.P = cuda.device_array((self.cap if X is None else 1, k), dtype=dt)
         self.acc = cuda.device_array(1, dtype=np.float64)
         self.order = cuda.device_array(0, dtype=np.int64)
-        self.scales = cuda.to_device(np.ones((1, 2), dtype=np.float64))  # predict: one batch
+        self.scales = cuda.to_device(np.ones((1, 3), dtype=np.float64))  # predict: one batch
         self._zero = np.zeros(1, dtype=np.float64)
         self._grids = {}
         self.last_driver = None
 
     def set_epoch(self, order, scales):
-        """Send an epoch's row order (int64) and per-batch (gradient, loss) scales (float64)."""
+        """Send an epoch's row order (int64) and per-batch (gradient, loss, step) scales
+        (float64, ``epoch_scales``)."""
         if self.order.shape[0] != order.shape[0]:
             self.order = cuda.device_array(order.shape[0], dtype=np.int64)
         if self.scales.shape[0] != scales.shape[0]:
@@ -339,24 +356,31 @@ class Program:
         self.order.copy_to_device(order)
         self.scales.copy_to_device(scales)
 
-    def _args(self, n_rows, solver, hyper, t0, alpha, apply_out):
+    def _args(self, n_rows, solver, hyper, alpha, apply_out):
+        """The kernels' arguments after (table, n_batches) or (kind, l, b).  The float
+        hyper-parameters are cast to the model's dtype here, once, as the CPU's Adam step
+        casts them (c1 = 1 - beta1 and c2 = 1 - beta2 in float64 first)."""
         s = self.spec
-        lr, momentum, nesterov, beta1, beta2, eps = hyper
-        return (self.layers, int(s.code), float(s.param), int(s.pieces), int(s.out_code),
+        dt = np.dtype(s.dtype).type
+        momentum, nesterov, beta1, beta2, eps = hyper
+        e = dt(eps)
+        if eps > 0 and e == 0:  # below the dtype's tiniest: the tiniest, so sqrt(v) + eps > 0
+            e = dt(np.finfo(dt).smallest_subnormal)
+        return (self.layers, int(s.code), dt(s.param), int(s.pieces), int(s.out_code),
                 bool(apply_out), self.X, self.Y, self.y, self.sw, self.order, self.scales,
                 int(n_rows), self.theta, self.grad, self.state1, self.state2, int(solver),
-                float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
-                float(eps), float(t0), float(alpha), self.ws, self.iws, self.Xb, self.Yb,
+                dt(momentum), bool(nesterov), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
+                dt(1.0 - float(beta2)), e, dt(alpha), self.ws, self.iws, self.Xb, self.Yb,
                 self.yb, self.swb, self.P, self.acc)
 
-    def run(self, table, n_batches, n_rows, solver=0, hyper=(0.0, 0.0, False, 0.9, 0.999, 1e-8),
-            t0=0.0, alpha=0.0, apply_out=False):
+    def run(self, table, n_batches, n_rows, solver=0, hyper=(0.0, False, 0.9, 0.999, 1e-8),
+            alpha=0.0, apply_out=False):
         """Every phase of ``table`` for batches 0 .. n_batches-1; returns the summed loss
         contributions (one float64 read back)."""
         self.acc.copy_to_device(self._zero)
         T, R = tile(), reg_block()
         epoch_kernel, phase_kernel = kernels(T, R)
-        args = self._args(n_rows, solver, hyper, t0, alpha, apply_out)
+        args = self._args(n_rows, solver, hyper, alpha, apply_out)
         blocks = phase_blocks(self.spec.layers, table, self.cap, self.spec.n_features,
                               self.spec.n_outputs, self.spec.n_params, T, R)
         mode = driver()
@@ -425,14 +449,17 @@ def _fallback(reason):
                       RuntimeWarning, stacklevel=3)
 
 
-def epoch_scales(sw, order, cap, n_batches):
-    """Host float64 (n_batches, 2): per batch 1 / weight sum and rows / weight sum
-    (0 and 0 for a batch whose rows all weigh 0: it contributes nothing)."""
+def epoch_scales(sw, order, cap, n_batches, steps=None):
+    """Host float64 (n_batches, 3): per batch 1 / weight sum, rows / weight sum (0 and 0
+    for a batch whose rows all weigh 0: it contributes nothing) and the step size
+    ``steps[b]`` (``optimizers.step_sizes``; 0 without)."""
     n = order.shape[0]
     starts = np.arange(0, n, cap)
     rows = np.minimum(cap, n - starts).astype(np.float64)
     wsum = rows if sw is None else np.add.reduceat(sw[order].astype(np.float64), starts)
-    out = np.zeros((n_batches, 2), dtype=np.float64)
+    out = np.zeros((n_batches, 3), dtype=np.float64)
+    if steps is not None:
+        out[:, 2] = steps
     pos = wsum > 0
     out[pos, 0] = 1.0 / wsum[pos]
     out[pos, 1] = rows[pos] / wsum[pos]

@@ -1,0 +1,130 @@
+"""The CUDA kernels through NVIDIA's own compiler, no GPU needed (issue 29).
+
+numba's simulator, which runs tests/test_cuda.py without a GPU, checks neither types
+nor resources.  Here every kernel variant the backend launches (both drivers, training,
+full-batch sums and predict, float32 and float64) is compiled for sm_80 and sm_90 by
+``benchmarks/gpu_check.py --ptx-report``: NVVM to PTX, ``ptxas -v`` for registers,
+spills and shared memory, and nvJitLink with libcudadevrt for the cooperative kernel.
+The report runs in a subprocess without ``NUMBA_ENABLE_CUDASIM`` (the root conftest.py
+turns the simulator on in this process) and takes a few minutes, once for the module.
+
+The compiler comes with ``pip install "numba-cuda[cu12]"`` (the test extra); the tests
+skip, saying so, only where it is not installed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import gpu_check  # noqa: E402
+
+from fastmlp.backends.cuda._common import (  # noqa: E402
+    EPOCH_MIN_BLOCKS_PER_SM, PHASE_MIN_BLOCKS_PER_SM,
+)
+
+KERNELS = ("epoch_kernel", "phase_kernel")
+DTYPES = ("float32", "float64")
+CCS = ("8.0", "9.0")
+
+# Registers a thread, as ptxas reported them when this was written (CUDA 12.9, 16 x 16
+# blocks, register block 2), plus a little room for compiler versions.  A change that
+# needs more should say why, and move the number, in the same commit.
+REGISTER_LIMITS = {"epoch_kernel": 216, "phase_kernel": 128}
+MIN_BLOCKS = {"epoch_kernel": EPOCH_MIN_BLOCKS_PER_SM, "phase_kernel": PHASE_MIN_BLOCKS_PER_SM}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ptx") / "report.json"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_ENABLE_CUDASIM", "FASTMLP_REAL_GPU")}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check.py"),
+                        "--ptx-report", "--json", str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1500)
+    if p.returncode == 2:  # the compiler is not installed
+        pytest.skip(p.stdout.strip().splitlines()[-1])
+    assert out.exists(), p.stdout[-4000:] + p.stderr[-4000:]
+    with open(out) as f:
+        data = json.load(f)
+    print(gpu_check.ptx_table(data["rows"]))
+    return data
+
+
+def test_every_kernel_variant_compiles_for_sm80_and_sm90(report):
+    built = {(r["kernel"], r["dtype"], r["cc"]) for r in report["rows"]}
+    assert built == {(k, d, c) for k in KERNELS for d in DTYPES for c in CCS}
+
+
+def test_the_cooperative_kernel_links_with_cudadevrt(report):
+    assert all(r["linked_cudadevrt"] for r in report["rows"] if r["kernel"] == "epoch_kernel")
+
+
+def test_no_register_spills(report):
+    assert [(r["kernel"], r["dtype"], r["cc"], r["spill_bytes"])
+            for r in report["rows"] if r["spill_bytes"]] == []
+
+
+def test_registers_and_blocks_per_sm_within_the_recorded_limits(report):
+    for r in report["rows"]:
+        what = (r["kernel"], r["dtype"], r["cc"], r["registers"], r["blocks_per_sm"])
+        assert r["registers"] <= REGISTER_LIMITS[r["kernel"]], what
+        assert r["blocks_per_sm"] >= MIN_BLOCKS[r["kernel"]], what
+
+
+def test_float32_kernels_compute_in_float32(report):
+    """No float64 arithmetic or conversion to float64 in a float32 kernel but the loss sum
+    that gpu_check.F64_ALLOWED names, line by line."""
+    for r in report["rows"]:
+        if r["dtype"] == "float32":
+            assert r["f64_leaks"] == [], (r["kernel"], r["cc"], r["f64_leaks"])
+            assert r["f64_arith"] + r["to_f64"] <= 16, r  # the loss sum: a few per thread
+
+
+def test_report_fails_on_what_it_should(report):
+    assert report["failures"] == []
+    assert gpu_check.ptx_failures([dict(report["rows"][0], spill_bytes=8)])
+    assert gpu_check.ptx_failures([dict(report["rows"][0], blocks_per_sm=0)])
+    leak = dict(report["rows"][0], dtype="float32", f64_leaks=[["scalar.py", 1, "x", 1]])
+    assert gpu_check.ptx_failures([leak])
+
+
+def test_allow_list_names_lines_that_exist():
+    """Each F64_ALLOWED entry quotes a line of its file (no test needed the compiler)."""
+    cuda_dir = os.path.join(ROOT, "fastmlp", "backends", "cuda")
+    for name, fname, snippet, why in gpu_check.F64_ALLOWED:
+        with open(os.path.join(cuda_dir, fname)) as f:
+            assert snippet in f.read(), (name, fname, snippet)
+        assert why
+
+
+def test_f64_site_parser_on_a_known_ptx():
+    ptx = "\n".join([
+        '\t.file\t1 "/x/train.py"',
+        "\t.loc\t1 10 1",
+        "\tcvt.f64.f32 \t%fd1, %f1;",
+        "\tadd.f64 \t%fd2, %fd2, %fd1;",
+        "\t.loc\t1 11 1",
+        "\tcvt.rn.f32.f64 \t%f2, %fd2;",
+        "\t@%p1 fma.rn.f64 \t%fd3, %fd1, %fd1, %fd2;",
+        "\tfma.rn.f32 \t%f3, %f1, %f1, %f2;",
+        "\tld.global.f64 \t%fd4, [%rd1];",
+    ])
+    arith, conv, f32, sites = gpu_check.ptx_f64_sites(ptx)
+    assert (arith, conv, f32) == (2, 1, 1)
+    assert sites == [("cvt", "/x/train.py", 10), ("arith", "/x/train.py", 10),
+                     ("arith", "/x/train.py", 11)]
+
+
+def test_blocks_per_sm():
+    # 65,536 registers an SM, allocated per warp in units of 256
+    assert gpu_check.blocks_per_sm(128, 6336, 256, (9, 0)) == 2
+    assert gpu_check.blocks_per_sm(129, 6336, 256, (9, 0)) == 1
+    assert gpu_check.blocks_per_sm(160, 6336, 256, (9, 0)) == 1
+    assert gpu_check.blocks_per_sm(64, 6336, 256, (9, 0)) == 4
+    assert gpu_check.blocks_per_sm(32, 0, 256, (8, 0)) == 8  # the 2048-thread limit
+    assert gpu_check.blocks_per_sm(256, 0, 256, (9, 0)) == 1
