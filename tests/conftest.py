@@ -12,8 +12,13 @@ skipped where numba-cuda is missing).  The simulator runs every GPU thread in
 Python, so marked tests must stay tiny: a few dozen rows, at most two epochs.
 Under the "cuda" parameter the launches are small (3 x 3 thread blocks, set
 through ``fastmlp._config.override``) so that the multi-block paths run.
+
+``_simulator_fix`` (autouse): once numba-cuda is imported under the simulator,
+its ``cuda.shared.array`` is made thread-safe before the test runs
+(``cudasim_fix.py``: a numba-cuda bug, fixed here and not in the package).
 """
 
+import os
 import sys
 import zlib
 
@@ -42,6 +47,7 @@ def backend(request):
         yield "cpu"
         return
     cuda = pytest.importorskip("fastmlp.backends.cuda")
+    _install_simulator_fix()
     if not cuda.is_available():
         pytest.skip(f"CUDA backend unavailable: {cuda.unavailable_reason()}")
     from fastmlp import _config
@@ -54,6 +60,19 @@ def backend(request):
             yield "cuda"
     finally:
         sys.setswitchinterval(old)
+
+
+def _install_simulator_fix():
+    if "numba.cuda" in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        import cudasim_fix
+
+        cudasim_fix.install()
+
+
+@pytest.fixture(autouse=True)
+def _simulator_fix():
+    """numba-cuda's simulator, once imported, gets its shared arrays locked (cudasim_fix)."""
+    _install_simulator_fix()
 
 
 @pytest.fixture

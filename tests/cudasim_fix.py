@@ -1,4 +1,4 @@
-"""A fix for numba's CUDA simulator: one shared array per allocation site and launch.
+"""The test suite's fix for numba's CUDA simulator: one shared array per allocation site and launch.
 
 In the simulator (``NUMBA_ENABLE_CUDASIM=1``) every GPU thread of a block is
 a Python thread, and ``cuda.shared.array`` is ``FakeCUDAShared.array`` of
@@ -23,8 +23,12 @@ are not at fault, and a real GPU is not affected.
 
 ``install()`` replaces the method with the same logic under a lock (and the
 caller's frame read directly rather than through ``traceback``, which is
-also much faster).  ``fastmlp.backends.cuda`` installs it on import when the
-simulator is active; it is idempotent and changes nothing on a real GPU.
+also much faster).  It is the test suite's business, not the package's: the
+simulator exists for tests, and a library should not patch another one in a
+user's process.  ``tests/conftest.py`` installs it (an autouse fixture, once
+numba-cuda is imported under the simulator); it is idempotent and changes
+nothing on a real GPU.  The bug is numba-cuda's (0.30.4 still has it): the
+report's text is ``benchmarks/numba_cuda_simulator_shared_race.md``.
 """
 
 import sys

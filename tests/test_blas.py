@@ -2,9 +2,9 @@
 
 Every layout the kernels pass (row-major, transposed views, leading row
 slices of larger buffers; a single row or column: the GEMV path) and leading
-column slices (which the adapters take through copies), both dtypes, with fresh random operands; then the same checks, and a whole fit,
-with the adapters that stand in where NumPy's BLAS cannot be called directly
-(``FASTMLP_KERNEL_BLAS=numba``), in a subprocess.
+column slices, both dtypes, with fresh random operands; then the same checks,
+and a whole fit, with the plain ``np.dot`` that stands in where NumPy's BLAS
+cannot be called directly (``FASTMLP_KERNEL_BLAS=numba``), in a subprocess.
 """
 
 import os
@@ -78,18 +78,22 @@ def test_gemm_writes_only_its_output():
 
 def test_numpys_openblas_is_called_where_numpy_ships_one():
     """With NumPy's PyPI wheel (its own 64-bit-integer OpenBLAS) the kernels call it."""
-    cfg = np.__config__.CONFIG["Build Dependencies"]["blas"]
+    config = getattr(np.__config__, "CONFIG", None)
+    if config is None:
+        pytest.skip("this NumPy (< 1.26) does not describe its BLAS in np.__config__.CONFIG")
+    cfg = config["Build Dependencies"]["blas"]
     ships_ilp64 = (cfg.get("name") == "scipy-openblas"
                    and "USE64BITINT" in cfg.get("openblas configuration", ""))
-    if ships_ilp64 and os.environ.get("FASTMLP_KERNEL_BLAS") != "numba":
+    if (ships_ilp64 and os.environ.get("FASTMLP_KERNEL_BLAS") != "numba"
+            and os.environ.get("FASTMLP_NUMBA_EXT", "1") != "0"):
         assert blas.KERNEL_BLAS.startswith("numpy-cblas:")
         assert os.path.exists(blas.kernel_blas_path())
     else:
         assert blas.KERNEL_BLAS in ("numba-np.dot",) or blas.kernel_blas_path()
 
 
-def test_the_adapters_give_the_same_results_and_fits():
-    """FASTMLP_KERNEL_BLAS=numba: every GEMM through the np.dot adapters, in a new process
+def test_plain_np_dot_gives_the_same_results_and_fits():
+    """FASTMLP_KERNEL_BLAS=numba: every GEMM through numba's np.dot, in a new process
     (the choice is made at import); the fit equals this process's to float64 rounding."""
     from fastmlp import MLPClassifier
 
@@ -121,7 +125,7 @@ def test_the_adapters_give_the_same_results_and_fits():
 
     n, there = json.loads(run.stdout.strip().splitlines()[-1])
     assert n == N_CHECKS
-    np.testing.assert_allclose(there, here, rtol=1e-9)
+    np.testing.assert_allclose(there, here, rtol=1e-7)  # two BLAS libraries: other sum orders
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,11 +9,17 @@ and a module they never import (the estimator) does not.
 from pathlib import Path
 
 import fastmlp
-from fastmlp.backends._cache import _numba_cache_dir, kernel_sources, refresh_numba_cache
+from fastmlp.backends._cache import (
+    _numba_cache_dir, is_source_tree, kernel_sources, refresh_numba_cache,
+)
 
 
-def _fake_package(tmp_path):
-    """fastmlp/ with a cpu backend importing, relatively and absolutely, down a chain."""
+def _fake_package(tmp_path, source_tree=True):
+    """fastmlp/ with a cpu backend importing, relatively and absolutely, down a chain;
+    in a source tree (a pyproject.toml beside it) or as installed (none)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if source_tree:
+        (tmp_path / "pyproject.toml").write_text("[project]\nname = 'fastmlp'\n")
     pkg = tmp_path / "fastmlp"
     backend = pkg / "backends" / "cpu"
     backend.mkdir(parents=True)
@@ -36,12 +42,16 @@ def _fake_package(tmp_path):
 
 
 def _cached(backend):
-    return sorted(p.name for p in (backend / "__pycache__").glob("*.nb[ic]"))
+    """The cached kernel files where numba keeps them for ``backend`` (``__pycache__``,
+    or below NUMBA_CACHE_DIR when that is set)."""
+    return sorted(p.name for p in _numba_cache_dir(backend).glob("*.nb[ic]"))
 
 
 def _plant_cache(backend):
-    (backend / "__pycache__" / "train.kernel-1.py311.nbi").write_text("index")
-    (backend / "__pycache__" / "train.kernel-1.py311.1.nbc").write_text("code")
+    folder = _numba_cache_dir(backend)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.kernel-1.py311.nbi").write_text("index")
+    (folder / "train.kernel-1.py311.1.nbc").write_text("code")
 
 
 def test_sources_are_found_from_the_imports(tmp_path):
@@ -107,3 +117,28 @@ def test_a_user_cache_dir_is_refreshed_too(tmp_path, monkeypatch):
     assert refresh_numba_cache(backend)
     assert not list(where.glob("*.nb[ic]"))
     assert not (backend / "__pycache__").exists()  # the in-tree folder was not used
+
+
+def test_an_installed_package_is_cleared_only_when_the_extensions_change(tmp_path):
+    """In site-packages (no pyproject.toml beside the package) the sources are not hashed:
+    an upgrade rewrites every file and numba's own check drops what is stale.  The numba
+    extensions' state still separates kernels compiled with and without them."""
+    pkg, backend = _fake_package(tmp_path, source_tree=False)
+    assert not is_source_tree(backend)
+    assert refresh_numba_cache(backend, "blas=on")
+    _plant_cache(backend)
+    (pkg / "backends" / "scalar.py").write_text("# edited\n")
+    assert not refresh_numba_cache(backend, "blas=on")  # sources are not read: kept
+    assert len(_cached(backend)) == 2
+    assert refresh_numba_cache(backend, "blas=off: FASTMLP_NUMBA_EXT=0")  # cleared
+    assert _cached(backend) == []
+
+
+def test_a_source_tree_is_cleared_when_the_extensions_change(tmp_path):
+    pkg, backend = _fake_package(tmp_path)
+    assert is_source_tree(backend)
+    refresh_numba_cache(backend, "views=on")
+    _plant_cache(backend)
+    assert not refresh_numba_cache(backend, "views=on")
+    assert refresh_numba_cache(backend, "views=off: probe failed")
+    assert _cached(backend) == []

@@ -355,7 +355,7 @@ def test_float32_epoch_close_to_cpu(rng, drv):
 # --------------------------------------------------------------------------- simulator threads
 # numba's simulator created a launch's shared arrays with an unlocked check-then-set,
 # so two threads of one block could get different "shared" arrays (see
-# fastmlp/backends/cuda/_simulator.py).  It showed as rare parity failures, mostly of
+# tests/cudasim_fix.py).  It showed as rare parity failures, mostly of
 # the maxout fallback driver.  These tests widen the race window the way a loaded
 # machine does (a GIL switch inside the allocation) and switch threads every
 # microsecond; without the fix they fail on nearly every run.
@@ -381,7 +381,7 @@ def thread_stress(monkeypatch):
         pytest.skip("simulator threads only")
     from numba.cuda.simulator import kernelapi
 
-    from fastmlp.backends.cuda import _simulator
+    import cudasim_fix as _simulator
 
     monkeypatch.setattr(kernelapi, "np", _SlowEmpty())
     monkeypatch.setattr(_simulator, "np", _SlowEmpty())
@@ -412,7 +412,7 @@ def test_simulator_fix_is_installed():
         pytest.skip("simulator only")
     from numba.cuda.simulator.kernelapi import FakeCUDAShared
 
-    from fastmlp.backends.cuda import _simulator
+    import cudasim_fix as _simulator
 
     assert FakeCUDAShared.array is _simulator._locked_array
     assert _simulator.install() is True  # idempotent

@@ -13,6 +13,15 @@ deep.  ``from pkg import name`` reaches ``pkg/name.py`` when that is a
 module, else ``pkg/__init__.py``; imports of other packages (numba, NumPy)
 are not followed.  Parsing and hashing a dozen small files costs a few
 milliseconds at import.
+
+That applies where the sources can change under an installed copy: a source
+tree (``pyproject.toml`` beside the package, as in an editable install or a
+checkout).  In an installed package (a wheel in site-packages) every
+upgrade rewrites every file, and numba's own check of each kernel's file
+already drops what is stale; there the stamp holds only the state of the
+numba extensions (``cpu._ext.state()``), so that kernels compiled with an
+extension on are not loaded by a process that runs with it off (or the other
+way round), and nothing is deleted unless that state changed.
 """
 
 import ast
@@ -101,20 +110,32 @@ def _numba_cache_dir(backend_dir):
     return backend_dir / "__pycache__"
 
 
-def refresh_numba_cache(backend_dir):
-    """Delete the kernels' cached ``*.nbi|*.nbc`` files when their sources changed.
+def is_source_tree(backend_dir):
+    """Whether the package that holds ``backend_dir`` sits in a source tree (its parent
+    folder has the project's ``pyproject.toml``), not in site-packages."""
+    pkg_root = Path(backend_dir).resolve()
+    while (pkg_root.parent / "__init__.py").is_file():
+        pkg_root = pkg_root.parent
+    return (pkg_root.parent / "pyproject.toml").is_file()
+
+
+def refresh_numba_cache(backend_dir, ext_state=""):
+    """Delete the kernels' cached ``*.nbi|*.nbc`` files when their sources (in a
+    source tree) or the numba extensions' state ``ext_state`` changed; True when
+    the stamp was (re)written.
 
     The cache folder is the one numba uses for the backend's modules
     (``__pycache__`` or below ``NUMBA_CACHE_DIR``).  Best effort: a folder
     that cannot be written is left alone.
     """
     backend_dir = Path(backend_dir)
-    digest = hashlib.sha256()
-    files = kernel_sources(backend_dir)
-    top = Path(os.path.commonpath(files))
-    for f in files:
-        digest.update(f.relative_to(top).as_posix().encode())
-        digest.update(f.read_bytes())
+    digest = hashlib.sha256(f"numba extensions: {ext_state}\n".encode())
+    if is_source_tree(backend_dir):
+        files = kernel_sources(backend_dir)
+        top = Path(os.path.commonpath(files))
+        for f in files:
+            digest.update(f.relative_to(top).as_posix().encode())
+            digest.update(f.read_bytes())
     stamp_text = digest.hexdigest()
     cache_dir = _numba_cache_dir(backend_dir)
     stamp = cache_dir / "fastmlp-kernel-sources.sha256"

@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from .._cache import refresh_numba_cache
+from . import _ext, sync, views  # noqa: F401  (the extensions probe themselves on import)
+from . import blas  # noqa: F401  (before the cache is refreshed: its probe decides a state)
 
-# before any kernel is loaded: drop cached machine code built from other sources
-refresh_numba_cache(Path(__file__).parent)
+# before any kernel is loaded: drop cached machine code built from other sources,
+# or with other numba extensions on or off (see _ext)
+refresh_numba_cache(Path(__file__).parent, _ext.state())
 
 from ... import _config  # read at call time: an override is seen by the next call
 from ..._registry import SGD
@@ -156,7 +159,8 @@ def _optimizer_arrays(opt):
 def _can_split():
     """Whether split epochs (compiled code in two threads) may run: numba's thread
     count, the user's knob for fastmlp's compiled parallelism (``NUMBA_NUM_THREADS``,
-    ``numba.set_num_threads``, per calling thread), is at least 2.
+    ``numba.set_num_threads``, per calling thread), is at least 2, and the atomic
+    barrier is on (``sync.SPLIT``).
 
     Read without starting numba's thread pool, which training does not use: while
     the pool has not started, nobody has called ``set_num_threads`` (it starts the
@@ -166,6 +170,8 @@ def _can_split():
     import numba
     from numba.np.ufunc import parallel
 
+    if not sync.SPLIT:  # no atomic barrier (see sync): one thread
+        return False
     if getattr(parallel, "_is_initialized", True):
         return numba.get_num_threads() >= 2
     return numba.config.NUMBA_NUM_THREADS >= 2
