@@ -51,6 +51,14 @@ PREDICT_CHUNK_ROWS = 4096
 # the sparse matrix itself (8 MiB: 1048 float32 rows of 2000 features).
 SPARSE_CHUNK_BYTES = 8 * 2**20
 
+# A sparse X whose share of non-zeros (nnz / (rows x columns)) is at most this
+# runs its first layer on the CSR rows directly (``backends/cpu/dense.py::
+# csr_matmul`` / ``csr_grads``: O(nnz x units) per batch); a denser one is
+# densified a chunk of rows at a time and multiplied by BLAS, which is then
+# faster.  Measured on the 2-core AMD EPYC (benchmarks/RESULTS.md, "Sparse
+# input"): see there for the crossover this value was read from.
+SPARSE_DENSIFY_ABOVE = 0.1
+
 # Rows per chunk of the full-batch loss and gradient (solver="lbfgs"): bounds
 # its workspace (one chunk's activations per layer) for any n_samples, while
 # keeping each GEMM large enough for BLAS to run at full speed.

@@ -33,7 +33,7 @@ from sklearn.utils.validation import (
 from . import _config, _fastpath, _persist
 from ._callbacks import CallbackSupportMixin, with_callbacks
 from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activation
-from ._solvers import fit_lbfgs, fit_stochastic
+from ._solvers import densify, fit_lbfgs, fit_stochastic
 from .backends import BACKENDS, get_backend
 from .backends.layout import OptimizerState, is_packed_view, make_layout, pack, unpack
 
@@ -75,17 +75,34 @@ def _to_model_dtype(X, dtype):
     return _cast(lambda: np.ascontiguousarray(X, dtype=dtype), dtype)
 
 
+def _to_csr(X, dtype):
+    """A sparse X (CSR, CSC or COO, matrix or array) as the CSR matrix of the model's
+    dtype that the kernels take: duplicate entries summed (and indices sorted), on a
+    copy; the user's matrix is never modified.  X itself where it already is all that.
+    """
+    X = X.tocsr()  # (CSR: X itself; CSC and COO: a new matrix, duplicates summed)
+    X = _cast(lambda: X.astype(dtype, copy=False), dtype)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
 def _predict_chunks(backend, spec, theta, X, apply_out):
     """Forward pass over X, converting (and densifying) one chunk of rows at a time.
 
     Memory beyond the output is one chunk in the model's dtype plus the
     backend's workspace, whatever X's dtype, format and size.  A sparse X
-    is converted to the model's dtype once (its non-zeros only), then each
-    chunk of rows is densified straight into that dtype.
+    is converted to the model's dtype once (its non-zeros only); a backend
+    that takes CSR multiplies its rows directly, chunk by chunk, unless X is
+    dense enough to be densified (``_solvers.densify``); then each chunk of
+    rows is densified straight into that dtype.
     """
     dtype = spec.dtype
     if sp.issparse(X):
-        X = _cast(lambda: X.astype(dtype, copy=False), dtype)
+        X = _to_csr(X, dtype)
+        if not densify(backend, X):
+            return backend.predict(spec, theta, X, apply_out)
     elif X.dtype == dtype and X.flags.c_contiguous:
         return backend.predict(spec, theta, X, apply_out)
     n = X.shape[0]
@@ -104,7 +121,7 @@ class _TrainData:
     """One fit's training arrays, in the layouts the kernels take.
 
     X (n, d) C-contiguous in the model's dtype (or a CSR matrix of that dtype,
-    which the solvers densify a chunk of rows at a time); Y (n, k) float targets (or
+    duplicates summed: see ``_to_csr`` and ``_solvers.densify``); Y (n, k) float targets (or
     (0, k) for softmax); y (n,) int64 labels (or (0,)); sw (n,) weights in the
     model's dtype (or (0,)); sample_weight the float64 weights or None; raw
     the targets as given (for scores); raw_all the targets of the whole fit
@@ -299,8 +316,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """Validate X, y and the weights (on the draft) and build the kernels' arrays."""
         X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
         dtype = _DTYPES[self.dtype]
-        if sp.issparse(X):  # kept sparse: the solvers densify a chunk of rows at a time
-            X = _cast(lambda: X.tocsr().astype(dtype), dtype)
+        if sp.issparse(X):  # kept sparse: CSR, multiplied as it is (see _solvers.densify)
+            X = _to_csr(X, dtype)
         else:
             X = _to_model_dtype(X, dtype)
         if sample_weight is not None:
@@ -446,6 +463,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         draft = self._draft()
         first_pass = not hasattr(draft, "coefs_") or (not self.warm_start and not incremental)
         data = draft._prepare_data(X, y, sample_weight, first_pass, incremental, classes)
+        if self.early_stopping and incremental:  # after the data's checks and warnings, as
+            raise ValueError("partial_fit does not support early_stopping=True.")  # sklearn
         rng = check_random_state(self.random_state)
         if first_pass:
             spec = draft._make_spec(data.X.shape[1], data.n_outputs, data.out_activation)
@@ -466,8 +485,6 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         draft = object.__new__(type(self))
         draft.__dict__.update(self.__dict__)
         for key in _CALLBACK_KEYS:
-        if self.early_stopping and incremental:  # after the data's checks and warnings, as
-            raise ValueError("partial_fit does not support early_stopping=True.")  # sklearn
             draft.__dict__.pop(key, None)
         return draft
 
@@ -544,6 +561,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         P = _predict_chunks(backend, spec, theta, Xv, True)
         if not _fastpath.all_finite(P):  # scikit-learn scores non-finite predictions as nan
             return np.nan, np.nan
+        if swv is not None and np.all(swv == 0):  # scikit-learn's scorer refuses them
+            raise ValueError("Sample weights must contain at least one non-zero number.")
         return self._score_and_loss(P, yv, swv)
 
     def _combine_weights(self, sample_weight, y):

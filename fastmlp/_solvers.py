@@ -167,7 +167,7 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     n_train = data.n
     batch_size = batch_size_for(est, n_train)
 
-    if sp.issparse(data.X):
+    if densify(backend, data.X):
         trainer = SparseRowsTrainer(backend, spec, data, batch_size, theta, opt, est.alpha)
     else:
         trainer = backend.Trainer(spec, data.X, data.Y, data.y, data.sw, batch_size, theta, opt,
@@ -191,7 +191,10 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
         total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
         n_iter += 1
         history.t += n_train
-        if not np.isfinite(total):
+        # a non-finite loss with finite weights (the Poisson deviance's 0 log(0 / 0) once
+        # exp underflows) is recorded and training goes on, as in scikit-learn, which
+        # only ever checks the weights
+        if not np.isfinite(total) and not np.all(np.isfinite(trainer.snapshot())):
             if not est.early_stopping:
                 if not incremental:
                     # scikit-learn trains on through the NaN epochs (a NaN loss never counts
@@ -251,13 +254,27 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
     callbacks.fit_end(est._fitted_attributes)
 
 
+def densify(backend, X):
+    """Whether the sparse X is given to the backend as dense rows, a chunk at a time
+    (``SparseRowsTrainer``, ``SparseRowsFullBatch``): where the backend does not take
+    CSR, or where X is dense enough for BLAS to be faster
+    (``_config.SPARSE_DENSIFY_ABOVE``).  A dense X: False."""
+    if not sp.issparse(X):
+        return False
+    if not getattr(backend, "TAKES_CSR", False):
+        return True
+    n, d = X.shape
+    return X.nnz > float(_config.SPARSE_DENSIFY_ABOVE) * n * d
+
+
 def _rows(a, idx):
     """Rows idx of a per-row array (arrays with 0 rows stand for 'not used')."""
     return np.ascontiguousarray(a[idx]) if a.shape[0] else a
 
 
 class SparseRowsTrainer:
-    """A backend Trainer over sparse training data, densified a chunk of rows at a time.
+    """A backend Trainer over sparse training data, densified a chunk of rows at a time
+    (where ``densify`` says so; otherwise the backend's Trainer takes the CSR matrix).
 
     Each epoch walks the shuffled order in chunks of whole batches (about
     ``_config.SPARSE_CHUNK_BYTES`` of dense rows), densifies those rows in the model's
@@ -447,7 +464,7 @@ def minimize_lbfgs(est, objective, x0, callbacks=None):
 
 def fit_lbfgs(est, backend, spec, theta, data, first_pass, owner):
     """L-BFGS-B on the draft ``est``; sets its fitted attributes as scikit-learn does."""
-    if sp.issparse(data.X):
+    if densify(backend, data.X):
         sums = SparseRowsFullBatch(backend, spec, data)
     else:
         sums = backend.FullBatch(spec, data.X, data.Y, data.y, data.sw)

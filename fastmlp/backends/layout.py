@@ -6,6 +6,7 @@ the parameter vector and the widths of the workspaces.  ``pack``/``unpack``
 convert between the flat vector and scikit-learn's ``coefs_`` /
 ``intercepts_`` lists.  ``OptimizerState`` is the SGD/Adam state both
 backends' trainers update in place; its ``hyper`` entries are named here too.
+``csr_arrays`` is the form in which both backends take a sparse X.
 """
 
 from dataclasses import dataclass, field
@@ -202,3 +203,17 @@ def is_packed_view(spec, theta, coefs, intercepts, slopes):
                 return False
             k += 1
     return True
+
+
+def csr_arrays(X):
+    """(data, indices, indptr) of the CSR matrix X, as the kernels take a sparse X.
+
+    C-contiguous; indices and indptr of one integer type, int32 where the
+    matrix allows it (one compiled variant for the usual matrices) and int64
+    otherwise.  Views of X's own arrays where they already are so (X is never
+    modified: the kernels only read them).
+    """
+    big = X.indptr[-1] >= 2**31 or X.shape[1] >= 2**31
+    itype = np.int64 if big else np.int32
+    return (np.ascontiguousarray(X.data), np.ascontiguousarray(X.indices, dtype=itype),
+            np.ascontiguousarray(X.indptr, dtype=itype))

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._cache import refresh_numba_cache
 from . import _ext, sync, views  # noqa: F401  (the extensions probe themselves on import)
@@ -23,12 +24,16 @@ refresh_numba_cache(Path(__file__).parent, _ext.state())
 
 from ... import _config  # read at call time: an override is seen by the next call
 from ..._registry import SGD
-from ..layout import FAN_IN, ZCOLS
+from ..layout import FAN_IN, ZCOLS, csr_arrays
 from .blas import kernel_blas_path
 from .sync import ABORT, SYNC_SIZE, publish, wait_change
-from .train import loss_grad_batch, loss_grad_sum, predict_forward, train_epoch
+from .train import loss_grad_batch, loss_grad_sum, predict_csr, predict_forward, train_epoch
 
 name = "cpu"
+
+# Trainer, FullBatch and predict take a CSR matrix as X (its first layer multiplies the
+# sparse rows: ``dense.csr_matmul``); a backend without this attribute is given dense rows
+TAKES_CSR = True
 
 
 def is_available():
@@ -141,6 +146,13 @@ def _workspaces(spec, cap, parts=1):
     return ws, iws
 
 
+def _dense_or_csr(X):
+    """(X, None) for a dense X; (None, ``csr_arrays(X)``) for a CSR matrix."""
+    if sp.issparse(X):
+        return None, csr_arrays(X)
+    return X, None
+
+
 def _given(a):
     """``a``, or None where it has no rows (labels, float targets or sample weights a
     fit does not have): the kernels are then compiled without the code that reads it
@@ -241,7 +253,8 @@ class Trainer:
     Built once per fit (once per partial_fit call); ``epoch`` runs one compiled
     epoch.  ``theta`` and the optimizer state are updated in place.
 
-    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    X: (n, d) C-contiguous, spec.dtype, or a CSR matrix of spec.dtype (the
+    batches' rows are then not gathered).  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     opt: ``fastmlp.backends.layout.OptimizerState``, updated in place.
     """
@@ -249,7 +262,8 @@ class Trainer:
     def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
         self.spec = spec
         # what the fit does not have is None from here on (see _given)
-        self.X, self.Y, self.y, self.sw = X, _given(Y), _given(y), _given(sw)
+        (self.X, self.S), self.Y, self.y, self.sw = _dense_or_csr(X), _given(Y), _given(y), \
+            _given(sw)
         self.cap = int(batch_size)
         self.theta = theta
         self.opt = opt
@@ -265,7 +279,7 @@ class Trainer:
         self.red = np.zeros(2 * parts)                   # its parts' loss and sum(w^2)
         self._helper = None                              # part 1's thread, from the first epoch
         d = X.shape[1]
-        self.Xb = np.empty((self.cap, d), dtype=spec.dtype)
+        self.Xb = None if self.S is not None else np.empty((self.cap, d), dtype=spec.dtype)
         self.Yb = None if self.Y is None else np.empty((self.cap, Y.shape[1]), dtype=spec.dtype)
         self.yb = None if self.y is None else np.empty(self.cap, dtype=np.int64)
         self.swb = None if self.sw is None else np.empty(self.cap, dtype=spec.dtype)
@@ -323,7 +337,7 @@ class Trainer:
         s = self.spec
         o = self.opt
         return (
-            self.X, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
+            self.X, self.S, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
             s.param, s.pieces, s.out_code, self.alpha, *_optimizer_arrays(o), o.hyper,
             self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, part,
             self.parts, self.sync, self.red,
@@ -351,14 +365,16 @@ class FullBatch:
     The rows are walked in chunks of ``_config.FULL_BATCH_CHUNK_ROWS``, so the
     workspace does not grow with n_samples.
 
-    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
-    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
+    X: (n, d) C-contiguous, spec.dtype, or a CSR matrix of spec.dtype.
+    Y: (n, k) float targets or (0, k); y: (n,) int64 labels or (0,);
+    sw: (n,) weights or (0,).
     """
 
     def __init__(self, spec, X, Y, y, sw):
         self.spec = spec
         # what the fit does not have is None from here on (see _given)
-        self.X, self.Y, self.y, self.sw = X, _given(Y), _given(y), _given(sw)
+        (self.X, self.S), self.Y, self.y, self.sw = _dense_or_csr(X), _given(Y), _given(y), \
+            _given(sw)
         n = X.shape[0]
         self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
         self.ws, self.iws = _workspaces(spec, self.cap)
@@ -375,19 +391,27 @@ class FullBatch:
     def _call(self, theta, grad):
         s = self.spec
         return float(loss_grad_sum(
-            self.X, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
+            self.X, self.S, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
             s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
 
 
 def predict(spec, theta, X, apply_out):
-    """Logits (apply_out False) or predictions for X (n, d) in bounded memory."""
+    """Logits (apply_out False) or predictions for X (n, d), dense or a CSR matrix, in
+    bounded memory."""
     n = X.shape[0]
     cap = max(1, min(n, int(_config.PREDICT_CHUNK_ROWS)))
     ws, iws = _workspaces(spec, cap)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
-    predict_forward(X, theta, spec.layers, spec.code, spec.param, spec.pieces, spec.out_code,
-                    apply_out, ws, iws, cap, out, False)
+    args = (theta, spec.layers, spec.code, spec.param, spec.pieces, spec.out_code, apply_out,
+            ws, iws, cap, out)
+    if sp.issparse(X):
+        predict_csr(csr_arrays(X), *args)
+    else:
+        predict_forward(X, *args, False)
     return out
+
+
+_SMALL_WS_BYTES = 2**20  # the most workspace a thread keeps for small_predictor
 
 
 def small_predictor(spec, theta):
@@ -397,12 +421,15 @@ def small_predictor(spec, theta):
     For ``fastmlp._fastpath``: everything but X is looked up once here, so a
     call costs the forward pass, the output's allocation and one dispatch.  The
     workspace is kept per thread (the kernel releases the GIL, so threads must
-    not share one), sized for the most rows that thread has asked for so far.
+    not share one), sized for the most rows that thread has asked for so far, up
+    to ``_SMALL_WS_BYTES`` (at least 64 rows): more rows than that are run in
+    chunks of that many (``predict_forward`` chunks by ``cap``).
     """
     layers, code, param, pieces, out_code = (spec.layers, spec.code, spec.param, spec.pieces,
                                              spec.out_code)
     dtype, n_out = spec.dtype, spec.n_outputs
     ws_cols, iws_cols = max(spec.ws_cols, 1), spec.iws_cols
+    most = max(64, _SMALL_WS_BYTES // ((ws_cols + iws_cols) * spec.dtype.itemsize))
     local = threading.local()
 
     def run(X, apply_out):
@@ -411,8 +438,8 @@ def small_predictor(spec, theta):
             ws, iws, cap = local.ws
         except AttributeError:
             cap = 0
-        if m > cap:
-            cap = m
+        if m > cap and cap < most:
+            cap = min(m, most)
             ws = np.empty(ws_cols * cap, dtype=dtype)
             iws = np.empty(iws_cols * cap, dtype=np.int32) if iws_cols else None
             local.ws = ws, iws, cap

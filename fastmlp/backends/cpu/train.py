@@ -61,7 +61,7 @@ from .blas import gemm
 from .calls import call
 from .sync import barrier
 from .views import borrow, matrix, vector
-from .dense import dense_grads
+from .dense import csr_matmul, dense_grads, input_grads
 from .losses import output_activation, output_loss
 from .optimizers import adam_step, sgd_step
 
@@ -84,24 +84,34 @@ def _add_bias(Z, b):
 
 
 @_inner
-def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
-    """Forward pass of m = Xb.shape[0] <= cap rows; returns the logits view (m, n_out).
+def forward_batch(Xb, S, rows, first, m, theta, layers, code, param, pieces, ws, iws, cap):
+    """Forward pass of m <= cap rows; returns the logits view (m, n_out).
 
     Per layer: Z = Hprev @ W through BLAS, then the bias and activation while
     each row is in cache (maxout also caches its argmax); the output layer
-    gets its bias only, the loss or output function does the rest.
+    gets its bias only, the loss or output function does the rest.  The rows:
+    Xb (m, n_features) dense with S None, or Xb None and the CSR rows
+    ``first:first + m`` of ``rows`` (of X itself, rows None) of
+    S = (data, indices, indptr), multiplied where they lie
+    (``dense.csr_matmul``).  (Tests are on the arguments themselves: numba
+    leaves out the branch of an argument that is None.)
     """
-    m = Xb.shape[0]
     L = layers.shape[0]
-    Hprev = Xb
-    out = Xb
+    out = matrix(ws, 0, m, layers[L - 1, ZCOLS])  # (reassigned: the output layer's Z)
     for l in range(L):
         zc = layers[l, ZCOLS]
         units = layers[l, UNITS]
         W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], zc)
         b = vector(theta, layers[l, B_OFF], zc)
         Z = matrix(ws, layers[l, Z_OFF] * cap, m, zc)
-        gemm(Hprev, W, Z)
+        if l > 0:
+            gemm(matrix(ws, layers[l - 1, H_OFF] * cap, m, layers[l - 1, UNITS]), W, Z)
+        else:
+            if Xb is not None:
+                gemm(Xb, W, Z)
+            if S is not None:
+                data, indices, indptr = S
+                call(csr_matmul, (data, indices, indptr, rows, first, W, Z))
         if l == L - 1:
             _add_bias(Z, b)
             out = Z
@@ -109,26 +119,25 @@ def forward_batch(Xb, theta, layers, code, param, pieces, ws, iws, cap):
             H = matrix(ws, layers[l, H_OFF] * cap, m, units)
             A = matrix(iws, layers[l, ARG_OFF] * cap, m, units)
             call(maxout_forward, (Z, b, pieces, H, A))
-            Hprev = H
         else:
             # H is Z itself (its columns are the H columns) unless prelu keeps Z
             H = matrix(ws, layers[l, H_OFF] * cap, m, units)
             a_off = layers[l, A_OFF]
             slopes = vector(theta, a_off, zc) if a_off >= 0 else b
             call(bias_act_forward, (Z, b, code, param, slopes, H))
-            Hprev = H
     return out
 
 
 @inline
-def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, out_code,
-                   scale, ws, iws, cap):
-    """Loss and backward pass of the m = Xb.shape[0] rows that ``forward_batch`` just ran.
+def backward_batch(Xb, S, order, first, m, Yb, yb, swb, theta, grad, layers, code, param,
+                   pieces, out_code, scale, ws, iws, cap):
+    """Loss and backward pass of the m rows that ``forward_batch`` just ran.
 
     Writes grad = scale * sum_i w_i dl_i/dtheta (no L2 term: see
-    ``finish_gradient``) and returns sum_i w_i l_i.
+    ``finish_gradient``) and returns sum_i w_i l_i.  The rows are Xb (dense),
+    or with S = (data, indices, indptr) the CSR rows ``first:first + m`` of
+    ``order`` (or of X, order None).
     """
-    m = Xb.shape[0]
     L = layers.shape[0]
     n_out = layers[L - 1, ZCOLS]
     O = matrix(ws, layers[L - 1, Z_OFF] * cap, m, n_out)
@@ -140,14 +149,12 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
         W = matrix(theta, layers[l, W_OFF], layers[l, FAN_IN], zc)
         dW = matrix(grad, layers[l, W_OFF], layers[l, FAN_IN], zc)
         db = vector(grad, layers[l, B_OFF], zc)
-        if l == 0:
-            Hprev = Xb
-            dHprev = dZ[:0]  # no rows: the input needs no gradient
+        if l == 0:  # the input needs no gradient
+            call(input_grads, (Xb, S, order, first, W, dZ, dW, db))
         else:
             Hprev = matrix(ws, layers[l - 1, H_OFF] * cap, m, layers[l - 1, UNITS])
             dHprev = matrix(ws, layers[l - 1, DH_OFF] * cap, m, layers[l - 1, UNITS])
-        call(dense_grads, (Hprev, W, dZ, dW, db, dHprev))
-        if l > 0:
+            call(dense_grads, (Hprev, W, dZ, dW, db, dHprev))
             # through the previous layer's activation: dZ of layer l - 1
             p = l - 1
             pzc = layers[p, ZCOLS]
@@ -168,22 +175,28 @@ def backward_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, ou
     return data
 
 
-def _rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
-                          layers, code, param, pieces, out_code, scale, ws, iws, cap):
+def _rows_forward_backward(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
+                           layers, code, param, pieces, out_code, scale, ws, iws, cap):
     """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
     With an ``order`` (an epoch), the block's rows are order[start + lo:start + hi],
     gathered first into Xb/Yb/yb/swb[lo:hi]; with ``order`` None (full batch) they
     are X[start + lo:start + hi] as they lie (numba compiles only the branch each
-    caller takes).  Uses the workspace (ws, iws), writes
-    grad = scale * sum_i w_i dl_i/dtheta and returns sum_i w_i l_i.
+    caller takes).  A sparse X comes as S = (data, indices, indptr) of a CSR
+    matrix, with X and Xb None: its rows are not gathered, the first layer
+    multiplies them where they lie (``dense.csr_matmul`` / ``csr_grads``).
+    Uses the workspace (ws, iws), writes grad = scale * sum_i w_i dl_i/dtheta
+    and returns sum_i w_i l_i.
     """
+    m = hi - lo
+    first = start + lo
+    Xt = Xb  # (None with a sparse X)
     if order is not None:
-        d = X.shape[1]
         for i in range(lo, hi):
             r = order[start + i]
-            for j in range(d):
-                Xb[i, j] = X[r, j]
+            if X is not None:
+                for j in range(X.shape[1]):
+                    Xb[i, j] = X[r, j]
             if Y is not None:
                 for j in range(Y.shape[1]):
                     Yb[i, j] = Y[r, j]
@@ -191,20 +204,21 @@ def _rows_forward_backward(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, t
                 yb[i] = y[r]
             if sw is not None:
                 swb[i] = sw[r]
-        Xt = Xb[lo:hi]
+        if X is not None:
+            Xt = Xb[lo:hi]
         Yt = Yb[lo:hi] if Yb is not None else Yb
         yt = yb[lo:hi] if yb is not None else yb
         swt = swb[lo:hi] if swb is not None else swb
     else:
-        a = start + lo
-        b = start + hi
-        Xt = X[a:b]
-        Yt = Y[a:b] if Y is not None else Y
-        yt = y[a:b] if y is not None else y
-        swt = sw[a:b] if sw is not None else sw
-    call(forward_batch, (Xt, theta, layers, code, param, pieces, ws, iws, cap))
-    return backward_batch(Xt, Yt, yt, swt, theta, grad, layers, code, param, pieces, out_code,
-                          scale, ws, iws, cap)
+        if X is not None:
+            Xt = X[first:first + m]
+        Yt = Y[first:first + m] if Y is not None else Y
+        yt = y[first:first + m] if y is not None else y
+        swt = sw[first:first + m] if sw is not None else sw
+    call(forward_batch, (Xt, S, order, first, m, theta, layers, code, param, pieces, ws, iws,
+                         cap))
+    return backward_batch(Xt, S, order, first, m, Yt, yt, swt, theta, grad, layers, code, param,
+                          pieces, out_code, scale, ws, iws, cap)
 
 
 # the full-batch paths' kernel, and train_epoch's inlined copy (see train_epoch)
@@ -293,7 +307,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     """Loss and full gradient (into ``grad``) of one batch; the loss as a float64."""
     m = Xb.shape[0]
     scale, lam = batch_scale(swb, None, 0, m, alpha)
-    data = call(rows_forward_backward, (Xb, Yb, yb, swb, None, 0, 0, m, Xb, Yb, yb, swb,
+    data = call(rows_forward_backward, (Xb, None, Yb, yb, swb, None, 0, 0, m, Xb, Yb, yb, swb,
                                         theta, grad, layers, code, param, pieces, out_code,
                                         scale, ws, iws, cap))
     sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
@@ -301,9 +315,12 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
 
 
 @_kernel
-def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
+def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
                   ws, iws, cap):
     """Unnormalised full-batch sums over all rows of X, in chunks of ``cap`` rows.
+
+    X: (n, d) dense with S None, or None with S = (data, indices, indptr) of a
+    CSR matrix (see ``rows_forward_backward``).
 
     grad = sum_i w_i dl_i/dtheta (no L2 term, no division by the weight sum);
     returns sum_i w_i l_i.  Memory is one chunk's workspace whatever n is; a
@@ -312,7 +329,11 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     divides by the weight sum, so blocks of rows held in different places
     (dask workers) can be summed first.
     """
-    n = X.shape[0]
+    n = 0
+    if X is not None:
+        n = X.shape[0]
+    if S is not None:
+        n = S[2].shape[0] - 1
     single = n <= cap
     g = grad if single else gbuf
     if not single:
@@ -320,7 +341,7 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
     total = 0.0
     for start in range(0, n, cap):
         m = min(cap, n - start)
-        total += call(rows_forward_backward, (X, Y, y, sw, None, start, 0, m, X, Y, y, sw,
+        total += call(rows_forward_backward, (X, S, Y, y, sw, None, start, 0, m, X, Y, y, sw,
                                               theta, g, layers, code, param, pieces, out_code,
                                               1.0, ws, iws, cap))
         if not single:
@@ -330,7 +351,7 @@ def loss_grad_sum(X, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, o
 
 
 @_kernel
-def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
+def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
                 velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, part, parts,
                 sync, red):
     """One epoch of minibatch training, entirely compiled; with parts = 2, this
@@ -342,6 +363,8 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
     place with SGD (``velocity`` given, the moments None) or Adam (its first and
     second moments moment1, moment2 given, velocity None; hyper[ADAM_T] counts
     steps).
+    X (n, d) dense, or None with S = (data, indices, indptr) of a CSR matrix
+    (no gather: see ``rows_forward_backward``; Xb None too).
     Y (n, k) float targets for the logistic/identity/exp outputs, y (n,)
     integer labels for softmax (the unused one None); sw per-row weights or
     None; iws None unless the activation is maxout (what is None is not
@@ -373,6 +396,9 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
     plo = P * part // parts  # this part steps theta[plo:phi]
     phi = P * (part + 1) // parts
     t = hyper[ADAM_T]
+    # scikit-learn reports (and decides tol / "adaptive" on) the squared error averaged
+    # over the outputs, while its gradient follows their sum: k_loss divides the data term
+    k_loss = float(layers[layers.shape[0] - 1, ZCOLS]) if out_code == OUT_IDENTITY else 1.0
     total = 0.0
     for start in range(0, n, cap):
         m = min(cap, n - start)
@@ -380,7 +406,7 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
         half = (m + parts - 1) // parts
         lo = min(m, part * half)
         hi = min(m, lo + half)
-        data = _rows_forward_backward_inline(X, Y, y, sw, order, start, lo, hi, Xb, Yb, yb,
+        data = _rows_forward_backward_inline(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb,
                                              swb, theta, g, layers, code, param, pieces,
                                              out_code, scale, wsp, iwsp, cap)
         if parts > 1:
@@ -396,9 +422,6 @@ def train_epoch(X, Y, y, sw, order, theta, grad, layers, code, param, pieces, ou
             t += 1.0
         # the sum of the parts' gradients, the L2 term and the step, on theta[plo:phi]:
         # SGD (velocity given) or Adam (its moments given, step number t)
-    # scikit-learn reports (and decides tol / "adaptive" on) the squared error averaged
-    # over the outputs, while its gradient follows their sum: k_loss divides the data term
-    k_loss = float(layers[layers.shape[0] - 1, ZCOLS]) if out_code == OUT_IDENTITY else 1.0
         sq = finish_gradient(theta, grad, parts, layers, lam, plo, phi)
         gp = grad[plo:phi]  # (the sum lies in grad[:P], whichever part this is)
         if velocity is not None:
@@ -461,9 +484,24 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
         return False
     for start in range(0, n, cap):
         stop = min(n, start + cap)
-        O = call(forward_batch, (X[start:stop], theta, layers, code, param, pieces, ws, iws,
-                                 cap))
+        O = call(forward_batch, (X[start:stop], None, None, start, stop - start, theta, layers,
+                                 code, param, pieces, ws, iws, cap))
         # the logits are the identity output's predictions (a copy; the slice assignment
         # out[...] = O compiled a shape-error message: 2.5 s of predict's 4 s)
         output_activation(out_code if apply_out else OUT_IDENTITY, O, out[start:stop])
     return True
+
+
+@_kernel
+def predict_csr(S, theta, layers, code, param, pieces, out_code, apply_out, ws, iws, cap, out):
+    """``predict_forward`` of a CSR matrix S = (data, indices, indptr), n rows, in chunks
+    of ``cap`` rows: the first layer multiplies the chunk's CSR rows where they lie
+    (``dense.csr_matmul``), no dense copy of them.  Writes out (n, n_out).  (The
+    values were checked finite when the matrix was validated.)
+    """
+    n = S[2].shape[0] - 1
+    for start in range(0, n, cap):
+        m = min(n, start + cap) - start
+        O = call(forward_batch, (None, S, None, start, m, theta, layers, code, param, pieces, ws,
+                                 iws, cap))
+        output_activation(out_code if apply_out else OUT_IDENTITY, O, out[start:start + m])
