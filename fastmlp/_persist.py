@@ -45,8 +45,9 @@ FORMAT = 2  # version of what __getstate__ writes; format 1 = fastmlp 0.1's pick
 # derived from the definition: never written, rebuilt on load
 _DERIVED = ("_spec", "_theta", "_label_binarizer")
 
-# fitted attributes that exist only together with coefs_
-_FITTED = ("intercepts_", "prelu_alphas_", "classes_", "n_outputs_", "out_activation_",
+# fitted attributes that exist only together with coefs_ (a classifier's label encoding,
+# classes_ and _label_type, may come first: the dask estimators ship such a template)
+_FITTED = ("intercepts_", "prelu_alphas_", "n_outputs_", "out_activation_",
            "n_layers_", "_network", "_opt_state", "loss_curve_", "loss_", "best_loss_",
            "n_iter_", "t_", "validation_scores_", "validation_loss_curve_",
            "best_validation_score_", "_no_improvement_count")
@@ -77,6 +78,9 @@ def saved_state(state, est_dict):
         state["_network"] = {"activation": spec.activation, "param": float(spec.param),
                              "pieces": int(spec.pieces), "hidden": [int(h) for h in spec.hidden],
                              "dtype": spec.dtype.name}
+    lb = est_dict.get("_label_binarizer")
+    if lb is not None:  # what the binarizer is rebuilt from, beside classes_
+        state["_label_type"] = str(lb.y_type_)
     opt = state.get("_opt_state")
     if isinstance(opt, OptimizerState):
         state["_opt_state"] = {"solver": int(opt.solver), "state1": opt.state1,
@@ -167,6 +171,8 @@ def loaded_state(state):
     if fmt not in (1, FORMAT):
         _bad("_fastmlp_format", f"is {fmt!r}; this fastmlp reads formats 1 and {FORMAT}. "
              "Load it with the fastmlp version that wrote it")
+    if fmt == 1 and "_label_binarizer" in state:
+        state["_label_type"] = getattr(state["_label_binarizer"], "y_type_", None)
     if fmt == 1 and "coefs_" in state:
         if "_spec" not in state:
             _bad("_spec", "is missing")
@@ -189,6 +195,10 @@ def restore(est, classifier):
         extra = [k for k in _FITTED if k in d]
         if extra:
             _bad(extra[0], "is present without coefs_")
+        if "classes_" in d or "_label_type" in d:
+            if not classifier:
+                _bad("classes_", "is present on a regressor")
+            d["_label_binarizer"] = _label_binarizer(d.get("classes_"), d.pop("_label_type", None))
         return
     net = d.get("_network")
     if not isinstance(net, dict):
@@ -237,8 +247,16 @@ def restore(est, classifier):
     theta = pack(spec, coefs, intercepts, slopes)
 
     if classifier:
-        d["_label_binarizer"] = _label_binarizer(d.get("classes_"), out, n_outputs)
-    elif "classes_" in d:
+        # the label type the outputs imply: softmax <=> multiclass, one logistic output
+        # <=> binary (or a single class), several <=> multilabel
+        kind = ("multiclass" if out == "softmax" else "binary" if n_outputs == 1
+                else "multilabel-indicator")
+        if d.pop("_label_type", kind) != kind:
+            _bad("_label_type", f"does not match {n_outputs} {out} output(s)")
+        lb = d["_label_binarizer"] = _label_binarizer(d.get("classes_"), kind)
+        if kind != "binary" and len(lb.classes_) != n_outputs:
+            _bad("classes_", f"({len(lb.classes_)} labels) does not match {n_outputs} outputs")
+    elif "classes_" in d or "_label_type" in d:
         _bad("classes_", "is present on a regressor")
 
     opt = d.get("_opt_state")
@@ -249,24 +267,27 @@ def restore(est, classifier):
     est._expose(spec, theta)
 
 
-def _label_binarizer(classes, out, n_outputs):
-    """The label binarizer fit would have made for these classes and outputs."""
+def _label_binarizer(classes, kind):
+    """The label binarizer fit makes for these classes and this label type."""
     if type(classes) is not np.ndarray or classes.ndim != 1 or not 1 <= len(classes) <= _MAX_SIZE:
         _bad("classes_", "must be a 1-D array of class labels")
     k = len(classes)
-    if out == "softmax":
-        ok, y = n_outputs == k >= 3, classes
-    elif n_outputs == 1:
-        ok, y = k <= 2, classes
-    else:  # multilabel: classes_ are the column indices
-        ok, y = k == n_outputs and np.array_equal(classes, np.arange(k)), np.eye(k, dtype=int)
-    if not ok:
-        _bad("classes_", f"({k} labels) does not match {n_outputs} {out} output(s)")
+    if kind == "multilabel-indicator":  # classes_ are the column indices
+        if k < 2 or classes.dtype.kind not in "iu" or not np.array_equal(classes, np.arange(k)):
+            _bad("classes_", "of a multilabel classifier must be 0, 1, ..., n_outputs - 1")
+        y = np.eye(k, dtype=int)
+    elif kind in ("binary", "multiclass"):
+        y = classes
+    else:
+        _bad("_label_type", f"must be 'binary', 'multiclass' or 'multilabel-indicator', "
+             f"got {kind!r}")
     lb = LabelBinarizer()
     try:
         lb.fit(y)
     except (TypeError, ValueError) as exc:
         _bad("classes_", f"is not a set of class labels ({exc})")
+    if lb.y_type_ != kind:
+        _bad("classes_", f"({k} labels) are not {kind} labels")
     if len(lb.classes_) != k or not np.array_equal(lb.classes_, classes):
         _bad("classes_", "must hold distinct labels in sorted order")
     return lb

@@ -433,6 +433,26 @@ def test_a_file_of_the_previous_format_loads_through_the_same_checks():
         load_state(MLPClassifier, evil)
 
 
+@pytest.mark.parametrize("target", ["binary", "strings", "multilabel"])
+def test_a_label_encoding_without_weights_round_trips(target):
+    """The dask estimators ship an estimator whose label encoding is set before any weights
+    exist; its binarizer is rebuilt from classes_ and the stored label type."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    _, y = model_data(target)
+    template = MLPClassifier()
+    template._label_binarizer = LabelBinarizer().fit(y)
+    template.classes_ = template._label_binarizer.classes_
+    back = pickle.loads(pickle.dumps(template))
+    assert back._label_binarizer.y_type_ == template._label_binarizer.y_type_
+    np.testing.assert_array_equal(back._label_binarizer.transform(y),
+                                  template._label_binarizer.transform(y))
+    state = template.__getstate__()
+    state["_label_type"] = "multiclass" if target == "binary" else "binary"
+    with pytest.raises(ValueError, match="classes_"):
+        load_state(MLPClassifier, state)
+
+
 def test_a_file_of_an_unknown_format_is_refused_with_a_message():
     est, _, _ = fitted("relu_adam_multiclass")
     state = est.__getstate__()
