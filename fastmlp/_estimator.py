@@ -880,6 +880,11 @@ feature_names_in_ :
         """
         if self.solver not in SOLVERS:
             _check_choice("solver", self.solver, list(ALL_SOLVERS))
+        if classes is None and getattr(self, "classes_", None) is None:
+            # scikit-learn refuses a first call without classes before it reads X and y
+            # (so with no DataConversionWarning for a column y), after the parameters
+            self._validate_params()
+            _check_partial_fit_first_call(self, classes)  # raises
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict(self, X):

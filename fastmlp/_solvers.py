@@ -191,10 +191,7 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
         total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
         n_iter += 1
         history.t += n_train
-        # a non-finite loss with finite weights (the Poisson deviance's 0 log(0 / 0) once
-        # exp underflows) is recorded and training goes on, as in scikit-learn, which
-        # only ever checks the weights
-        if not np.isfinite(total) and not np.all(np.isfinite(trainer.snapshot())):
+        if not np.isfinite(total):
             if not est.early_stopping:
                 if not incremental:
                     # scikit-learn trains on through the NaN epochs (a NaN loss never counts

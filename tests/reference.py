@@ -4,9 +4,11 @@ Everything here is written for clarity, not speed, and always computes in float6
 input dtype, so it is at least as accurate as the kernel under test.  Formulas follow
 the maths page of the documentation (``docs/user_guide/maths.rst``) and scikit-learn (``neural_network/_base.py``,
 ``_multilayer_perceptron.py``, ``_stochastic_optimizers.py``).  Where a textbook formula would
-overflow for extreme inputs (sigmoid, binary cross-entropy, elu of a large positive number) the
-oracle uses a different but equally obvious stable form (``np.logaddexp``, clamped exponent), so it
-never emits a RuntimeWarning and it does not share the kernel's implementation choices.
+overflow for extreme inputs (sigmoid, elu of a large positive number) the oracle uses a different
+but equally obvious stable form (``e^-|z|``, clamped exponent), so it never emits a RuntimeWarning
+and it does not share the kernel's implementation choices.  The log-losses are scikit-learn's:
+the probabilities clipped to ``[eps, 1 - eps]`` (``eps`` of the logits' dtype) before the log, as
+the kernels report them; their gradients are exact (``P - Y``, unclipped).
 
 Conventions shared with the kernels:
 
@@ -175,23 +177,45 @@ def _weights(sw, n):
     return np.ones(n) if sw is None or len(sw) == 0 else _f64(sw)
 
 
-def softmax_cross_entropy(O, y, sw=None):
-    """(loss, dO, P): weighted mean of -log softmax(O)[i, y_i]; dO = w_i (P - onehot) / sum w."""
+def _log_loss_eps(O):
+    """scikit-learn clips probabilities to [eps, 1 - eps] in its log-loss, eps the machine
+    epsilon of the model's dtype (the dtype of the logits O)."""
+    dt = np.asarray(O).dtype
+    return float(np.finfo(dt if dt.kind == "f" else np.float64).eps)
+
+
+def softmax_cross_entropy(O, y, sw=None, clip=True):
+    """(loss, dO, P): weighted mean of -log P[i, y_i], P = softmax(O) clipped to [eps, 1 - eps]
+    as scikit-learn's log-loss takes it (the gradient is exact: dO = w_i (P - onehot) / sum w).
+    clip=False: the exact loss, -log_softmax(O)[i, y_i] (what the gradient is the gradient of,
+    well conditioned for finite differences)."""
+    eps = _log_loss_eps(O)
     O = _f64(O)
     n, k = O.shape
     w = _weights(sw, n)
     P = softmax(O)
-    per_row = -log_softmax(O)[np.arange(n), y]
+    if clip:
+        per_row = -np.log(np.clip(P[np.arange(n), y], eps, 1.0 - eps))
+    else:
+        per_row = -log_softmax(O)[np.arange(n), y]
     dO = w[:, None] * (P - one_hot(y, k)) / w.sum()
     return np.sum(w * per_row) / w.sum(), dO, P
 
 
-def sigmoid_binary_cross_entropy(O, Y, sw=None):
-    """(loss, dO, P): per row sum_j -y log p - (1-y) log(1-p) = softplus(o) - y o, weighted mean."""
+def sigmoid_binary_cross_entropy(O, Y, sw=None, clip=True):
+    """(loss, dO, P): per row sum_j -y log p - (1-y) log(1-p), p clipped to [eps, 1 - eps]
+    as scikit-learn's log-loss takes it, weighted mean (the gradient is exact).
+    clip=False: the exact loss in its stable form, softplus(o) - y o (log(1 - p) loses
+    all precision as p nears 1, so finite differences need this one)."""
+    eps = _log_loss_eps(O)
     O, Y = _f64(O), _f64(Y)
     w = _weights(sw, O.shape[0])
     P = logistic(O)
-    per_row = np.sum(np.logaddexp(0.0, O) - Y * O, axis=1)
+    if clip:
+        Pc = np.clip(P, eps, 1.0 - eps)
+        per_row = -np.sum(Y * np.log(Pc) + (1.0 - Y) * np.log(1.0 - Pc), axis=1)
+    else:
+        per_row = np.sum(np.logaddexp(0.0, O) - Y * O, axis=1)
     dO = w[:, None] * (P - Y) / w.sum()
     return np.sum(w * per_row) / w.sum(), dO, P
 
@@ -285,16 +309,19 @@ def network_predict(spec, theta, X, apply_out=True):
     return output_activation(spec.out_code, O) if apply_out else O
 
 
-def network_loss(spec, theta, X, Y, y, sw, alpha):
+def network_loss(spec, theta, X, Y, y, sw, alpha, clip=True):
     """scikit-learn's objective: weighted mean loss + alpha / (2 sum w) * sum of squared weights.
 
     Y (n, k) targets for the logistic/identity/exp outputs, y (n,) labels for softmax; sw (n,)
-    weights or empty for none.  Biases and prelu slopes are not penalised.
+    weights or empty for none.  Biases and prelu slopes are not penalised.  clip=False: the
+    log-losses unclipped and stable (the objective whose gradient the kernels compute, for
+    finite differences); clip=True: as the kernels and scikit-learn report it.
     """
     O, _ = network_forward(spec, theta, X)
     w = _weights(sw, O.shape[0])
     target = y if spec.out_code == OUT_SOFTMAX else Y
-    loss = OUTPUT_LOSSES[spec.out_code](O, target, w)[0]
+    kw = {"clip": clip} if spec.out_code in (OUT_SOFTMAX, OUT_LOGISTIC) else {}
+    loss = OUTPUT_LOSSES[spec.out_code](O, target, w, **kw)[0]
     coefs, _, _ = unpack(spec, _f64(theta))
     sq = sum(float(np.sum(W ** 2)) for W in coefs)
     return loss + alpha / (2.0 * w.sum()) * sq

@@ -210,6 +210,45 @@ def test_float_input_to_a_float64_model(rng):
     assert_array_equal(label, est.predict(X))
 
 
+def _integral_X(kind, rng, n, d):
+    """Fresh int64 rows (both signs, up to |5|) or boolean rows."""
+    if kind == "int64":
+        return rng.integers(-5, 6, size=(n, d)).astype(np.int64)
+    return rng.random((n, d)) < 0.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
+@pytest.mark.parametrize("kind", ["int64", "bool"])
+def test_int64_and_boolean_inputs_are_cast(kind, task, dtype, rng):
+    """Int64TensorType and BooleanTensorType inputs are cast to the model's dtype at the
+    graph's input (skl2onnx's MLP converter accepts both): the outputs are float (as
+    skl2onnx gives for these inputs) and equal predict on the same rows."""
+    est = fitted("tanh", task, dtype)
+    X = _integral_X(kind, rng, 60, est.n_features_in_)
+    Types = {"int64": skl2onnx.common.data_types.Int64TensorType,
+             "bool": skl2onnx.common.data_types.BooleanTensorType}
+    options = {id(est): {"zipmap": False}} if task != "regression" else None
+    model = skl2onnx.convert_sklearn(est, initial_types=[("X", Types[kind]([None, X.shape[1]]))],
+                                     options=options)
+    assert model.graph.input[0].type.tensor_type.elem_type == (
+        onnx.TensorProto.INT64 if kind == "int64" else onnx.TensorProto.BOOL)
+    outs = session(model).run(None, {"X": X})
+    Xf = X.astype(dtype)  # what the graph's Cast gives, and what predict is handed
+    tol = TOL["float32"]  # the outputs are float32 tensors
+    if task == "regression":
+        (pred,) = outs
+        assert pred.dtype == np.float32 and pred.shape == (X.shape[0], 1)
+        assert_allclose(pred, est.predict(Xf).reshape(-1, 1), **tol)
+        assert_allclose(pred, est.predict(X).reshape(-1, 1), **tol)  # predict casts too
+    else:
+        label, proba = outs
+        assert proba.dtype == np.float32
+        assert_allclose(proba, est.predict_proba(Xf), **tol)
+        assert_array_equal(label, est.predict(Xf))
+        assert_array_equal(label, est.predict(X))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pipeline_with_a_scaler(dtype, rng):
     X = rng.normal(loc=3.0, scale=[1, 10, 0.1, 5, 2], size=(120, N_FEATURES))

@@ -77,8 +77,9 @@ def relu(z):
 
 @register_jitable
 def relu_grad(h):
-    """relu'(z) from the cached output h = relu(z)."""
-    return of(h, 1.0) if h > of(h, 0.0) else of(h, 0.0)
+    """relu'(z) from the cached output h = relu(z): 0 where h == 0, else 1, as scikit-learn
+    zeroes its delta (``delta[Z == 0] = 0``), so a NaN h passes dH on as scikit-learn's does."""
+    return of(h, 0.0) if h == of(h, 0.0) else of(h, 1.0)
 
 
 def act(code, z, param, slope):
@@ -218,10 +219,7 @@ def poisson_row(O, Y, i, g, P, dO):
         o = O[i, j]
         p = math.exp(o)
         yv = Y[i, j]
-        q = yv / p
-        # scipy's xlogy(y, y / p): 0 at y = 0, except NaN where y / p is (0 / 0, once p
-        # underflows), as scikit-learn's loss_curve_ shows it
-        t = yv * math.log(q) if yv != of(yv, 0.0) else (q if q != q else of(yv, 0.0))
+        t = yv * math.log(yv / p) if yv != of(yv, 0.0) else of(yv, 0.0)  # xlogy(y, y / p)
         row += t - yv + p
         P[i, j] = p
         dO[i, j] = g * (p - yv)
