@@ -33,6 +33,8 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from fastmlp import MLP, MLPClassifier, MLPRegressor
 
+import sklearn_features
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 CPU = dict(backend="cpu")
@@ -133,6 +135,7 @@ def test_matches_sklearn(rng, solver, kind, activation):
         assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+@sklearn_features.needs_sample_weight
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression"])
 @pytest.mark.parametrize("solver", ["adam", "sgd_nesterov", "sgd_momentum"])
 def test_matches_sklearn_with_sample_weight(rng, solver, kind):
@@ -148,6 +151,7 @@ def test_matches_sklearn_with_sample_weight(rng, solver, kind):
     _assert_same_weights(ours, theirs)
 
 
+@sklearn_features.needs_loss
 @pytest.mark.parametrize("loss", ["squared_error", "poisson"])
 def test_matches_sklearn_regression_weights(rng, loss):
     # Two outputs with squared error, and the Poisson loss: the weights follow

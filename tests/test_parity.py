@@ -30,13 +30,17 @@ from sklearn.preprocessing import StandardScaler
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _solvers
 
+import sklearn_features
+
 F64 = dict(backend="cpu", dtype="float64")
 
 
 def _fit_both(Ours, Theirs, X, y, sample_weight=None, **params):
+    sklearn_features.require(sample_weight, params)
+    sw = {} if sample_weight is None else {"sample_weight": sample_weight}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        theirs = Theirs(**params).fit(X, y, sample_weight=sample_weight)
+        theirs = Theirs(**params).fit(X, y, **sw)
         ours = Ours(**F64, **params).fit(X, y, sample_weight=sample_weight)
     return ours, theirs
 
