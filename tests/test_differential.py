@@ -168,10 +168,13 @@ def run(Est, params, calls, n_calls, X, y, sw, classifier):
 
 
 def state(est, X):
+    """What a user sees after a call, copied: scikit-learn appends to the same
+    loss_curve_ list and updates coefs_ in place on the next call."""
     s = {k: getattr(est, k, None) for k in (
         "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_", "validation_scores_",
         "best_validation_score_")}
-    s["coefs"] = [np.asarray(a) for a in est.coefs_ + est.intercepts_]
+    s = {k: list(v) if isinstance(v, list) else v for k, v in s.items()}
+    s["coefs"] = [np.array(a, copy=True) for a in est.coefs_ + est.intercepts_]
     with np.errstate(all="ignore"):
         try:
             s["predict"] = est.predict(X)
