@@ -150,6 +150,9 @@ class _TrainData:
         return part
 
 
+_MAX_WIDTH = 2 ** 31 - 1  # the widest layer the kernels' int64 offsets always hold
+
+
 def _check_number(name, value, *, integer=False, low=None, high=None,
                   low_open=False, high_open=False):
     """Raise a TypeError/ValueError naming ``name`` unless value is a number in range."""
@@ -157,8 +160,8 @@ def _check_number(name, value, *, integer=False, low=None, high=None,
     if isinstance(value, bool) or not isinstance(value, kind):
         what = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__}).")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if not isinstance(value, numbers.Integral) and not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value!r}.")  # (an int of any size is)
     if low is not None and (value < low or (low_open and value == low)):
         op = ">" if low_open else ">="
         raise ValueError(f"{name} must be {op} {low}, got {value!r}.")
@@ -254,6 +257,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 raise TypeError(f"hidden_layer_sizes must contain integers, got {h!r}.")
         if any(s <= 0 for s in h):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {h}.")
+        if any(s > _MAX_WIDTH for s in h):  # (the layout's offsets are int64)
+            raise ValueError(f"hidden_layer_sizes must be <= {_MAX_WIDTH} (2**31 - 1), got {h}.")
         return [int(s) for s in h]
 
     def _validate_params(self):
