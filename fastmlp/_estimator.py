@@ -75,6 +75,50 @@ def _to_model_dtype(X, dtype):
     return _cast(lambda: np.ascontiguousarray(X, dtype=dtype), dtype)
 
 
+def _check_sparse_structure(X):
+    """Raise a ValueError unless the index arrays of a sparse X describe its shape.
+
+    scipy checks a matrix's index arrays only when it is built (and not their values
+    at all for CSR/CSC/BSR), so a matrix whose ``indices``, ``indptr``, ``row`` or
+    ``col`` were changed later reaches scipy's conversions and fastmlp's kernels with
+    indices outside its shape: memory corruption, not an error.  This check reads the
+    index arrays once (O(nnz), vectorised, nothing is modified) before any conversion.
+    """
+    if not sp.issparse(X) or len(X.shape) != 2:
+        return  # (other formats are Python structures; other ndims: validate_data refuses)
+    fmt = X.format
+    n, d = X.shape
+    if fmt in ("csr", "csc", "bsr"):
+        major, minor = (n, d) if fmt != "csc" else (d, n)
+        if fmt == "bsr":
+            r, c = X.blocksize
+            major, minor = major // r, minor // c
+        indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+        ok = (indptr.ndim == 1 and indices.ndim == 1 and indptr.shape[0] == major + 1
+              and indptr.dtype.kind in "iu" and indices.dtype.kind in "iu")
+        if ok:
+            nnz = int(indptr[-1])
+            ok = (indptr[0] == 0 and nnz <= min(indices.shape[0], np.shape(X.data)[0])
+                  and bool(np.all(indptr[1:] >= indptr[:-1])))
+            if ok and nnz:
+                ok = indices[:nnz].min() >= 0 and indices[:nnz].max() < minor
+    elif fmt == "coo":
+        row, col = np.asarray(X.row), np.asarray(X.col)
+        m = np.shape(X.data)[0]
+        ok = (row.shape == (m,) and col.shape == (m,) and row.dtype.kind in "iu"
+              and col.dtype.kind in "iu")
+        if ok and m:
+            ok = row.min() >= 0 and row.max() < n and col.min() >= 0 and col.max() < d
+    else:
+        return
+    if not ok:
+        raise ValueError(
+            f"X is a malformed sparse {fmt} matrix: its index arrays do not describe a "
+            f"{n} x {d} matrix (indices outside the shape, or an indptr that is not "
+            "non-decreasing from 0). Build it again from (data, indices, indptr) with "
+            "scipy, which checks them.")
+
+
 def _to_csr(X, dtype):
     """A sparse X (CSR, CSC or COO, matrix or array) as the CSR matrix of the model's
     dtype that the kernels take: duplicate entries summed (and indices sorted), on a
@@ -309,6 +353,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ data
     def _validate_Xy(self, X, y, reset):
+        _check_sparse_structure(X)
         X, y = validate_data(
             self, X, y, reset=reset, accept_sparse=["csr", "csc", "coo"],
             multi_output=True, dtype=(np.float64, np.float32), y_numeric=not is_classifier(self),
@@ -586,6 +631,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """The forward pass after scikit-learn's validation, for the attribute dict d."""
         est = self._view(d)
         check_is_fitted(est, "coefs_")
+        _check_sparse_structure(X)
         X = validate_data(est, X, reset=False, accept_sparse="csr", ensure_min_samples=1)
         spec = est._spec
         if X.shape[1] != spec.n_features:  # n_features_in_ assigned: never trusted by a kernel

@@ -293,3 +293,46 @@ def test_diverging_warm_start_keeps_previous_weights(rng):
     for a, b in zip(reg.coefs_, before):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(reg.predict(X), pred)
+
+
+# ---------------------------------------------------------------------- malformed sparse input
+def _malformed(X, fmt, how):
+    """X in format fmt with one index array changed after scipy built (and checked) it."""
+    M = X.asformat(fmt, copy=True) if fmt != "bsr" else sp.bsr_matrix(X, blocksize=(2, 2))
+    if fmt == "coo":
+        arr = "row" if how == "major" else "col"
+        a = getattr(M, arr).copy()
+        a[0] = -1 if how == "negative" else 10 ** 6
+        setattr(M, arr, a)
+    elif how == "indptr":
+        M.indptr = M.indptr.copy()
+        M.indptr[-1] = 10 ** 6
+    else:
+        M.indices = M.indices.copy()
+        M.indices[0] = -3 if how == "negative" else 10 ** 6
+    return M
+
+
+@pytest.mark.parametrize("fmt, how", [
+    (fmt, how) for fmt in ("csr", "csc", "bsr") for how in ("too large", "negative", "indptr")
+] + [("coo", how) for how in ("too large", "negative", "major")])
+def test_malformed_sparse_index_arrays_are_refused_before_any_kernel(rng, fmt, how):
+    """Index arrays changed after scipy built the matrix would make a kernel (or scipy's own
+    conversion) read or write outside its buffers; they are a ValueError instead.  ("major":
+    COO's row array; the others change the column (minor) indices or CSR/CSC's indptr.)"""
+    X = sp.random(40, 6, density=0.4, format="csr", random_state=rng.integers(1 << 30))
+    y = (X.toarray()[:, 0] > 0.3).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0, **CPU).fit(X, y)
+    bad = _malformed(X, fmt, how)
+    before = [np.copy(getattr(bad, a)) for a in ("data", "indices", "indptr", "row", "col")
+              if hasattr(bad, a)]
+    if fmt in ("csr", "csc", "coo"):
+        _raises(ValueError, "malformed sparse", MLPClassifier(max_iter=1, **CPU).fit, bad, y)
+    for method in (clf.predict, clf.predict_proba):
+        _raises(ValueError, "malformed sparse", method, bad)
+    after = [getattr(bad, a) for a in ("data", "indices", "indptr", "row", "col")
+             if hasattr(bad, a)]
+    for a, b in zip(before, after):  # the user's (malformed) matrix is left as it was
+        np.testing.assert_array_equal(a, b)
+    # the same matrix, well formed, is accepted
+    assert clf.predict(X.asformat(fmt) if fmt != "bsr" else X.tobsr()).shape == (40,)
