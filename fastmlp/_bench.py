@@ -10,6 +10,10 @@ round of each, and prints one markdown table with the times and the ratios:
 - predict of one row (the second case's model);
 - predict_proba of 20000 rows (the first case's model);
 - peak memory that fit allocates beyond the data (traced NumPy allocations);
+- sparse text-like input: fit and predict_proba of a 20000 x 30000 CSR matrix
+  with 18 non-zeros per row (hidden (64,), Adam, 3 epochs), and the fit's
+  peak memory beyond the data;
+- predict of 100 dense rows (a mid-size call: 100 features, hidden (128, 64));
 - a fresh process: import + first fit of a tiny model, numba cache warm and
   cold (a fresh empty ``NUMBA_CACHE_DIR``).
 
@@ -40,6 +44,8 @@ FULL = {
     "predict_rows": 20000,
     "one_row_calls": 2000,
     "lbfgs": dict(n=20000, d=100, k=10, hidden=(128,), iters=100),
+    "sparse": dict(n=20000, d=30000, nnz=18, k=3, hidden=(64,), batch=200, epochs=3),
+    "mid": dict(n=2000, rows=100, d=100, k=10, hidden=(128, 64), calls=200),
 }
 QUICK = {
     "big": dict(n=600, d=64, k=10, hidden=(32, 16), batch=64, epochs=1),
@@ -47,7 +53,10 @@ QUICK = {
     "predict_rows": 600,
     "one_row_calls": 20,
     "lbfgs": dict(n=400, d=20, k=3, hidden=(16,), iters=5),
+    "sparse": dict(n=600, d=2000, nnz=10, k=3, hidden=(16,), batch=100, epochs=1),
+    "mid": dict(n=300, rows=100, d=20, k=3, hidden=(16, 8), calls=5),
 }
+CASES = ("dense", "lbfgs", "sparse", "mid", "startup")  # what --cases picks from
 COLUMNS = ["case", "fastmlp", "scikit-learn", "PyTorch", "BLAS floor",
            "sklearn / fastmlp", "PyTorch / fastmlp", "fastmlp / floor", "target"]
 PAUSE_S = 0.3  # between contenders: lets the last one's BLAS / OpenMP threads stop spinning
@@ -134,6 +143,20 @@ def make_data(n, d, k, seed=0):
     X = rng.standard_normal((n, d), dtype=np.float32)
     W = rng.standard_normal((d, k)).astype(np.float32)
     y = np.argmax(X @ W + 0.5 * rng.standard_normal((n, k), dtype=np.float32), axis=1)
+    return X, y
+
+
+def make_sparse_data(n, d, nnz, k, seed=0):
+    """Text-like rows: a CSR matrix (float64, as a TfidfVectorizer gives) of ``nnz``
+    non-zeros per row at random columns, values in [0, 1); labels of a linear map."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    indptr = np.arange(0, (n + 1) * nnz, nnz)
+    X = sp.csr_matrix((rng.random(n * nnz), rng.integers(0, d, n * nnz), indptr), shape=(n, d))
+    X.sum_duplicates()
+    W = rng.standard_normal((d, k))
+    y = np.argmax(X @ W + 0.3 * rng.standard_normal((n, k)), axis=1)
     return X, y
 
 
@@ -333,12 +356,87 @@ def _row(case, unit, values, target):
             "target": target}
 
 
-def run_cases(quick=False, repeat=5, torch=True, startup=True, log=None):
-    """Run every case; return (rows, machine)."""
+def run_cases(quick=False, repeat=5, torch=True, startup=True, log=None, cases=CASES):
+    """Run the cases named in ``cases`` (all by default); return (rows, machine)."""
     sizes = QUICK if quick else FULL
+    rows = []
+    if "dense" in cases or "lbfgs" in cases:
+        rows += _dense_cases(sizes, quick, repeat, torch, log, cases)
+    if "sparse" in cases:
+        rows += _sparse_cases(sizes["sparse"], quick, repeat, log)
+    if "mid" in cases:
+        rows += _mid_predict_case(sizes["mid"], quick, repeat, log)
+    if startup and not quick and "startup" in cases:
+        rows += _startup_cases(repeat, log)
+    return rows, machine_info()
+
+
+def _sparse_cases(c, quick, repeat, log):
+    """Fit and predict_proba of text-like CSR rows, fastmlp (float32) beside scikit-learn."""
+    say = log or (lambda msg: None)
+    pause = 0.01 if quick else PAUSE_S
+    say(f"case sparse: {c}")
+    X, y = make_sparse_data(c["n"], c["d"], c["nnz"], c["k"])
+    fm, sk = fastmlp_model(c), sklearn_model(c)
+    label = (f"{c['n']}x{c['d']} CSR, {c['nnz']} non-zeros a row, hidden {c['hidden']}")
+    times = interleaved_best({"fastmlp": _quiet(lambda: fm.fit(X, y)),
+                              "scikit-learn": _quiet(lambda: sk.fit(X, y))},
+                             max(1, min(repeat, 2)), pause=pause)
+    rows = [_row(f"fit {label}, batch {c['batch']}, {c['epochs']} epochs", "s", times,
+                 ">= 3x sklearn")]
+    say(f"  fit: {times}")
+    times = interleaved_best({"fastmlp": lambda: fm.predict_proba(X),
+                              "scikit-learn": lambda: sk.predict_proba(X)}, repeat, pause=pause)
+    rows.append(_row(f"predict_proba {label}", "s", times, ">= 2x sklearn"))
+    say(f"  predict_proba: {times}")
+    mem = {"fastmlp": peak_alloc(_quiet(lambda: fastmlp_model(c).fit(X, y))),
+           "scikit-learn": peak_alloc(_quiet(lambda: sklearn_model(c).fit(X, y)))}
+    data_mib = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20
+    rows.append(_row(f"peak memory of the sparse fit beyond the data ({data_mib:.0f} MiB)",
+                     "MiB", {k: v / 2**20 for k, v in mem.items()}, "<= sklearn"))
+    say(f"  memory: {mem}")
+    return rows
+
+
+def _mid_predict_case(c, quick, repeat, log):
+    """predict of 100 dense rows: a call where neither validation nor the pass dominates."""
+    say = log or (lambda msg: None)
+    pause = 0.01 if quick else PAUSE_S
+    X, y = make_data(c["n"], c["d"], c["k"])
+    mc = dict(hidden=c["hidden"], batch=200, epochs=2)
+    fm, sk = fastmlp_model(mc), sklearn_model(mc)
+    _quiet(lambda: fm.fit(X, y))()
+    _quiet(lambda: sk.fit(X, y))()
+    rows_ = np.ascontiguousarray(X[:c["rows"]])
+    floor = blas_floor_forward(fm.coefs_, rows_)
+    times = interleaved_best({"fastmlp": lambda: fm.predict(rows_),
+                              "scikit-learn": lambda: sk.predict(rows_),
+                              "BLAS floor": floor}, repeat, inner=c["calls"], pause=pause)
+    say(f"  predict {c['rows']} rows: {times}")
+    return [_row(f"predict, {c['rows']} rows ({c['d']} features, hidden {c['hidden']})", "us",
+                 times, ">= 3x sklearn")]
+
+
+def _startup_cases(repeat, log):
+    say = log or (lambda msg: None)
+    with tempfile.TemporaryDirectory() as cold_dir:
+        cold = startup_seconds(cold_dir)
+    startup_seconds()  # fill the default cache
+    warm = min(startup_seconds() for _ in range(max(1, min(repeat, 3))))
+    say(f"  startup: warm {warm:.2f} s, cold {cold:.2f} s")
+    return [_row("fresh process: import + first tiny fit, numba cache warm", "s",
+                 {"fastmlp": warm}, "<= 3 s"),
+            _row("fresh process: import + first tiny fit, numba cache cold", "s",
+                 {"fastmlp": cold}, "stated")]
+
+
+def _dense_cases(sizes, quick, repeat, torch, log, cases):
+    """The dense fits, predicts and memory ("dense") and the lbfgs fit ("lbfgs")."""
     have_torch = torch and _torch() is not None
     rows = []
     pause = 0.01 if quick else PAUSE_S
+    if "dense" not in cases:
+        return _lbfgs_cases(sizes, repeat, pause, log or (lambda msg: None))
     say = log or (lambda msg: None)
     if have_torch:
         _torch().manual_seed(0)
@@ -409,7 +507,14 @@ def run_cases(quick=False, repeat=5, torch=True, startup=True, log=None):
                      {k: v / 2**20 for k, v in mem.items()}, "<= sklearn"))
     say(f"  memory: {mem}")
 
-    # lbfgs: full-batch loss and gradient per evaluation (float64, as scikit-learn's default)
+    if "lbfgs" in cases:
+        rows += _lbfgs_cases(sizes, repeat, pause, say)
+    return rows
+
+
+def _lbfgs_cases(sizes, repeat, pause, say):
+    """lbfgs: full-batch loss and gradient per evaluation (float64, as scikit-learn's default)."""
+    rows = []
     c = sizes["lbfgs"]
     say(f"case lbfgs: {c}")
     Xl, yl = make_data(c["n"], c["d"], c["k"])
@@ -425,18 +530,7 @@ def run_cases(quick=False, repeat=5, torch=True, startup=True, log=None):
     rows.append(_row(f"peak memory of the lbfgs fit beyond the data ({Xl.nbytes / 2**20:.0f} MiB)",
                      "MiB", {k: v / 2**20 for k, v in mem.items()}, "<= sklearn"))
     say(f"  lbfgs: {times}, memory {mem}")
-
-    if startup and not quick:
-        with tempfile.TemporaryDirectory() as cold_dir:
-            cold = startup_seconds(cold_dir)
-        startup_seconds()  # fill the default cache
-        warm = min(startup_seconds() for _ in range(max(1, min(repeat, 3))))
-        rows.append(_row("fresh process: import + first tiny fit, numba cache warm", "s",
-                         {"fastmlp": warm}, "<= 3 s"))
-        rows.append(_row("fresh process: import + first tiny fit, numba cache cold", "s",
-                         {"fastmlp": cold}, "stated"))
-        say(f"  startup: warm {warm:.2f} s, cold {cold:.2f} s")
-    return rows, machine_info()
+    return rows
 
 
 # ----------------------------------------------------------------------------- output
@@ -478,15 +572,21 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the fresh-process import + first-fit timings")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated cases to run, of {', '.join(CASES)} (default all)")
     parser.add_argument("--output", metavar="FILE", help="also write the table to FILE")
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeat < 1:
         parser.error("--repeat must be >= 1")
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; the cases are {', '.join(CASES)}")
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
     rows, machine = run_cases(quick=args.quick, repeat=repeat, torch=not args.no_torch,
-                              startup=not args.no_startup, log=log)
+                              startup=not args.no_startup, log=log, cases=cases)
     table = format_table(rows, machine)
     print(table)
     if args.output:

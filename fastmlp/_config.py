@@ -56,8 +56,21 @@ SPARSE_CHUNK_BYTES = 8 * 2**20
 # csr_matmul`` / ``csr_grads``: O(nnz x units) per batch); a denser one is
 # densified a chunk of rows at a time and multiplied by BLAS, which is then
 # faster.  Measured on the 2-core AMD EPYC (benchmarks/RESULTS.md, "Sparse
-# input"): see there for the crossover this value was read from.
-SPARSE_DENSIFY_ABOVE = 0.1
+# input"; 4000 x 2000 float32, hidden (64,), CSR time / densified time): fit
+# 0.21 at 1 % non-zeros, 0.50 at 10 %, 0.96 at 20 %, 1.17 at 40 %;
+# predict_proba 0.13, 0.38, 0.69, 0.97.  Both costs grow with the hidden
+# units alike, so the crossover (fit: between 20 and 40 %) does not move much
+# with the network.
+SPARSE_DENSIFY_ABOVE = 0.25
+
+# A CPU predict of a CSR matrix with at least this many non-zeros runs its rows in
+# two threads (halves, each its own workspace, BLAS on one thread), where
+# split epochs may run (numba's thread count >= 2).  The CSR product is serial,
+# memory-latency-bound code: on the 2-core AMD EPYC a 20000 x 30000 matrix of
+# 18 non-zeros a row (benchmarks/RESULTS.md, "Sparse input") went from about
+# scipy's speed to ~1.8x less time.  Below ~1e5 non-zeros the hand-off costs
+# more than it saves.  0 always splits; a huge value never does.
+CPU_SPLIT_PREDICT_MIN_NNZ = 100_000
 
 # Rows per chunk of the full-batch loss and gradient (solver="lbfgs"): bounds
 # its workspace (one chunk's activations per layer) for any n_samples, while

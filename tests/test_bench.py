@@ -11,7 +11,7 @@ from fastmlp.__main__ import main as cli_main
 
 # two fits, one-row predict of each model, predict_proba, peak memory, the lbfgs fit and
 # its peak memory (quick skips startup)
-N_ROWS = 8
+N_ROWS = 12  # 8 dense and lbfgs rows, 3 sparse (fit, predict_proba, memory), 1 mid-size predict
 
 
 def _table_rows(text):
@@ -48,6 +48,18 @@ def test_quick_table_shape(quick_output):
         assert cells[2].endswith((" s", " ms", " µs"))
         assert cells[5].endswith("x")
     assert "lbfgs" in body[6] and "lbfgs" in body[7]
+    assert "CSR" in body[8] and "CSR" in body[9] and "sparse fit" in body[10]
+    assert "100 rows" in body[11]
+    for line in body[8:10] + body[11:]:
+        assert _cells(line)[5].endswith("x")
+
+
+def test_cases_pick_the_rows(capsys):
+    assert _bench.main(["--quick", "--no-torch", "--cases", "sparse,mid"]) == 0
+    body = _table_rows(capsys.readouterr().out)[2]
+    assert len(body) == 4 and "CSR" in body[0] and "100 rows" in body[3]
+    with pytest.raises(SystemExit):
+        _bench.main(["--quick", "--cases", "nope"])
 
 
 def test_quick_names_the_machine(quick_output):

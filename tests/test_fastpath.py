@@ -64,7 +64,8 @@ def test_other_inputs_take_the_full_path(fitted):
     clf, X = fitted
     assert _fastpath.small_input(clf, clf.__dict__, X[:1].tolist()) is None  # not an ndarray
     assert _fastpath.small_input(clf, clf.__dict__, np.asfortranarray(X[:2])) is None  # not C-contiguous
-    assert _fastpath.small_input(clf, clf.__dict__, X[:_fastpath.MAX_ROWS + 1]) is None  # not small
+    big = np.resize(X, (_fastpath.MAX_ROWS + 1, X.shape[1]))
+    assert _fastpath.small_input(clf, clf.__dict__, big) is None  # not small
     assert _fastpath.small_input(clf, clf.__dict__, X[:1].astype(np.int64)) is None  # not float
     np.testing.assert_array_equal(clf.predict(X[:1].tolist()), clf.predict(X[:1]))
 
@@ -108,8 +109,8 @@ def test_in_place_reshape_takes_the_full_path(fitted, which):
 def test_growing_and_shrinking_inputs_reuse_the_workspace(fitted):
     # the per-thread workspace grows to the most rows asked for and serves fewer rows after
     clf, X = fitted
-    for n in (1, 5, 2, _fastpath.MAX_ROWS, 1, 7):
-        rows = np.ascontiguousarray(X[n:2 * n])
+    for n in (1, 5, 2, 100, _fastpath.MAX_ROWS, 1, 7):
+        rows = np.ascontiguousarray(np.resize(X[n:], (n, X.shape[1])))
         np.testing.assert_array_equal(clf.predict_proba(rows), _full_path(clf, rows, True))
 
 
@@ -122,7 +123,7 @@ def test_threads_predicting_at_once_get_their_own_answers(rng):
     X = rng.standard_normal((400, 64)).astype(np.float32)
     clf = MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=1, random_state=0,
                         backend="cpu").fit(X, rng.integers(0, 4, 400))
-    n = _fastpath.MAX_ROWS
+    n = 64
     rows = [np.ascontiguousarray(X[i:i + n - i % 3]) for i in range(0, 400 - n, 7)]
     want = [_full_path(clf, r, True) for r in rows]
 

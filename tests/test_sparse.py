@@ -307,3 +307,18 @@ def test_wrong_width_is_an_error(rng):
     clf = _make("logistic").fit(X, y)
     with pytest.raises(ValueError, match="features"):
         clf.predict(_csr(rng, 5, 13, 0.2))
+
+
+@pytest.mark.parametrize("n", [2, 3, 41])
+def test_predict_split_between_two_threads(rng, config, n):
+    """A CSR predict of many non-zeros runs its halves in two threads
+    (_config.CPU_SPLIT_PREDICT_MIN_NNZ): the numbers of one thread, to rounding."""
+    X = _csr(rng, 60, 30, 0.1)
+    y = rng.integers(0, 3, 60)
+    clf = _make("softmax", activation="maxout").fit(X, y)
+    Xp = _csr(rng, n, 30, 0.2)
+    config(CPU_SPLIT_PREDICT_MIN_NNZ=10**12, PREDICT_CHUNK_ROWS=4)
+    one = clf.predict_proba(Xp)
+    config(CPU_SPLIT_PREDICT_MIN_NNZ=0)  # (BLAS may round rows of other chunk shapes apart)
+    assert_allclose(clf.predict_proba(Xp), one, rtol=RTOL, atol=ATOL)
+    assert_allclose(one, clf.predict_proba(Xp.toarray()), rtol=RTOL, atol=ATOL)

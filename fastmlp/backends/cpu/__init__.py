@@ -404,11 +404,36 @@ def predict(spec, theta, X, apply_out):
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
     args = (theta, spec.layers, spec.code, spec.param, spec.pieces, spec.out_code, apply_out,
             ws, iws, cap, out)
-    if sp.issparse(X):
-        predict_csr(csr_arrays(X), *args)
-    else:
+    if not sp.issparse(X):
         predict_forward(X, *args, False)
+        return out
+    data, indices, indptr = csr_arrays(X)
+    if X.nnz < _config.CPU_SPLIT_PREDICT_MIN_NNZ or n < 2 or not _can_split():
+        predict_csr((data, indices, indptr), *args)
+        return out
+    # two threads, each on half of the rows with its own workspace, BLAS on one thread
+    # (the CSR product is serial code; two BLAS pools beside it would fight for the cores)
+    half = n // 2
+    ws1, iws1 = _workspaces(spec, cap)
+    with serial_blas():
+        other = _predict_pool().submit(
+            predict_csr, (data, indices, indptr[half:]), *args[:7], ws1, iws1, cap, out[half:])
+        predict_csr((data, indices, indptr[:half + 1]), *args[:10], out[:half])
+        other.result()
     return out
+
+
+_pool = None
+
+
+def _predict_pool():
+    """The one extra thread of a split sparse predict (started on first use)."""
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(1, thread_name_prefix="fastmlp-predict")
+    return _pool
 
 
 _SMALL_WS_BYTES = 2**20  # the most workspace a thread keeps for small_predictor
