@@ -250,12 +250,17 @@ def _reference_epoch(spec, theta, X, Y, y, sw, order, cap, opt, alpha):
     h = opt.hyper
     t = float(h[ADAM_T])
     total = 0.0
+    # the trainers report scikit-learn's squared error, averaged over the k outputs (its
+    # gradient, and network_loss, follow their sum); the L2 term is not averaged
+    k_loss = spec.n_outputs if spec.out_code == OUTPUTS["identity"] else 1
     for start in range(0, len(order), cap):
         idx = order[start:start + cap]
         Yb = Y[idx] if Y.shape[0] else Y
         yb = y[idx] if y.shape[0] else y
         swb = sw[idx] if sw.shape[0] else sw
-        total += ref.network_loss(spec, th, X[idx], Yb, yb, swb, alpha) * len(idx)
+        data = ref.network_loss(spec, th, X[idx], Yb, yb, swb, 0.0)
+        l2 = ref.network_loss(spec, th, X[idx], Yb, yb, swb, alpha) - data
+        total += (data / k_loss + l2) * len(idx)
         _, g = cpu_backend.loss_grad(spec, th, X[idx], Yb, yb, swb, alpha)
         if opt.solver == SGD:
             th, s1 = ref.sgd_step(th, g, s1, h[0], h[1], h[2] != 0)
