@@ -485,8 +485,10 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
-            Training data (a sparse matrix is densified a chunk of rows at a
-            time, never whole).
+            Training data.  A sparse matrix stays sparse: on the CPU the
+            first layer multiplies its CSR rows directly; a denser one
+            (``_config.SPARSE_DENSIFY_ABOVE``) is densified a chunk of rows
+            at a time, never whole.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets: class labels (classifier) or values (regressor).
         sample_weight : array-like of shape (n_samples,), default=None
