@@ -192,6 +192,7 @@ def _exchange(sync, red, part, rounds):
     return stale
 
 
+@pytest.mark.skipif(not cpu_sync.ATOMIC, reason="the atomic barrier is off (plain numba)")
 def test_barrier_orders_two_threads():
     sync = np.zeros(cpu_sync.SYNC_SIZE, dtype=np.int64)
     red = np.zeros(2)
@@ -210,6 +211,7 @@ def test_barrier_orders_two_threads():
     assert sync[cpu_sync.GENERATION] == 6000 and sync[cpu_sync.ARRIVALS] == 0
 
 
+@pytest.mark.skipif(not cpu_sync.ATOMIC, reason="the atomic barrier is off (plain numba)")
 def test_barrier_returns_false_when_aborted():
     """A thread alone at the barrier is released by the abort flag, not left spinning."""
     sync = np.zeros(cpu_sync.SYNC_SIZE, dtype=np.int64)
@@ -304,4 +306,4 @@ def test_a_fit_does_not_start_numbas_thread_pool():
     assert started == "False"
     import numba
 
-    assert can_split == str(numba.config.NUMBA_NUM_THREADS >= 2)
+    assert can_split == str(numba.config.NUMBA_NUM_THREADS >= 2 and cpu_sync.SPLIT)
