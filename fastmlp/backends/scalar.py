@@ -99,6 +99,14 @@ def act(code, z, param, slope):
     return z  # identity
 
 
+@register_jitable
+def logistic_backward(dh, h):
+    """dh * logistic'(z) from h = logistic(z), multiplied in scikit-learn's order:
+    ``inplace_logistic_derivative`` does delta *= h, then delta *= 1 - h, which rounds
+    differently from dh * (h * (1 - h)) (a float64 fit then drifts from scikit-learn's)."""
+    return (dh * h) * (of(h, 1.0) - h)
+
+
 def act_grad(code, z, h, param, slope):
     """act'(z) for one element, from the cached output h (z for prelu)."""
     if code == RELU:

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..._config import FASTMATH
-from ..._registry import RELU
+from ..._registry import LOGISTIC, RELU
 from .. import scalar
 
 # the per-element math is shared with the other backend: fastmlp/backends/scalar.py
@@ -42,6 +42,7 @@ maxout_unit_backward = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_un
 # relu's own functions, for its specialised loops (the ones act and act_grad call)
 relu = njit(inline="always", fastmath=FASTMATH)(scalar.relu)
 relu_grad = njit(inline="always", fastmath=FASTMATH)(scalar.relu_grad)
+logistic_backward = njit(inline="always", fastmath=FASTMATH)(scalar.logistic_backward)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -79,18 +80,26 @@ def bias_act_forward(Z, b, code, param, slopes, H):
             H[i, j] = act(code, z, param, slopes[j])
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+# elementwise, nothing to vectorise by reassociating, and it could regroup the logistic
+# product below (scikit-learn's order, kept for a float64 fit to match its rounding)
+@njit(nogil=True, cache=True, fastmath=FASTMATH - {"reassoc"})
 def act_backward(dH, Z, H, code, param, slopes, dZ):
     """dZ = dH * act'(Z) elementwise, from the cache (H, or Z for prelu).
 
     All (n, m).  dZ may be the same array as dH.  relu in place (dZ is dH)
-    has a loop of its own, as in ``bias_act_forward``.
+    has a loop of its own, as in ``bias_act_forward``; logistic multiplies in
+    scikit-learn's order, (dH * h) * (1 - h) (``scalar.logistic_backward``).
     """
     n, m = dH.shape
     if code == RELU and _same_buffer(dH, dZ):
         for i in range(n):
             for j in range(m):
                 dH[i, j] = dH[i, j] * relu_grad(H[i, j])
+        return
+    if code == LOGISTIC:
+        for i in range(n):
+            for j in range(m):
+                dZ[i, j] = logistic_backward(dH[i, j], H[i, j])
         return
     for i in range(n):
         for j in range(m):
