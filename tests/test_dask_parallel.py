@@ -20,6 +20,7 @@ import dask.array as da  # noqa: E402  (the test extra installs dask)
 import distributed  # noqa: E402
 import fastmlp.dask as fdask  # noqa: E402
 DaskMLPClassifier, DaskMLPRegressor = fdask.DaskMLPClassifier, fdask.DaskMLPRegressor
+from fastmlp.dask import _cluster, _estimators  # noqa: E402
 
 ROWS = (100, 250, 50, 200)  # four blocks of unequal size
 # L-BFGS amplifies rounding-level differences over long runs (tests/test_parity.py);
@@ -107,13 +108,13 @@ def test_lbfgs_result_does_not_depend_on_placement_or_path(client, lbfgs_pair, m
     def unreachable(self):
         raise OSError("the client cannot reach the workers")
 
-    monkeypatch.setattr(fdask, "_contiguous_homes", alternating)
-    monkeypatch.setattr(fdask._Cluster, "_submit_hosts", unreachable)
+    monkeypatch.setattr(_cluster, "_contiguous_homes", alternating)
+    monkeypatch.setattr(_cluster._Cluster, "_submit_hosts", unreachable)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         other = DaskMLPClassifier(**LBFGS).fit(Xd, yd)
     info = other._dask_fit_info
-    assert not info["actors"] and info["actor_failures"] == fdask._ROUND_ATTEMPTS + 1
+    assert not info["actors"] and info["actor_failures"] == _cluster._ROUND_ATTEMPTS + 1
     _assert_same_bits(other, clean)
     # four blocks on alternating workers: four partial sums per round reach the client
     n_params = sum(c.size for c in other.coefs_ + other.intercepts_)
@@ -239,7 +240,7 @@ def test_bad_input_fails_before_training(client, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a training round started")
 
-    monkeypatch.setattr(fdask._Cluster, "round", no_training)
+    monkeypatch.setattr(_cluster._Cluster, "round", no_training)
     X, y = _blobs(n=200)
     Xd, yd = da.from_array(X, chunks=(50, 8)), da.from_array(y, chunks=50)
     est = DaskMLPClassifier(**LBFGS)
@@ -287,7 +288,7 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
             pass
 
     calls = []
-    original = fdask._LbfgsSums.__call__
+    original = _estimators._LbfgsSums.__call__
 
     def counting(self, theta, grad):
         calls.append(1)
@@ -295,7 +296,7 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
             threading.Thread(target=kill_busiest).start()
         return original(self, theta, grad)
 
-    monkeypatch.setattr(fdask._LbfgsSums, "__call__", counting)
+    monkeypatch.setattr(_estimators._LbfgsSums, "__call__", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         faulted = DaskMLPClassifier(**LBFGS).fit(Xd, yd)
