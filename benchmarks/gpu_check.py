@@ -3,8 +3,10 @@
     python benchmarks/gpu_check.py               # on a GPU machine, from the repo root
     python benchmarks/gpu_check.py --dry-run     # the same steps, tiny, in numba's CUDA
                                                  # simulator (no GPU needed)
-    python benchmarks/gpu_check.py --compile-ptx # compile both drivers' kernels to PTX
-                                                 # (needs NVVM/NVRTC, not a GPU)
+    python benchmarks/gpu_check.py --ptx-report  # every kernel variant through NVVM, ptxas
+                                                 # and nvJitLink for sm_80 and sm_90: one
+                                                 # table (needs numba-cuda[cu12], not a GPU)
+    python benchmarks/gpu_check.py --ptx-quick   # the subset tests/test_ptx.py runs in CI
 
 Needs only what a GPU machine image has: numba, numba-cuda, scikit-learn and
 (optionally) torch; fastmlp is imported from this checkout.  Steps:
@@ -243,6 +245,14 @@ def time_torch(X, y, hidden, batch, epochs, device):
 # and the kernels, so whatever ``Program`` passes is what gets compiled.
 
 PTX_CCS = ((8, 0), (9, 0))
+# The quick report (``--ptx-quick``, what tests/test_ptx.py runs in CI): two lowerings, so
+# that it fits CI's few minutes.  The float32 persistent kernel holds every phase (the
+# float64-leak check reads it, and it has the most registers) and is built for both
+# capabilities; the float64 per-phase kernel (the other kernel, the other dtype) for
+# sm_90.  The full report (--ptx-report; FASTMLP_PTX_FULL=1 in tests/test_ptx.py) builds
+# every launched signature for both.
+PTX_QUICK = {("epoch_kernel", "float32"): ((8, 0), (9, 0)),
+             ("phase_kernel", "float64"): ((9, 0),)}
 # registers and shared memory per SM, and the most resident threads, by compute capability
 SM_LIMITS = {(8, 0): (65536, 167936, 2048), (9, 0): (65536, 233472, 2048)}
 
@@ -375,14 +385,17 @@ def _ptxas(ptxas, ptx, cc, relocatable, workdir, name):
     return {"registers": regs, "spill_bytes": st + ld, "stack": stack, "smem": smem}
 
 
-def _link_with_cudadevrt(ptx, cc, cudadevrt):
-    """Link the PTX with libcudadevrt through nvJitLink (what the cooperative launch does)."""
+def _link_with_cudadevrt(cubin, cc, cudadevrt):
+    """Link the relocatable cubin that ``ptxas -c`` made of the kernel with libcudadevrt
+    through nvJitLink (what the cooperative launch does); linking the cubin, not the PTX,
+    spares a second ptxas run of the largest kernel."""
     from cuda.bindings import nvjitlink
 
-    data = ptx.encode() + b"\0"
+    with open(cubin, "rb") as f:
+        data = f.read()
     h = nvjitlink.create(1, [f"-arch=sm_{cc[0]}{cc[1]}"])
     try:
-        nvjitlink.add_data(h, nvjitlink.InputType.PTX, data, len(data), "kernel.ptx")
+        nvjitlink.add_data(h, nvjitlink.InputType.CUBIN, data, len(data), "kernel.cubin")
         nvjitlink.add_file(h, nvjitlink.InputType.LIBRARY, cudadevrt)
         nvjitlink.complete(h)
         return nvjitlink.get_linked_cubin_size(h)
@@ -419,10 +432,12 @@ class _HostCuda:
         return np.zeros_like(np.asarray(a)).view(_HostArray)
 
 
-def launch_signatures(dtypes=("float32", "float64")):
+def launch_signatures(dtypes=("float32", "float64"), activations=None):
     """{kernel name: [(dtype, argument types), ...]}: every distinct signature the backend
     launches, recorded from real Trainer epochs (adam, sgd), FullBatch sums and predict
-    with both drivers, each activation family and output, with host stand-ins."""
+    with both drivers, each activation family (or those named) and output, with host
+    stand-ins.  (The activation is a kernel argument, not a type: the quick report
+    records relu's only.)"""
     from numba import typeof
     import fastmlp.backends.cuda as C
     from fastmlp import _config
@@ -456,7 +471,7 @@ def launch_signatures(dtypes=("float32", "float64")):
             dt = np.dtype(dtype)
             current[0] = dtype
             for drv in ("persistent", "launches"):
-                for act in ACTIVATIONS:
+                for act in (activations or ACTIVATIONS):
                     for out in OUTPUTS:
                         spec = make_layout(5, (4, 3), 2, act, 0.1, 2, OUTPUTS[out], dt)
                         theta = rng.normal(size=spec.n_params).astype(dt)
@@ -504,8 +519,10 @@ def _ptx_for(pyfunc, sig, ccs, launch_bounds):
     return [lib.get_asm_strs(cc=cc)[0] for cc in ccs]
 
 
-def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None):
+def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None, only=None):
     """Compile every launched kernel variant for each cc; one dict per (kernel, dtype, cc).
+    ``only``: {(kernel, dtype): ccs} (``PTX_QUICK``): those, each for its ccs, and of a
+    (kernel, dtype) with several launched signatures the first one recorded.
 
     Must run in a process where numba's CUDA simulator is off and no kernel module has
     been imported yet (device functions are compiled with line info from here on).
@@ -529,6 +546,10 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None)
 
         cuda.jit = jit_with_lineinfo
 
+    if only is not None:
+        dtypes = tuple(d for d in dtypes if any(dt == d for _k, dt in only))
+        ccs = tuple(sorted({cc for v in only.values() for cc in v}))
+
     class _Device:  # device functions ask the current device for its compute capability
         compute_capability = ccs[-1]
 
@@ -537,7 +558,9 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None)
 
     Tt, R = _common.tile(), _common.reg_block()
     threads = Tt * Tt
-    sigs = launch_signatures(dtypes)
+    t = time.perf_counter()
+    sigs = launch_signatures(dtypes, ("relu",) if only is not None else None)
+    log(f"  recorded the launch signatures in {time.perf_counter() - t:.1f} s", flush=True)
     built = dict(zip(("epoch_kernel", "phase_kernel"), T.kernels(Tt, R)))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -547,14 +570,22 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None)
             kernel = built[name]
             bounds = kernel.targetoptions.get("launch_bounds")
             coop = name == "epoch_kernel"
+            done = set()
             for dtype, sig in sigs[name]:
+                want = ccs
+                if only is not None:
+                    want = only.get((name, dtype), ())
+                    if not want or dtype in done:
+                        continue
+                    done.add(dtype)
                 t = time.perf_counter()
-                for cc, ptx in zip(ccs, _ptx_for(kernel.py_func, sig, ccs, bounds)):
+                for cc, ptx in zip(want, _ptx_for(kernel.py_func, sig, want, bounds)):
                     arith, conv, f32, sites = ptx_f64_sites(ptx)
                     leaks, allowed = f64_leaks(sites)
-                    st = _ptxas(ptxas, ptx, cc, coop, work, f"{name}_{dtype}_{cc[0]}{cc[1]}")
-                    if coop:
-                        _link_with_cudadevrt(ptx, cc, cudadevrt)  # raises when it cannot link
+                    base = f"{name}_{dtype}_{cc[0]}{cc[1]}"
+                    st = _ptxas(ptxas, ptx, cc, coop, work, base)
+                    if coop:  # raises when it cannot link
+                        _link_with_cudadevrt(os.path.join(work, base + ".cubin"), cc, cudadevrt)
                     rows.append(dict(
                         kernel=name, dtype=dtype, cc=f"{cc[0]}.{cc[1]}", threads=threads,
                         launch_bounds=bounds, **st,
@@ -563,7 +594,8 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None)
                         f64_leaks=[[f, ln, txt, n] for (f, ln, txt), n in sorted(leaks.items())],
                         linked_cudadevrt=coop))
                 log(f"  compiled {name} {dtype} for "
-                    f"{', '.join(f'sm_{a}{b}' for a, b in ccs)} in {time.perf_counter() - t:.1f} s")
+                    f"{', '.join(f'sm_{a}{b}' for a, b in want)} in {time.perf_counter() - t:.1f} s",
+                    flush=True)
     return rows
 
 
@@ -599,7 +631,7 @@ def ptx_failures(rows):
     return bad
 
 
-def run_ptx_report(json_path=None, keep=None):
+def run_ptx_report(json_path=None, keep=None, quick=False):
     import json
 
     try:
@@ -609,7 +641,7 @@ def run_ptx_report(json_path=None, keep=None):
               'pip install "numba-cuda[cu12]"')
         return 2
     t = time.perf_counter()
-    rows = ptx_report(keep=keep)
+    rows = ptx_report(keep=keep, only=PTX_QUICK if quick else None)
     bad = ptx_failures(rows)
     print(ptx_table(rows))
     for b in bad:
@@ -665,6 +697,9 @@ def main(argv=None):
                     help="compile every kernel variant with NVIDIA's compiler for sm_80 and "
                          "sm_90 (no GPU needed), print registers / occupancy / float64 "
                          "use, and exit")
+    ap.add_argument("--ptx-quick", action="store_true",
+                    help="the compile report for PTX_QUICK only (both kernels and dtypes, "
+                         "sm_90, the float32 persistent kernel also sm_80): what CI runs")
     ap.add_argument("--json", metavar="PATH", help="with --ptx-report: also write it as JSON")
     ap.add_argument("--ptx-dir", metavar="DIR", help="with --ptx-report: keep the PTX there")
     ap.add_argument("--skip-tests", action="store_true", help="leave the test file out")
@@ -672,8 +707,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     args = ap.parse_args(argv)
 
-    if args.compile_ptx:
-        return run_ptx_report(args.json, args.ptx_dir)
+    if args.compile_ptx or args.ptx_quick:
+        return run_ptx_report(args.json, args.ptx_dir, quick=args.ptx_quick)
     if args.dry_run:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
     else:
