@@ -55,6 +55,7 @@ _FITTED = ("intercepts_", "prelu_alphas_", "n_outputs_", "out_activation_",
 _CLASSIFIER_OUTPUTS = ("softmax", "logistic")
 _REGRESSOR_OUTPUTS = ("identity", "exp")
 _DTYPE_NAMES = ("float32", "float64")
+_ARRAY_TYPES = (np.ndarray, np.memmap)
 _MAX_SIZE = 2 ** 40  # a width beyond this is not a network anyone fitted
 
 
@@ -122,7 +123,9 @@ def _array(name, value, shape, dtype, exact=False):
     A float array of another precision is cast (a user may have assigned one to
     ``coefs_`` before saving, which predict accepts too) unless ``exact``.
     """
-    if type(value) is not np.ndarray:
+    # np.memmap: joblib.load(..., mmap_mode=...) maps the arrays of a pickle (the copy
+    # below leaves the file)
+    if type(value) not in _ARRAY_TYPES:
         _bad(name, f"must be a NumPy array, got {type(value).__name__}")
     if value.dtype != dtype and (exact or value.dtype.kind != "f"):
         _bad(name, f"must have dtype {np.dtype(dtype).name}, got {value.dtype}")
@@ -269,7 +272,7 @@ def restore(est, classifier):
 
 def _label_binarizer(classes, kind):
     """The label binarizer fit makes for these classes and this label type."""
-    if type(classes) is not np.ndarray or classes.ndim != 1 or not 1 <= len(classes) <= _MAX_SIZE:
+    if type(classes) not in _ARRAY_TYPES or classes.ndim != 1 or not 1 <= len(classes) <= _MAX_SIZE:
         _bad("classes_", "must be a 1-D array of class labels")
     k = len(classes)
     if kind == "multilabel-indicator":  # classes_ are the column indices

@@ -556,15 +556,16 @@ _LOSS_RAISES = """
 def softmax_cross_entropy(Z, y, sample_weight=None):
     """Fused stable softmax + mean cross-entropy; returns (loss, dZ, P).
 
-    loss = mean_i -log softmax(Z)_i,y_i (weighted mean with sample_weight);
-    dZ = w_i (P - onehot(y)) / sum(w), the gradient of that loss w.r.t. Z.
+    loss = mean_i -log P_i,y_i (weighted mean with sample_weight), P = softmax(Z) clipped to
+    [eps, 1 - eps] (eps of Z's dtype) as scikit-learn's log-loss reports it;
+    dZ = w_i (P - onehot(y)) / sum(w), the exact gradient (of the unclipped loss).
     y: (n,) integer labels in [0, k) (floats holding whole numbers are accepted).
     {raises}
     >>> import numpy as np
     >>> from fastmlp import ops
     >>> loss, dZ, P = ops.softmax_cross_entropy(np.array([[1e4, 0.0]]), [1])
-    >>> float(loss)
-    10000.0
+    >>> round(float(loss), 4)  # -log(eps) of float64: P[0, 1] = exp(-1e4) was clipped
+    36.0437
     """
     Z = _loss_rows(_nonempty_columns(_float2d("Z", Z)))
     n, k = Z.shape
@@ -592,8 +593,9 @@ def _targets(Z, Y, zname="Z"):
 def sigmoid_binary_cross_entropy(Z, Y, sample_weight=None):
     """Fused sigmoid + binary cross-entropy summed over columns, mean over rows.
 
-    Returns (loss, dZ, P) with dZ = w_i (sigmoid(Z) - Y) / sum(w).  Y: (n, k), converted
-    to Z's dtype.
+    Returns (loss, dZ, P) with dZ = w_i (sigmoid(Z) - Y) / sum(w), the exact gradient; the
+    loss takes P clipped to [eps, 1 - eps] (eps of Z's dtype) as scikit-learn's log-loss
+    does.  Y: (n, k), converted to Z's dtype.
     {raises}
     Examples
     --------

@@ -168,9 +168,11 @@ def clipped_log(p, eps):
 def log_softmax_row(O, i, out):
     """out[i] = O[i] - max - log sum exp(O[i] - max), never log of a softmax; out is not O."""
     mx, s = softmax_row(O, i, out)
-    lse = mx + math.log(s)
+    # (O - max) - log s, not O - (max + log s): max + log s rounds to max's ulp, which in
+    # float32 at |max| = 1e4 is 1e-3
+    ls = math.log(s)
     for j in range(O.shape[1]):
-        out[i, j] = O[i, j] - lse
+        out[i, j] = (O[i, j] - mx) - ls
 
 
 @register_jitable
