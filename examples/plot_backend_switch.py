@@ -69,7 +69,7 @@ print("same predictions after the round trip:",
 # -----------------------------------
 #
 # One point per batch size and backend, the best of 20 calls of ``predict``.
-# On the CPU, small batches cost microseconds: for up to 64 clean float rows
+# On the CPU, small batches cost microseconds: for up to 1024 clean float rows
 # ``predict`` skips scikit-learn's input validation.  A GPU adds a kernel
 # launch and two transfers to every call, so it pays off on large batches.
 

@@ -7,7 +7,9 @@ Bars of the times that ``python -m fastmlp bench --repeat 7`` measured, read
 from ``benchmarks/results.json`` in the repository.  Nothing is timed while
 these pages are built: the numbers are those of the machine named in the file
 and in the chart's title.  The *BLAS floor* is the same computation's matrix
-products alone, the time no implementation on the same BLAS can beat.
+products alone, called one after another through NumPy: a yardstick rather
+than a bound, since fastmlp runs two halves of each batch at once and can
+finish a small network's fit under it.
 """
 
 import json
