@@ -33,10 +33,15 @@ class EpochCallbacks:
     def __init__(self, estimator, X, y, max_epochs, metadata=None):
         self.active = HAVE_CALLBACKS and bool(getattr(estimator, "_skl_callbacks", None))
         self.estimator, self.X, self.y, self.metadata = estimator, X, y, metadata
+        self.max_epochs = max_epochs
         self._ctx = self._sub = None
+
+    def begin(self):
+        """Begin the fit's task (the training loop calls it once its engine is ready)."""
         if self.active:
-            self._ctx = estimator._init_callback_context(max_subtasks=max_epochs)
-            self._ctx.call_on_fit_task_begin(estimator=estimator, X=X, y=y, metadata=metadata)
+            self._ctx = self.estimator._init_callback_context(max_subtasks=self.max_epochs)
+            self._ctx.call_on_fit_task_begin(estimator=self.estimator, X=self.X, y=self.y,
+                                             metadata=self.metadata)
 
     def epoch_begin(self):
         if self.active:
@@ -56,9 +61,13 @@ class EpochCallbacks:
         return bool(stop)
 
     def fit_end(self, reconstruct):
-        if self.active:
+        if self.active and self._ctx is not None:
             if self._sub is not None:  # an epoch that raised: close it empty
                 self._sub.call_on_fit_task_end(estimator=self.estimator)
             self._ctx.call_on_fit_task_end(
                 estimator=self.estimator, X=self.X, y=self.y, metadata=self.metadata,
                 reconstruction_attributes=reconstruct)
+
+
+# a fit without callbacks (the dask estimators: see their Notes)
+NO_CALLBACKS = EpochCallbacks(None, None, None, 0)

@@ -13,6 +13,7 @@ initial weights, the shuffling and the validation split draw the same random
 numbers as scikit-learn's MLP.
 """
 
+import functools
 import numbers
 
 import numpy as np
@@ -31,9 +32,10 @@ from sklearn.utils.validation import (
 )
 
 from . import _config, _fastpath, _persist
-from ._callbacks import CallbackSupportMixin, with_callbacks
+from ._callbacks import CallbackSupportMixin, EpochCallbacks, with_callbacks
 from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activation
-from ._solvers import densify, fit_lbfgs, fit_stochastic
+from ._solvers import (History, LocalEngine, densify, fit_lbfgs, fit_stochastic,
+                       validation_split)
 from .backends import BACKENDS, get_backend
 from .backends.layout import OptimizerState, is_packed_view, make_layout, pack, unpack
 
@@ -525,12 +527,112 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             spec = draft._same_network(data)
             theta = draft._current_theta().astype(spec.dtype, copy=True)
         if self.solver == "lbfgs":
-            fit_lbfgs(draft, backend, spec, theta, data, first_pass, owner=self)
+            draft._fit_lbfgs(backend, spec, theta, data, first_pass, owner=self)
         else:
-            fit_stochastic(draft, backend, spec, theta, data, rng, first_pass, incremental,
-                           owner=self)
+            draft._fit_stochastic(backend, spec, theta, data, rng, first_pass, incremental,
+                                  owner=self)
         self._publish(draft)
         return self
+
+    def _fit_stochastic(self, backend, spec, theta, data, rng, first_pass, incremental, owner):
+        """SGD / Adam on this draft: the early-stopping split, the local engine, the
+        shared loop (``_solvers.fit_stochastic``), then its result published here."""
+        opt = self._optimizer(theta, first_pass, incremental)
+        history = self._history(first_pass)
+        X_all, sample_weight = data.X, data.sample_weight
+        validation = None
+        if self.early_stopping:
+            stratify = None  # scikit-learn stratifies single-output classifiers
+            if data.classifier and data.n_outputs == 1:
+                stratify = self._label_binarizer.transform(data.raw).astype(bool)
+            train_idx, val_idx = validation_split(data, self.validation_fraction, stratify, rng)
+            Xv, yv = data.X[val_idx], data.raw[val_idx]
+            swv = None if sample_weight is None else sample_weight[val_idx]
+            data = data.subset(train_idx)
+            validation = functools.partial(self._validation_metrics, spec, Xv=Xv, yv=yv, swv=swv)
+        engine = LocalEngine(backend, spec, data, self.alpha, rng, self.shuffle, validation)
+        callbacks = self._epoch_callbacks(owner, X_all, data.raw_all,
+                                          1 if incremental else self.max_iter, sample_weight)
+        fit = fit_stochastic(self, engine, theta, opt, history, incremental=incremental,
+                             callbacks=callbacks, reconstruct=self._reconstruct(spec, data))
+        self._publish_stochastic(spec, fit, data)
+        callbacks.fit_end(self._fitted_attributes)
+
+    def _fit_lbfgs(self, backend, spec, theta, data, first_pass, owner):
+        """L-BFGS-B on this draft: the local engine, the shared driver
+        (``_solvers.fit_lbfgs``), then its result published here."""
+        engine = LocalEngine(backend, spec, data, self.alpha)
+        callbacks = self._epoch_callbacks(owner, data.X, data.raw_all, self.max_iter,
+                                          data.sample_weight)
+        fit = fit_lbfgs(self, engine, spec, theta, data.n_outputs, data.out_activation,
+                        callbacks=callbacks, reconstruct=self._reconstruct(spec, data))
+        self._publish_lbfgs(spec, fit, data, first_pass)
+        callbacks.fit_end(self._fitted_attributes)
+
+    @staticmethod
+    def _epoch_callbacks(owner, X, y, max_epochs, sample_weight):
+        return EpochCallbacks(owner, X, y, max_epochs,
+                              None if sample_weight is None else {"sample_weight": sample_weight})
+
+    def _reconstruct(self, spec, data):
+        """theta -> the attributes of a copy predicting with theta (for the callbacks)."""
+        n_outputs, out_activation = data.n_outputs, data.out_activation
+        return lambda theta: self._fitted_state(spec, theta, n_outputs, out_activation)
+
+    def _optimizer(self, theta, first_pass, incremental):
+        """partial_fit goes on from the last call's optimizer state (a copy: published only
+        if this call succeeds); any other fit starts a new one."""
+        if incremental and not first_pass:
+            prev = getattr(self, "_opt_state", None)
+            if (prev is not None and prev.state1.shape == theta.shape
+                    and prev.solver == self._solver_code):
+                return prev.copy()
+        return self._new_optimizer(theta)
+
+    def _history(self, first_pass):
+        """The record a stochastic fit continues (warm_start, partial_fit), or a new one."""
+        if first_pass or not hasattr(self, "loss_curve_"):
+            return History()
+        return History(self.loss_curve_, self.t_, getattr(self, "_no_improvement_count", 0),
+                       getattr(self, "best_loss_", None),
+                       getattr(self, "best_validation_score_", None),
+                       getattr(self, "validation_scores_", None),
+                       getattr(self, "validation_loss_curve_", None))
+
+    def _publish_stochastic(self, spec, fit, data):
+        """Set the fitted attributes of a ``StochasticFit`` (on a draft)."""
+        self._publish_weights(spec, fit.theta, data)
+        self._opt_state = fit.opt
+        h = fit.history
+        self.loss_curve_ = h.loss_curve
+        self.loss_ = h.loss_curve[-1]
+        self.n_iter_ = fit.n_iter
+        self.t_ = h.t
+        self.best_loss_ = h.best_loss
+        if self.early_stopping:
+            self.validation_scores_ = h.validation_scores
+            self.validation_loss_curve_ = h.validation_losses
+            self.best_validation_score_ = h.best_score
+        else:
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+        self._no_improvement_count = h.no_improvement
+
+    def _publish_lbfgs(self, spec, fit, data, first_pass):
+        """Set the fitted attributes of an ``LbfgsFit`` (on a draft), as scikit-learn does:
+        a first fit has no stochastic history."""
+        self._publish_weights(spec, fit.theta, data)
+        self.n_iter_ = fit.n_iter
+        self.loss_ = fit.loss
+        if first_pass:
+            self.t_ = 0
+            for name in ("loss_curve_", "best_loss_", "validation_scores_",
+                         "validation_loss_curve_", "best_validation_score_",
+                         "_no_improvement_count", "_opt_state"):
+                self.__dict__.pop(name, None)
+        else:
+            self.t_ = getattr(self, "t_", 0)
 
     def _draft(self):
         """A copy sharing the current attributes; a fit sets new ones on it only."""

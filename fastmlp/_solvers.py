@@ -1,12 +1,24 @@
-"""The two solver families of the estimators, as scikit-learn splits them.
+"""The training loops, written once for every engine, as scikit-learn splits them.
 
-``fit_stochastic`` runs SGD or Adam epoch by epoch (each epoch one compiled
-call of the backend's ``Trainer``); ``fit_lbfgs`` hands scipy's L-BFGS-B a
-function that evaluates the full-batch loss and gradient in one compiled call
-of the backend's ``FullBatch``.  Both work on a *draft* estimator: they set
-fitted attributes on it, and the estimator publishes the draft only when the
-whole fit succeeded (``_BaseMLP._fit``), so a failed or interrupted fit
-leaves the user's estimator as it was.
+``fit_stochastic`` runs SGD or Adam epoch by epoch: the stopping rule, the
+learning-rate schedule, divergence, early stopping, the history, callbacks
+and the verbose lines.  ``fit_lbfgs`` hands scipy's L-BFGS-B the full-batch
+loss and gradient.  Neither touches an estimator: they read its constructor
+parameters, run on an *engine*, and return a result (``StochasticFit``,
+``LbfgsFit``) that the estimator publishes (``_BaseMLP._fit``: on a draft,
+swapped in only when the whole fit succeeded).
+
+An engine is where the rows are.  For ``fit_stochastic`` it has ``n_train``,
+``start(theta, opt, batch_size)``, ``epoch(index)`` (the summed batch losses
+x rows of one epoch, nan when it diverged), ``snapshot()`` (a copy of the
+current weights), ``finish()`` (the final weights) and ``validation(theta)``
+((score, loss) of the held-out rows, early stopping only); for ``fit_lbfgs``
+it has ``weight_sum``, ``full_batch()`` (a callable (theta, grad) -> the
+weighted loss sum, writing the gradient sum) and ``threads()`` (a context
+for the run).  ``LocalEngine`` (below) is one process's rows on a backend
+(CPU, CUDA; sparse rows included); ``fastmlp.dask._engine.ClusterEngine``
+is a dask cluster's blocks (an epoch: every block trains a copy, the copies
+are averaged).
 
 The small named pieces scikit-learn's ``_fit_stochastic`` keeps inline:
 ``NoImprovement`` (the tol / n_iter_no_change rule), ``after_epoch_lr`` (the
@@ -26,7 +38,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.optimize import _check_optimize_result
 
 from . import _config, _fastpath
-from ._callbacks import EpochCallbacks
+from ._callbacks import NO_CALLBACKS
 from .backends.layout import FAN_IN, W_OFF, ZCOLS, B_OFF, A_OFF, UNITS
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
@@ -68,63 +80,60 @@ class NoImprovement:
         return self.count > self.patience
 
 
-def after_epoch_lr(est, opt, t):
+def after_epoch_lr(params, opt, t):
     """The learning rate for the next epoch: scikit-learn's "invscaling" (SGD only)."""
-    if est.solver == "sgd" and est.learning_rate == "invscaling":
-        opt.learning_rate = est.learning_rate_init / (t + 1) ** est.power_t
+    if params.solver == "sgd" and params.learning_rate == "invscaling":
+        opt.learning_rate = params.learning_rate_init / (t + 1) ** params.power_t
 
 
-def on_plateau(est, opt, rule, msg):
+def on_plateau(params, opt, rule, msg):
     """The rule fired: shrink the step ("adaptive" SGD) and go on, or stop (returns True)."""
-    if est.solver == "sgd" and est.learning_rate == "adaptive":
+    if params.solver == "sgd" and params.learning_rate == "adaptive":
         if opt.learning_rate > 1e-6:
             opt.learning_rate = opt.learning_rate / 5.0
             rule.count = 0
-            if est.verbose:
+            if params.verbose:
                 print(msg + f" Setting learning rate to {opt.learning_rate:f}")
             return False
-        if est.verbose:
+        if params.verbose:
             print(msg + " Learning rate too small. Stopping.")
         return True
-    if est.verbose:
+    if params.verbose:
         print(msg + " Stopping.")
     return True
 
 
-def end_of_epoch(est, opt, rule, history, n_iter, n_train, tic):
+def end_of_epoch(params, opt, rule, history, n_iter, n_train, tic):
     """What follows an epoch's loss (and validation score) being recorded: the verbose
     line, the learning-rate schedule and the stopping rule.  Returns True to stop."""
-    if est.verbose:
+    if params.verbose:
         dt = time.perf_counter() - tic
         line = (f"Iteration {n_iter}, loss = {history.loss_curve[-1]:.8f}, "
                 f"time = {dt:.3f}s, {n_train / max(dt, 1e-12):.0f} samples/s")
-        if est.early_stopping:
+        if params.early_stopping:
             line += (f", validation score = {history.validation_scores[-1]:.6f}, "
                      f"validation loss = {history.validation_losses[-1]:.8f}")
         print(line)
-    after_epoch_lr(est, opt, history.t)
+    after_epoch_lr(params, opt, history.t)
     if not rule.fired:
         return False
-    what = "Validation score" if est.early_stopping else "Training loss"
-    msg = (f"{what} did not improve more than tol={est.tol:f} for "
-           f"{est.n_iter_no_change} consecutive epochs.")
-    return on_plateau(est, opt, rule, msg)
+    what = "Validation score" if params.early_stopping else "Training loss"
+    msg = (f"{what} did not improve more than tol={params.tol:f} for "
+           f"{params.n_iter_no_change} consecutive epochs.")
+    return on_plateau(params, opt, rule, msg)
 
 
-def validation_split(est, data, rng):
+def validation_split(data, fraction, stratify, rng):
     """Indices (train, validation) as scikit-learn's early stopping draws them.
 
-    Stratified for single-output classifiers (scikit-learn's rule), on what
-    scikit-learn stratifies on: the label-binarized rows as booleans, so the
-    split and the error for a class with a single member are scikit-learn's
-    (which names the class as its binarized row: ``['False']``).
+    ``stratify``: None, or what scikit-learn stratifies on for a single-output
+    classifier (the label-binarized rows as booleans, so the split and the
+    error for a class with a single member are scikit-learn's, which names the
+    class as its binarized row: ``['False']``).
     """
     idx = np.arange(data.n)
-    stratify = None
-    if data.classifier and data.n_outputs == 1:
-        stratify = est._label_binarizer.transform(data.raw).astype(bool)
     train_idx, val_idx = train_test_split(
-        idx, random_state=rng, test_size=est.validation_fraction, stratify=stratify)
+        idx, random_state=rng, test_size=fraction, stratify=stratify)
     if val_idx.shape[0] < 2:
         raise ValueError(
             "The validation set is too small. Increase 'validation_fraction' "
@@ -132,77 +141,93 @@ def validation_split(est, data, rng):
     return train_idx, val_idx
 
 
-def batch_size_for(est, n_train):
-    if est.batch_size == "auto":
+def batch_size_for(params, n_train):
+    if params.batch_size == "auto":
         return min(200, n_train)
-    if est.batch_size > n_train:
+    if params.batch_size > n_train:
         warnings.warn(
             f"Got `batch_size` larger than the {n_train} training samples "
-            f"(batch_size={est.batch_size}); it is going to be clipped.")
-    return int(np.clip(est.batch_size, 1, n_train))
+            f"(batch_size={params.batch_size}); it is going to be clipped.")
+    return int(np.clip(params.batch_size, 1, n_train))
 
 
-def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental, owner):
-    """SGD / Adam on the draft ``est``; sets its fitted attributes."""
-    opt = None
-    if incremental and not first_pass:
-        prev = getattr(est, "_opt_state", None)
-        if prev is not None and prev.state1.shape == theta.shape and prev.solver == est._solver_code:
-            opt = prev.copy()  # trained on the side; published only if the call succeeds
-    if opt is None:
-        opt = est._new_optimizer(theta)
+class History:
+    """The per-epoch record a stochastic fit carries over (warm_start, partial_fit).
 
-    history = _History.start(est, first_pass)
-    rule = NoImprovement(est.tol, est.n_iter_no_change, history.no_improvement,
+    The estimator builds it from its fitted attributes (a fresh one for a
+    first fit) and publishes the one ``fit_stochastic`` returns.
+    """
+
+    def __init__(self, loss_curve=(), t=0, no_improvement=0, best_loss=None, best_score=None,
+                 validation_scores=None, validation_losses=None):
+        self.loss_curve, self.t, self.no_improvement = list(loss_curve), t, no_improvement
+        self.best_loss, self.best_score = best_loss, best_score
+        self.validation_scores = list(validation_scores) if validation_scores is not None else []
+        self.validation_losses = list(validation_losses) if validation_losses is not None else []
+
+
+class StochasticFit:
+    """What ``fit_stochastic`` returns: the weights, the optimizer state (to continue
+    from), the history and this call's epochs."""
+
+    def __init__(self, theta, opt, history, n_iter):
+        self.theta, self.opt, self.history, self.n_iter = theta, opt, history, n_iter
+
+
+class LbfgsFit:
+    """What ``fit_lbfgs`` returns: the weights, the final loss, the iterations and
+    the number of full-batch evaluations."""
+
+    def __init__(self, theta, loss, n_iter, evaluations):
+        self.theta, self.loss, self.n_iter, self.evaluations = theta, loss, n_iter, evaluations
+
+
+def fit_stochastic(params, engine, theta, opt, history, *, incremental=False,
+                   callbacks=NO_CALLBACKS, reconstruct=None):
+    """SGD / Adam, epoch by epoch on ``engine``; returns a ``StochasticFit``.
+
+    params: the estimator, read for its constructor parameters only (solver,
+    max_iter, tol, early_stopping, verbose, ...).  engine: where the epochs
+    run (see the module docstring); theta, opt: the starting weights and
+    optimizer state (opt is updated in place: the schedule's learning rate);
+    history: the record to continue (``History``); incremental: one epoch, no
+    max_iter warning (partial_fit).  callbacks: an ``EpochCallbacks`` (begun
+    here, ended per epoch; its ``fit_end`` is the caller's, after publishing);
+    reconstruct(theta): the attributes of an estimator predicting with theta.
+    """
+    p = params
+    rule = NoImprovement(p.tol, p.n_iter_no_change, history.no_improvement,
                          np.inf if history.best_loss is None else history.best_loss,
                          -np.inf if history.best_score is None else history.best_score)
-
-    X_all, sample_weight = data.X, data.sample_weight
-    Xv = yv = swv = None
-    if est.early_stopping:
-        train_idx, val_idx = validation_split(est, data, rng)
-        Xv, yv = data.X[val_idx], data.raw[val_idx]
-        swv = None if sample_weight is None else sample_weight[val_idx]
-        data = data.subset(train_idx)
-    n_train = data.n
-    batch_size = batch_size_for(est, n_train)
-
-    if densify(backend, data.X):
-        trainer = SparseRowsTrainer(backend, spec, data, batch_size, theta, opt, est.alpha)
-    else:
-        trainer = backend.Trainer(spec, data.X, data.Y, data.y, data.sw, batch_size, theta, opt,
-                                  est.alpha)
-    callbacks = EpochCallbacks(
-        owner, X_all, data.raw_all, 1 if incremental else est.max_iter,
-        None if sample_weight is None else {"sample_weight": sample_weight})
+    n_train = engine.n_train
+    engine.start(theta, opt, batch_size_for(p, n_train))
+    callbacks.begin()
 
     def fitted_now():
-        return est._fitted_state(spec, trainer.snapshot(), data.n_outputs, data.out_activation)
+        return reconstruct(engine.snapshot())
 
-    best_theta = theta.copy() if est.early_stopping else None
-    order = np.arange(n_train)
-    max_epochs = 1 if incremental else est.max_iter
+    best_theta = theta.copy() if p.early_stopping else None
+    max_epochs = 1 if incremental else p.max_iter
+    epoch0 = len(history.loss_curve)
     n_iter = 0  # as in scikit-learn, n_iter_ counts this call's epochs (t_ keeps counting)
     for _ in range(max_epochs):
         callbacks.epoch_begin()
         tic = time.perf_counter()
-        if est.shuffle:
-            order = _fastpath.shuffled(order, rng)  # = sklearn.utils.shuffle, 3x faster
-        total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
+        total = engine.epoch(epoch0 + n_iter)
         n_iter += 1
         history.t += n_train
         if not np.isfinite(total):
-            if not est.early_stopping:
+            if not p.early_stopping:
                 if not incremental:
                     # scikit-learn trains on through the NaN epochs (a NaN loss never counts
                     # as "no improvement") to max_iter, warns that it did not converge, and
                     # only then finds the weights non-finite
                     warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
+                        f"Stochastic Optimizer: Maximum iterations ({p.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning)
                 raise ValueError(
                     f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
-                    f"{total}. Lower learning_rate_init (now {est.learning_rate_init}) or "
+                    f"{total}. Lower learning_rate_init (now {p.learning_rate_init}) or "
                     "standardise the inputs; the estimator was left as it was before this call.")
             history.loss_curve.append(np.nan)
             history.validation_scores.append(np.nan)
@@ -216,39 +241,109 @@ def fit_stochastic(est, backend, spec, theta, data, rng, first_pass, incremental
             break
         loss = total / n_train
         history.loss_curve.append(loss)
-        if est.early_stopping:
-            current = trainer.snapshot()
-            val_score, val_loss = est._validation_metrics(spec, current, Xv, yv, swv)
+        if p.early_stopping:
+            current = engine.snapshot()
+            val_score, val_loss = engine.validation(current)
             history.validation_scores.append(val_score)
             history.validation_losses.append(val_loss)
             if rule.score(val_score):
                 best_theta = current
         else:
             rule.loss(loss)
-        stop = end_of_epoch(est, opt, rule, history, n_iter, n_train, tic)
+        stop = end_of_epoch(p, opt, rule, history, n_iter, n_train, tic)
         if callbacks.epoch_end(fitted_now):
-            if est.verbose:
+            if p.verbose:
                 print("A callback asked to stop.")
             stop = True
         if stop:
             break
-        if not incremental and n_iter == est.max_iter:
+        if not incremental and n_iter == p.max_iter:
             warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
+                f"Stochastic Optimizer: Maximum iterations ({p.max_iter}) reached and "
                 "the optimization hasn't converged yet.", ConvergenceWarning)
 
-    theta = trainer.finish()
-    if est.early_stopping:
+    theta = engine.finish()
+    if p.early_stopping:
         theta = best_theta
     if not np.all(np.isfinite(theta)):
         raise ValueError(NON_FINITE)
     history.no_improvement = rule.count
-    history.best_loss = None if est.early_stopping else rule.best_loss
-    history.best_score = rule.best_score if est.early_stopping else None
-    est._publish_weights(spec, theta, data)
-    est._opt_state = opt
-    history.store(est, n_iter)
-    callbacks.fit_end(est._fitted_attributes)
+    history.best_loss = None if p.early_stopping else rule.best_loss
+    history.best_score = rule.best_score if p.early_stopping else None
+    return StochasticFit(theta, opt, history, n_iter)
+
+
+def fit_lbfgs(params, engine, spec, theta, n_outputs, out_activation, *,
+              callbacks=NO_CALLBACKS, reconstruct=None):
+    """L-BFGS-B over ``engine``'s full-batch sums; returns an ``LbfgsFit``.
+
+    params: the estimator, read for its constructor parameters only (alpha,
+    max_iter, max_fun, tol, verbose).  callbacks, reconstruct: as in
+    ``fit_stochastic`` (an iteration is an epoch).
+    """
+    objective = LbfgsObjective(spec, engine.full_batch(), engine.weight_sum, params.alpha,
+                               n_outputs, out_activation)
+    callbacks.begin()
+    with engine.threads():
+        x, loss, n_iter = minimize_lbfgs(params, objective, objective.pack(theta),
+                                         callbacks if callbacks.active else None, reconstruct)
+    theta = objective.unpack(x)
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(NON_FINITE)
+    return LbfgsFit(theta, loss, n_iter, objective.n_evals)
+
+
+class LocalEngine:
+    """The engine of one process's rows on a backend (CPU or CUDA): the local estimators'.
+
+    data: the training rows (``_TrainData``; after an early-stopping split,
+    its training part); rng and shuffle: the epochs' order, drawn as
+    scikit-learn draws it; validation(theta) -> (score, loss) of the held-out
+    rows (early stopping).  A sparse X goes to the backend as CSR, or as dense
+    rows a chunk at a time where ``densify`` says so.
+    """
+
+    def __init__(self, backend, spec, data, alpha, rng=None, shuffle=False, validation=None):
+        self.backend, self.spec, self.data, self.alpha = backend, spec, data, alpha
+        self.rng, self.shuffle, self.validation = rng, shuffle, validation
+        self.n_train = data.n
+        self.weight_sum = float(data.n if data.sample_weight is None
+                                else data.sample_weight.sum())
+        self.trainer = self.order = None
+
+    def start(self, theta, opt, batch_size):
+        d = self.data
+        if densify(self.backend, d.X):
+            self.trainer = SparseRowsTrainer(self.backend, self.spec, d, batch_size, theta, opt,
+                                             self.alpha)
+        else:
+            self.trainer = self.backend.Trainer(self.spec, d.X, d.Y, d.y, d.sw, batch_size,
+                                                theta, opt, self.alpha)
+        self.order = np.arange(self.n_train)
+
+    def epoch(self, index):
+        """One compiled epoch over the rows in a fresh order; the summed batch losses x rows."""
+        if self.shuffle:
+            self.order = _fastpath.shuffled(self.order, self.rng)  # = sklearn.utils.shuffle
+        return self.trainer.epoch(np.ascontiguousarray(self.order, dtype=np.int64))
+
+    def snapshot(self):
+        return self.trainer.snapshot()
+
+    def finish(self):
+        return self.trainer.finish()
+
+    def full_batch(self):
+        """sums(theta, grad) -> sum_i w_i l_i, writing the unnormalised gradient."""
+        d = self.data
+        if densify(self.backend, d.X):
+            return SparseRowsFullBatch(self.backend, self.spec, d)
+        return self.backend.FullBatch(self.spec, d.X, d.Y, d.y, d.sw)
+
+    def threads(self):
+        # the CPU backend keeps NumPy's BLAS threads from fighting the kernels' (see
+        # cpu.host_blas_serial); other backends need nothing
+        return getattr(self.backend, "host_blas_serial", contextlib.nullcontext)()
 
 
 def densify(backend, X):
@@ -337,41 +432,6 @@ class SparseRowsFullBatch:
         return total
 
 
-class _History:
-    """The per-epoch record a stochastic fit carries over (warm_start, partial_fit)."""
-
-    @classmethod
-    def start(cls, est, first_pass):
-        h = cls()
-        keep = not first_pass and hasattr(est, "loss_curve_")
-        h.loss_curve = list(est.loss_curve_) if keep else []
-        h.t = est.t_ if keep else 0
-        h.no_improvement = getattr(est, "_no_improvement_count", 0) if keep else 0
-        h.best_loss = getattr(est, "best_loss_", None) if keep else None
-        h.best_score = getattr(est, "best_validation_score_", None) if keep else None
-        prev_scores = getattr(est, "validation_scores_", None) if keep else None
-        prev_losses = getattr(est, "validation_loss_curve_", None) if keep else None
-        h.validation_scores = list(prev_scores) if prev_scores is not None else []
-        h.validation_losses = list(prev_losses) if prev_losses is not None else []
-        return h
-
-    def store(self, est, n_iter):
-        est.loss_curve_ = self.loss_curve
-        est.loss_ = self.loss_curve[-1]
-        est.n_iter_ = n_iter
-        est.t_ = self.t
-        est.best_loss_ = self.best_loss
-        if est.early_stopping:
-            est.validation_scores_ = self.validation_scores
-            est.validation_loss_curve_ = self.validation_losses
-            est.best_validation_score_ = self.best_score
-        else:
-            est.validation_scores_ = None
-            est.validation_loss_curve_ = None
-            est.best_validation_score_ = None
-        est._no_improvement_count = self.no_improvement
-
-
 def sklearn_order(spec):
     """Positions in theta of scikit-learn's packed vector (every coef, then every
     intercept), followed by the prelu slopes; and the number of coef entries.
@@ -431,18 +491,17 @@ class LbfgsObjective:
         return loss, g
 
 
-def minimize_lbfgs(est, objective, x0, callbacks=None):
+def minimize_lbfgs(params, objective, x0, callbacks=None, reconstruct=None):
     """scipy's L-BFGS-B with scikit-learn's options; returns (x, loss, n_iter)."""
     it = [0]
 
     def progress(intermediate_result):
         it[0] += 1
-        if est.verbose:
+        if params.verbose:
             print(f"Iteration {it[0]}, loss = {intermediate_result.fun:.8f}")
         if callbacks is not None:
             theta = objective.unpack(intermediate_result.x)
-            stop = callbacks.epoch_end(lambda: est._fitted_state(
-                objective.spec, theta, objective.spec.n_outputs, est._out_activation_pending))
+            stop = callbacks.epoch_end(lambda: reconstruct(theta))
             if stop:
                 raise StopIteration
             callbacks.epoch_begin()
@@ -451,47 +510,9 @@ def minimize_lbfgs(est, objective, x0, callbacks=None):
         callbacks.epoch_begin()
     res = scipy.optimize.minimize(
         objective, x0, method="L-BFGS-B", jac=True, callback=progress,
-        options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
+        options={"maxfun": params.max_fun, "maxiter": params.max_iter, "gtol": params.tol})
     if res.status == 99 or "callback" in str(res.message).lower():
-        n_iter = min(res.nit, est.max_iter)  # a callback asked to stop: no warning
+        n_iter = min(res.nit, params.max_iter)  # a callback asked to stop: no warning
     else:
-        n_iter = _check_optimize_result("lbfgs", res, est.max_iter)
+        n_iter = _check_optimize_result("lbfgs", res, params.max_iter)
     return res.x, float(res.fun), n_iter
-
-
-def fit_lbfgs(est, backend, spec, theta, data, first_pass, owner):
-    """L-BFGS-B on the draft ``est``; sets its fitted attributes as scikit-learn does."""
-    if densify(backend, data.X):
-        sums = SparseRowsFullBatch(backend, spec, data)
-    else:
-        sums = backend.FullBatch(spec, data.X, data.Y, data.y, data.sw)
-    W = float(data.n if data.sample_weight is None else data.sample_weight.sum())
-    objective = LbfgsObjective(spec, sums, W, est.alpha, data.n_outputs, data.out_activation)
-    callbacks = EpochCallbacks(
-        owner, data.X, data.raw_all, est.max_iter,
-        None if data.sample_weight is None else {"sample_weight": data.sample_weight})
-    est._out_activation_pending = data.out_activation
-    # the CPU backend keeps NumPy's BLAS threads from fighting the kernels' (see
-    # cpu.host_blas_serial); other backends need nothing
-    threads = getattr(backend, "host_blas_serial", contextlib.nullcontext)
-    try:
-        with threads():
-            x, loss, n_iter = minimize_lbfgs(
-                est, objective, objective.pack(theta), callbacks if callbacks.active else None)
-    finally:
-        del est._out_activation_pending
-    theta = objective.unpack(x)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(NON_FINITE)
-    est._publish_weights(spec, theta, data)
-    est.n_iter_ = n_iter
-    est.loss_ = loss
-    if first_pass:
-        est.t_ = 0
-        for name in ("loss_curve_", "best_loss_", "validation_scores_",
-                     "validation_loss_curve_", "best_validation_score_",
-                     "_no_improvement_count", "_opt_state"):
-            est.__dict__.pop(name, None)
-    else:
-        est.t_ = getattr(est, "t_", 0)
-    callbacks.fit_end(est._fitted_attributes)

@@ -20,7 +20,7 @@ import dask.array as da  # noqa: E402  (the test extra installs dask)
 import distributed  # noqa: E402
 import fastmlp.dask as fdask  # noqa: E402
 DaskMLPClassifier, DaskMLPRegressor = fdask.DaskMLPClassifier, fdask.DaskMLPRegressor
-from fastmlp.dask import _cluster, _estimators  # noqa: E402
+from fastmlp.dask import _cluster, _engine  # noqa: E402
 
 ROWS = (100, 250, 50, 200)  # four blocks of unequal size
 # L-BFGS amplifies rounding-level differences over long runs (tests/test_parity.py);
@@ -288,7 +288,7 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
             pass
 
     calls = []
-    original = _estimators._LbfgsSums.__call__
+    original = _engine._LbfgsSums.__call__
 
     def counting(self, theta, grad):
         calls.append(1)
@@ -296,7 +296,7 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
             threading.Thread(target=kill_busiest).start()
         return original(self, theta, grad)
 
-    monkeypatch.setattr(_estimators._LbfgsSums, "__call__", counting)
+    monkeypatch.setattr(_engine._LbfgsSums, "__call__", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         faulted = DaskMLPClassifier(**LBFGS).fit(Xd, yd)
@@ -307,3 +307,32 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
     assert faulted._dask_fit_info["actor_failures"] >= 1  # the lost round ran as tasks
     assert clean._dask_fit_info["actor_failures"] == 0
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.parametrize("est_cls, dask_cls, kw", [
+    (MLPClassifier, DaskMLPClassifier,
+     dict(solver="sgd", learning_rate="adaptive", momentum=0.9, learning_rate_init=0.2,
+          tol=1e-3, n_iter_no_change=2)),
+    (MLPClassifier, DaskMLPClassifier, dict(solver="adam", learning_rate_init=0.01)),
+    (MLPRegressor, DaskMLPRegressor,
+     dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.01)),
+])
+def test_one_block_runs_the_local_loop(client, est_cls, dask_cls, kw):
+    """One loop for both engines: on a single block without shuffling, the cluster's epoch
+    (the block trains a copy, the copies are averaged: here one) is the local epoch, so the
+    shared loop gives the same history, stopping epoch and weights as the local fit."""
+    X, y = _blobs(seed=4, n=240, d=5)
+    if est_cls is MLPRegressor:
+        y = X[:, 0] - 0.5 * X[:, 1] + 0.1 * y
+    params = dict(hidden_layer_sizes=(6,), batch_size=32, max_iter=25, shuffle=False,
+                  random_state=1, backend="cpu", dtype="float64", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = est_cls(**params).fit(X, y)
+        remote = dask_cls(**params).fit(da.from_array(X, chunks=(len(X), X.shape[1])),
+                                        da.from_array(y, chunks=(len(y),)))
+    assert remote.n_iter_ == local.n_iter_ and remote.t_ == local.t_
+    np.testing.assert_allclose(remote.loss_curve_, local.loss_curve_, rtol=1e-10)
+    assert remote.best_loss_ == pytest.approx(local.best_loss_, rel=1e-10)
+    for a, b in zip(remote.coefs_ + remote.intercepts_, local.coefs_ + local.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -12,16 +12,14 @@ under warm_start.
 import pickle
 import threading
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_array_equal
-from sklearn.exceptions import ConvergenceWarning
 
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp import _estimator, _solvers
+from fastmlp import _callbacks, _estimator
 from fastmlp.backends import cpu
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning",
@@ -189,7 +187,7 @@ def test_callback_exception_leaves_the_estimator_intact(rng):
 
     est, twin, X, y = _fitted_pair(rng, "classifier", "adam")
     with pytest.MonkeyPatch.context() as m:
-        _Interrupt(m, _solvers.EpochCallbacks, "epoch_begin", 2)
+        _Interrupt(m, _callbacks.EpochCallbacks, "epoch_begin", 2)
         with pytest.raises(KeyboardInterrupt):
             est.fit(*_other_data(rng, "classifier"))
     _assert_intact(est, twin, X, y)

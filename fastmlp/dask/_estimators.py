@@ -3,24 +3,19 @@
 import copy
 import time
 import uuid
-import warnings
 
 import dask
 import dask.array as da
 import distributed
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from .._estimator import MLPClassifier, MLPRegressor
-from .._solvers import (NON_FINITE, LbfgsObjective, NoImprovement, _History, batch_size_for,
-                        end_of_epoch, minimize_lbfgs)
-from ..backends.layout import ADAM_T
-from ._blocks import (_Shared, _block_epoch, _block_label_counts, _block_sums,
-                      _block_validation, _merge_label_counts, _predict_block, _prepare_part,
-                      _val_target_sums)
+from .._solvers import fit_lbfgs, fit_stochastic
+from ._blocks import _block_label_counts, _merge_label_counts, _predict_block, _prepare_part
 from ._cluster import _balanced_homes, _client_blas_serial, _Cluster
+from ._engine import ClusterEngine, _r2
 
 
 def _resolve_client(client, owner):
@@ -111,142 +106,6 @@ def _check_training_input(X, y, sample_weight):
     return X, y, sample_weight, feature_names
 
 
-class _LbfgsSums:
-    """``LbfgsObjective``'s ``sums`` over the cluster: one round per evaluation."""
-
-    def __init__(self, cluster, spec):
-        self.cluster, self.spec = cluster, spec
-        self.evaluations = 0
-
-    def __call__(self, theta, grad):
-        loss, g = self.cluster.round(_block_sums, theta.copy(), self.spec)
-        grad[...] = g
-        self.evaluations += 1
-        return loss
-
-
-def _r2(ss_res, ss_tot):
-    """scikit-learn's r2_score from per-output sums (uniform average, force_finite)."""
-    with np.errstate(all="ignore"):
-        per = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
-                       np.where(ss_res == 0, 1.0, 0.0))
-    per = np.where(np.isnan(ss_res), np.nan, per)
-    return float(np.mean(per))
-
-
-def _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass):
-    """Exact L-BFGS-B over the blocks; sets ``local``'s fitted attributes as fit_lbfgs does."""
-    sums = _LbfgsSums(cluster, spec)
-    objective = LbfgsObjective(spec, sums, W, local.alpha, net.n_outputs, net.out_activation)
-    x, loss, n_iter = minimize_lbfgs(local, objective, objective.pack(theta))
-    theta = objective.unpack(x)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(NON_FINITE)
-    local._publish_weights(spec, theta, net)
-    local.n_iter_, local.loss_ = n_iter, loss
-    if first_pass:
-        local.t_ = 0
-        for name in ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_",
-                     "best_validation_score_", "_no_improvement_count", "_opt_state"):
-            local.__dict__.pop(name, None)
-    else:
-        local.t_ = getattr(local, "t_", 0)
-    return {"evaluations": sums.evaluations}
-
-
-def _fit_averaging(local, cluster, spec, theta, net, summaries, seed, first_pass):
-    """SGD / Adam with per-epoch parameter averaging; sets ``local``'s fitted attributes.
-
-    The epoch loop of ``fit_stochastic`` (stopping rule, learning-rate
-    schedule, divergence, early stopping, verbose lines, history), with one
-    cluster round per epoch in place of the compiled epoch.
-    """
-    est = local
-    es = est.early_stopping
-    opt = est._new_optimizer(theta)
-    history = _History.start(est, first_pass)
-    rule = NoImprovement(est.tol, est.n_iter_no_change, history.no_improvement,
-                         np.inf if history.best_loss is None else history.best_loss,
-                         -np.inf if history.best_score is None else history.best_score)
-    n_train = int(sum(s[0] for s in summaries))
-    if n_train == 0:
-        raise ValueError("No training rows are left after the validation split; lower "
-                         "validation_fraction or use larger blocks.")
-    y_mean = None
-    if es:
-        if sum(s[2] for s in summaries) < 2:
-            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
-                             "or the size of your dataset.")
-        if net.out_activation in ("identity", "exp"):
-            sums = cluster.gather_small(_val_target_sums)
-            y_mean = sum(s[1] for s in sums) / sum(s[0] for s in sums)
-            y_mean = np.atleast_1d(np.asarray(y_mean, dtype=np.float64))
-    batch_size = batch_size_for(est, n_train)
-    best_theta = theta.copy() if es else None
-    epoch0 = len(history.loss_curve)
-    n_iter = 0
-    for _ in range(est.max_iter):
-        tic = time.perf_counter()
-        total = cluster.round(
-            _block_epoch, _Shared(theta.copy(), opt.copy()), spec, seed, epoch0 + n_iter,
-            batch_size, est.alpha, est.shuffle, opt.learning_rate)
-        rows, loss_sum, s_theta, s1, s2, s_t = total
-        n_iter += 1
-        history.t += n_train
-        with np.errstate(all="ignore"):
-            theta = (s_theta / rows).astype(spec.dtype)
-            opt.state1[...] = s1 / rows
-            opt.state2[...] = s2 / rows
-        opt.hyper[ADAM_T] = s_t / rows
-        if not np.isfinite(loss_sum):
-            if not es:
-                raise ValueError(
-                    f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
-                    f"{loss_sum}. Lower learning_rate_init (now {est.learning_rate_init}) or "
-                    "standardise the inputs; the estimator was left as it was before this call.")
-            history.loss_curve.append(np.nan)
-            history.validation_scores.append(np.nan)
-            history.validation_losses.append(np.nan)
-            warnings.warn(
-                f"Training diverged in epoch {n_iter}: the loss became {loss_sum}. The "
-                "validation score is recorded as nan, training stopped, and the weights of the "
-                f"best validation score ({rule.best_score:.6g}) were restored. Lower "
-                "learning_rate_init or standardise the inputs.", ConvergenceWarning)
-            break
-        loss = loss_sum / n_train
-        history.loss_curve.append(loss)
-        if es:
-            val = cluster.round(_block_validation, _Shared(theta.copy(), opt.copy()), spec,
-                                y_mean)
-            if y_mean is None:
-                val_score, val_loss = val[1] / val[0], val[2] / val[0]
-            else:
-                val_score, val_loss = _r2(val[2], val[3]), val[1] / val[0]
-            history.validation_scores.append(float(val_score))
-            history.validation_losses.append(float(val_loss))
-            if rule.score(val_score):
-                best_theta = theta.copy()
-        else:
-            rule.loss(loss)
-        if end_of_epoch(est, opt, rule, history, n_iter, n_train, tic):
-            break
-        if n_iter == est.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
-                "the optimization hasn't converged yet.", ConvergenceWarning)
-    if es:
-        theta = best_theta
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(NON_FINITE)
-    history.no_improvement = rule.count
-    history.best_loss = None if es else rule.best_loss
-    history.best_score = rule.best_score if es else None
-    est._publish_weights(spec, theta, net)
-    est._opt_state = opt
-    history.store(est, n_iter)
-    return {"epochs": n_iter}
-
-
 class _Net:
     """What ``_publish_weights`` / ``_same_network`` read of a fit's data."""
 
@@ -327,11 +186,16 @@ class _DaskMLPMixin:
                 W = float(sum(s[1] for s in summaries))
                 if not W > 0:
                     raise ValueError("sample_weight must have at least one positive entry.")
+                engine = ClusterEngine(cluster, spec, summaries, W, seed, local, net)
                 if self.solver == "lbfgs":
-                    info = _fit_lbfgs(local, cluster, spec, theta, net, W, first_pass)
+                    fit = fit_lbfgs(local, engine, spec, theta, n_outputs, out)
+                    local._publish_lbfgs(spec, fit, net, first_pass)
+                    info = {"evaluations": fit.evaluations}
                 else:
-                    info = _fit_averaging(local, cluster, spec, theta, net, summaries, seed,
-                                          first_pass)
+                    fit = fit_stochastic(local, engine, theta, local._new_optimizer(theta),
+                                         local._history(first_pass))
+                    local._publish_stochastic(spec, fit, net)
+                    info = {"epochs": fit.n_iter}
             finally:
                 cluster.close()
         info.update(blocks=len(cluster.parts), rounds=cluster.rounds,

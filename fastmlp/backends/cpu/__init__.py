@@ -1,8 +1,11 @@
 """The CPU backend: ``@njit`` kernels, GEMMs through BLAS.
 
 Kernels by subject: ``activations``, ``losses``, ``dense``, ``optimizers``,
-``train``; the GPU twins carry the same file and function names under
-``fastmlp/backends/cuda/``.  CPU only: ``blas`` (the GEMMs' BLAS calls) and
+``train``.  ``fastmlp/backends/cuda/`` has a file of the same name for each
+subject, and both packages give the estimators the same interface (``Trainer``,
+``FullBatch``, ``predict``); the kernels inside differ (the GPU's are phases of
+one epoch kernel), while their per-element and per-row math is the one of
+``fastmlp/backends/scalar.py``.  CPU only: ``blas`` (the GEMMs' BLAS calls) and
 ``sync`` (the barrier of split epochs, which ``Trainer`` runs in two threads).
 """
 

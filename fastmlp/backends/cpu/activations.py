@@ -164,16 +164,6 @@ def bias_act_forward_parallel(Z, b, code, param, slopes, H):
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def act_backward_parallel(dH, Z, H, code, param, slopes, dZ):
-    """``act_backward`` with rows split across numba threads."""
-    n = dH.shape[0]
-    for t in prange((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
-        lo = t * _ROWS_PER_TASK
-        hi = min(n, lo + _ROWS_PER_TASK)
-        act_backward(dH[lo:hi], Z[lo:hi], H[lo:hi], code, param, slopes, dZ[lo:hi])
-
-
-@njit(nogil=True, cache=True, parallel=True)
 def maxout_forward_parallel(Z, b, pieces, H, argmax):
     """``maxout_forward`` with rows split across numba threads."""
     n = Z.shape[0]

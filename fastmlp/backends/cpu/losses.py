@@ -25,7 +25,6 @@ softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_row)
 log_softmax_row = njit(inline="always", fastmath=FASTMATH)(scalar.log_softmax_row)
 sigmoid_bce_row = njit(inline="always", fastmath=FASTMATH)(scalar.sigmoid_bce_row)
 squared_error_row = njit(inline="always", fastmath=FASTMATH)(scalar.squared_error_row)
-poisson_row = njit(inline="always", fastmath=FASTMATH)(scalar.poisson_row)
 _softmax_xent_row = njit(inline="always", fastmath=FASTMATH)(scalar.softmax_xent_row)
 
 _kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -87,17 +86,6 @@ def squared_error(O, Y, sw, scale, P, dO):
     Returns sum_i w_i loss_i.
     """
     return weighted_row_losses(squared_error_row, O, Y, sw, scale, P, dO)
-
-
-@_kernel
-def poisson_deviance(O, Y, sw, scale, P, dO):
-    """Exp output (log link) with half Poisson deviance, as scikit-learn's loss="poisson".
-
-    loss_i = sum_j exp(o) - y o + y log y - y  (y log y = 0 at y = 0), the deviance
-    scikit-learn reports, constant terms included;
-    P = exp(O);  dO = w_i (P - Y) * scale.  Returns sum_i w_i loss_i.
-    """
-    return weighted_row_losses(poisson_row, O, Y, sw, scale, P, dO)
 
 
 _float_output_row_loss = njit(inline="always", fastmath=FASTMATH)(scalar.float_output_row_loss)
