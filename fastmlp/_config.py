@@ -20,10 +20,9 @@ when ``fastmlp.backends.cpu`` is first imported (and cached on disk), so it is
 changed by editing this file, which also invalidates the kernel cache
 (``fastmlp/backends/_cache.py``); ``override`` refuses it.
 
-Process-wide state outside this module: while a CPU fit runs an epoch whose
-GEMMs are small (see ``CPU_SERIAL_GEMM_BELOW``) or whose batches are split
-between two threads (``CPU_SPLIT_MIN_ROWS``), the BLAS libraries of the
-*whole process* (NumPy's and SciPy's OpenBLAS/MKL, through threadpoolctl) are
+Process-wide state outside this module: while a CPU fit runs an sgd or adam
+epoch, or an lbfgs evaluation whose GEMMs are small (see
+``CPU_SERIAL_GEMM_BELOW``), the BLAS libraries of the *whole process* (NumPy's and SciPy's OpenBLAS/MKL, through threadpoolctl) are
 limited to one thread, and restored when the last such fit in any thread
 finishes.  Other code that calls BLAS from another thread during that time
 runs single-threaded too.
@@ -77,9 +76,13 @@ CPU_SPLIT_PREDICT_MIN_NNZ = 100_000
 # keeping each GEMM large enough for BLAS to run at full speed.
 FULL_BATCH_CHUNK_ROWS = 4096
 
-# BLAS threads during CPU training.  The epoch's own loops are serial, so a
-# multi-threaded BLAS owns the cores.  A step whose largest GEMM has fewer
-# multiply-adds than this runs BLAS on one thread: OpenBLAS's second thread
+# BLAS threads during CPU training.  An sgd / adam epoch always runs BLAS on
+# one thread: its parallelism is its own (the halves, below), and a
+# multi-threaded OpenBLAS GEMM rounds float32 differently from a one-thread
+# one, which would make the model depend on BLAS's thread count (a joblib
+# worker has one, the main process all cores).  lbfgs's full-batch sums
+# (only their loops are serial) let BLAS own the cores, except where the
+# largest GEMM has fewer multiply-adds than this: there BLAS runs on one thread: OpenBLAS's second thread
 # did not pay below it on a quiet 2-core machine (32x128x128: 1.04x,
 # 100x40x100: 0.99x) while its hand-offs made such GEMMs several times
 # slower when other processes loaded the cores; from about 1e6 up (100^3:
@@ -100,8 +103,10 @@ CPU_SERIAL_GEMM_BELOW = 1_000_000
 # 2.48 vs 2.63 s: ahead at every size tried, so there is no upper limit by
 # default.  (With numba's parallel loop and a one-thread step, as before,
 # the medium case had lost: 1.53x vs 1.15x its floor on an AMD machine.)
-# Machines with one core, or numba's thread count set to 1, run one thread
-# of compiled code beside BLAS as above.  CPU_SPLIT_MIN_ROWS = 0 never splits.
+# Where only one thread may run (one core, numba's thread count 1, a joblib
+# worker), the same halves run one after the other in one thread: the halves
+# depend on the batch alone, so the model is bitwise the same for any thread
+# count.  CPU_SPLIT_MIN_ROWS = 0 never splits (and gives other roundings).
 CPU_SPLIT_MIN_ROWS = 64
 CPU_SPLIT_GEMM_BELOW = float("inf")
 

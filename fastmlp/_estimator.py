@@ -857,11 +857,12 @@ feature_names_in_ :
     model or the new one, never a mix.  (scikit-learn keeps the weights
     reached when a fit is interrupted; fastmlp keeps the previous model.)
 
-    While a CPU fit runs whose largest matrix product is small
-    (``fastmlp._config.CPU_SERIAL_GEMM_BELOW``), the BLAS libraries are
-    limited to one thread for the whole process (threadpoolctl), since a
-    second BLAS thread costs more than it gives there; the limit is lifted
-    when the last such fit returns.
+    While a CPU sgd / adam fit runs (or an lbfgs fit whose largest matrix
+    product is small: ``fastmlp._config.CPU_SERIAL_GEMM_BELOW``), the BLAS
+    libraries are limited to one thread for the whole process (threadpoolctl):
+    the epoch's own two threads are its parallelism, and so the weights do not
+    depend on the number of threads; the limit is lifted when the last such
+    fit returns.
 
     Examples
     --------

@@ -55,17 +55,15 @@ def test_cpu_backend_reads_settings_at_call_time(rng, monkeypatch):
 
     args = (clf._spec, X, np.zeros((0, 2), np.float32), y.astype(np.int64),
             np.zeros(0, np.float32), 8, clf._theta.copy(), clf._new_optimizer(clf._theta), 0.0)
-    assert cpu.Trainer(*args).serial_blas
-    with _config.override(CPU_SERIAL_GEMM_BELOW=0):
-        assert not cpu.Trainer(*args).serial_blas
+    assert cpu.Trainer(*args).parts == 1
 
-    # split epochs: batches of at least CPU_SPLIT_MIN_ROWS rows and GEMMs below the limit
+    # halved batches (in two threads where numba's thread count allows), whatever the threads: batches of at least CPU_SPLIT_MIN_ROWS rows and GEMMs below the limit
     args = args[:5] + (64,) + args[6:]
     assert cpu.Trainer(*args).split == cpu._can_split()
-    assert cpu.Trainer(*args).serial_blas  # the split's threads each run one-thread BLAS
+    assert cpu.Trainer(*args).parts == 2
     with _config.override(CPU_SPLIT_GEMM_BELOW=64 * 3 * 4):  # the 64 x 3 x 4 GEMM is not below
-        assert not cpu.Trainer(*args).split
+        assert cpu.Trainer(*args).parts == 1
     with _config.override(CPU_SPLIT_MIN_ROWS=65):
-        assert not cpu.Trainer(*args).split
+        assert cpu.Trainer(*args).parts == 1
     with _config.override(CPU_SPLIT_MIN_ROWS=0):
-        assert not cpu.Trainer(*args).split
+        assert cpu.Trainer(*args).parts == 1

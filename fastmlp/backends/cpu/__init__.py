@@ -271,11 +271,12 @@ class Trainer:
         self.theta = theta
         self.opt = opt
         self.alpha = float(alpha)
-        # large enough batches: rows halved between two threads (see train.train_epoch)
+        # large enough batches: rows halved (see train.train_epoch), by the batch alone, so
+        # the model is the same whether the halves run in two threads or in one
         split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
-        split = (0 < split_rows <= self.cap and _can_split()
-                 and gemm_size(spec, self.cap) < _config.CPU_SPLIT_GEMM_BELOW)
-        self.parts = parts = 2 if split else 1
+        self.parts = parts = 2 if (0 < split_rows <= self.cap and gemm_size(spec, self.cap)
+                                   < _config.CPU_SPLIT_GEMM_BELOW) else 1
+        self.threads = 2 if parts > 1 and _can_split() else 1
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
         self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)  # the split's barrier (see sync)
@@ -286,24 +287,22 @@ class Trainer:
         self.Yb = None if self.Y is None else np.empty((self.cap, Y.shape[1]), dtype=spec.dtype)
         self.yb = None if self.y is None else np.empty(self.cap, dtype=np.int64)
         self.swb = None if self.sw is None else np.empty(self.cap, dtype=spec.dtype)
-        # small steps: one BLAS thread (see _config.CPU_SERIAL_GEMM_BELOW);
-        # the epoch's own loops are serial, so BLAS is the only thread user
-        self.serial_blas = split or gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+        # BLAS runs on one thread in every epoch: a multi-threaded GEMM rounds float32
+        # differently (OpenBLAS, measured: 784 -> (256, 128), batch 256), and BLAS's thread
+        # count differs between a joblib worker and the main process; the epoch's own
+        # threads (the halves) are its parallelism
 
     @property
     def split(self):
-        """Whether each batch is split between two threads (see ``train_epoch``)."""
-        return self.parts > 1
+        """Whether each batch's halves run in two threads (see ``train_epoch``)."""
+        return self.threads > 1
 
     def epoch(self, order):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
-        if self.split:
-            with serial_blas():
+        with serial_blas():
+            if self.split:
                 return self._split_epoch(order)
-        if self.serial_blas:
-            with serial_blas():
-                return self._epoch(order, 0)
-        return self._epoch(order, 0)
+            return self._epoch(order, -1 if self.parts > 1 else 0)  # -1: both halves here
 
     def _split_epoch(self, order):
         """The epoch as two threads of ``train_epoch`` (parts 0 and 1) meeting at

@@ -221,6 +221,15 @@ def _rows_forward_backward(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb
                           pieces, out_code, scale, ws, iws, cap)
 
 
+@inline
+def _part_of(a, q, parts):
+    """Part q of ``parts`` equal consecutive pieces of the 1-D a (None stays None)."""
+    if a is None:
+        return a
+    n = a.shape[0] // parts
+    return a[q * n:(q + 1) * n]
+
+
 # the full-batch paths' kernel, and train_epoch's inlined copy (see train_epoch)
 rows_forward_backward = _inner(_rows_forward_backward)
 _rows_forward_backward_inline = inline(_rows_forward_backward)
@@ -373,28 +382,25 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     returns NaN as soon as a batch loss is not finite, so a diverging fit is
     reported, not hidden.
 
-    Split epochs (parts = 2; ``Trainer`` runs part 0 and part 1 in two
-    threads at once, BLAS on one thread): each part gathers, runs forward and
-    backward its half of each batch's rows with its own workspace (ws, iws:
-    ``parts`` of them back to back) and gradient (grad: (parts * n_params,));
-    after a barrier (``sync.barrier``) each part sums the two gradients, adds
-    the L2 term and steps its half of the parameters; after a second barrier
-    the next batch starts.  ``red`` (2 * parts float64) carries the parts'
-    loss and sum(w^2) shares; both parts add them in one order, so both make
-    the same decisions.  Part 0 returns the epoch's total (the others too).
-    With parts = 1, part must be 0 and sync, red are not read.
+    Split epochs (parts = 2): each batch's rows are cut into ``parts`` halves
+    by the batch alone; each part gathers, runs forward and backward its half
+    with its own workspace (ws, iws: ``parts`` of them back to back) and
+    gradient (grad: (parts * n_params,)); then each part sums the two
+    gradients, adds the L2 term and steps its half of the parameters.  ``red``
+    (2 * parts float64) carries the parts' loss and sum(w^2) shares, added in
+    one order.  ``Trainer`` runs the parts in two threads at once (part 0 and
+    part 1, meeting at barriers: ``sync.barrier``), or all in one thread
+    (part -1: the same arithmetic in the same order, so the model is bitwise
+    the same whatever the thread count).  BLAS runs on one thread either way.
+    Returns the epoch's total (every part).  With parts = 1, part is 0 or -1
+    and sync is not read.
     """
     n = order.shape[0]
     P = theta.shape[0]
     ws_part = ws.shape[0] // parts
-    g = grad[part * P:(part + 1) * P]
-    wsp = ws[part * ws_part:(part + 1) * ws_part]
-    iwsp = iws
-    if iws is not None:
-        iws_part = iws.shape[0] // parts
-        iwsp = iws[part * iws_part:(part + 1) * iws_part]
-    plo = P * part // parts  # this part steps theta[plo:phi]
-    phi = P * (part + 1) // parts
+    # the parts this thread computes: its own, or (part -1) all of them in their order
+    q0, q1 = (0, parts) if part < 0 else (part, part + 1)
+    threads = 1 if part < 0 else parts  # threads meeting at the barriers
     t = hyper[ADAM_T]
     # scikit-learn reports (and decides tol / "adaptive" on) the squared error averaged
     # over the outputs, while its gradient follows their sum: k_loss divides the data term
@@ -404,41 +410,42 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
         m = min(cap, n - start)
         scale, lam = batch_scale(sw, order, start, m, alpha)
         half = (m + parts - 1) // parts
-        lo = min(m, part * half)
-        hi = min(m, lo + half)
-        data = _rows_forward_backward_inline(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb,
-                                             swb, theta, g, layers, code, param, pieces,
-                                             out_code, scale, wsp, iwsp, cap)
-        if parts > 1:
-            red[part] = data
-            if not call(barrier, (sync, parts)):
-                return np.nan
-            data = 0.0
-            for q in range(parts):
-                data += red[q]
+        for q in range(q0, q1):
+            lo = min(m, q * half)
+            hi = min(m, lo + half)
+            red[q] = _rows_forward_backward_inline(
+                X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
+                grad[q * P:(q + 1) * P], layers, code, param, pieces, out_code, scale,
+                ws[q * ws_part:(q + 1) * ws_part], _part_of(iws, q, parts), cap)
+        if threads > 1 and not call(barrier, (sync, threads)):
+            return np.nan
+        data = 0.0  # the parts' sums added in one order, by every thread
+        for q in range(parts):
+            data += red[q]
         if not np.isfinite(data):
             return np.nan  # before the step: theta stays as it was
         if moment1 is not None:  # Adam
             t += 1.0
-        # the sum of the parts' gradients, the L2 term and the step, on theta[plo:phi]:
-        # SGD (velocity given) or Adam (its moments given, step number t)
-        sq = finish_gradient(theta, grad, parts, layers, lam, plo, phi)
-        gp = grad[plo:phi]  # (the sum lies in grad[:P], whichever part this is)
-        if velocity is not None:
-            call(sgd_step, (theta[plo:phi], gp, velocity[plo:phi], hyper[LR], hyper[MOMENTUM],
-                            hyper[NESTEROV] != 0.0))
-        if moment1 is not None:
-            call(adam_step, (theta[plo:phi], gp, moment1[plo:phi], moment2[plo:phi], hyper[LR],
-                             hyper[BETA1], hyper[BETA2], hyper[EPS], t))
-        if parts > 1:
-            red[parts + part] = sq
-            if not call(barrier, (sync, parts)):
-                return np.nan
-            sq = 0.0
-            for q in range(parts):
-                sq += red[parts + q]
+        for q in range(q0, q1):
+            # the sum of the parts' gradients, the L2 term and the step, on theta[plo:phi]:
+            # SGD (velocity given) or Adam (its moments given, step number t)
+            plo = P * q // parts
+            phi = P * (q + 1) // parts
+            red[parts + q] = finish_gradient(theta, grad, parts, layers, lam, plo, phi)
+            gp = grad[plo:phi]  # (the sum lies in grad[:P], whichever part this is)
+            if velocity is not None:
+                call(sgd_step, (theta[plo:phi], gp, velocity[plo:phi], hyper[LR],
+                                hyper[MOMENTUM], hyper[NESTEROV] != 0.0))
+            if moment1 is not None:
+                call(adam_step, (theta[plo:phi], gp, moment1[plo:phi], moment2[plo:phi],
+                                 hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS], t))
+        if threads > 1 and not call(barrier, (sync, threads)):
+            return np.nan
+        sq = 0.0
+        for q in range(parts):
+            sq += red[parts + q]
         loss = data * scale / k_loss + 0.5 * lam * sq
-        if part == 0:
+        if part <= 0:
             hyper[ADAM_T] = t  # steps taken (also when the next batch diverges)
         if not np.isfinite(loss):
             return np.nan
