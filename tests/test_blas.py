@@ -92,7 +92,7 @@ def test_numpys_openblas_is_called_where_numpy_ships_one():
         assert blas.KERNEL_BLAS in ("numba-np.dot",) or blas.kernel_blas_path()
 
 
-def test_plain_np_dot_gives_the_same_results_and_fits():
+def test_plain_np_dot_gives_the_same_results_and_fits(tmp_path):
     """FASTMLP_KERNEL_BLAS=numba: every GEMM through numba's np.dot, in a new process
     (the choice is made at import); the fit equals this process's to float64 rounding."""
     from fastmlp import MLPClassifier
@@ -115,7 +115,9 @@ def test_plain_np_dot_gives_the_same_results_and_fits():
         y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int) + (X[:, 2] > 0)
         print(json.dumps([n, MLPClassifier(**{kw!r}).fit(X, y).loss_curve_]))
     """)
-    env = dict(os.environ, FASTMLP_KERNEL_BLAS="numba",
+    # its own numba cache: kernels built with another BLAS path have another cache stamp,
+    # and in the suite's cache folder they would clear the kernels every other process uses
+    env = dict(os.environ, FASTMLP_KERNEL_BLAS="numba", NUMBA_CACHE_DIR=str(tmp_path),
                PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
                                            os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -46,7 +46,8 @@ def test_matrix_is_the_reshaped_slice(rng, dtype):
         want = buf[start:start + rows * cols].reshape(rows, cols)
         np.testing.assert_array_equal(got, want)
         assert (r, c) == (rows, cols)
-        assert (s0, s1) == want.strides
+        if rows:  # (an empty matrix addresses nothing: NumPy and numba give it other strides)
+            assert (s0, s1) == want.strides
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
