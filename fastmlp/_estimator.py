@@ -377,7 +377,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                                                  ensure_non_negative=True)
         sample_weight = self._combine_weights(sample_weight, targets["raw"])
         if sample_weight is not None and not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must have at least one positive entry.")
+            raise ValueError("Sample weights must contain at least one non-zero number.")
         sw = (np.zeros(0, dtype=dtype) if sample_weight is None
               else np.ascontiguousarray(sample_weight, dtype=dtype))
         return _TrainData(

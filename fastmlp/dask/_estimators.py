@@ -185,7 +185,7 @@ class _DaskMLPMixin:
                 prepared = time.perf_counter() - tic
                 W = float(sum(s[1] for s in summaries))
                 if not W > 0:
-                    raise ValueError("sample_weight must have at least one positive entry.")
+                    raise ValueError("Sample weights must contain at least one non-zero number.")
                 engine = ClusterEngine(cluster, spec, summaries, W, seed, local, net)
                 if self.solver == "lbfgs":
                     fit = fit_lbfgs(local, engine, spec, theta, n_outputs, out)
