@@ -83,6 +83,8 @@ def _fit(env):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.skipif(OFF, reason="the extensions are off in this process too: the comparison "
+                                 "of off with on runs where they are on")
 def test_the_fallbacks_fit_the_same_model(tmp_path):
     """A fresh process with FASTMLP_NUMBA_EXT=0 (its own numba cache: the kernels differ)
     fits the same models as this process's settings do."""
