@@ -96,3 +96,25 @@ def test_cli_dispatches_bench(capsys):
 def test_bad_repeat_is_refused():
     with pytest.raises(SystemExit):
         _bench.main(["--quick", "--repeat", "0"])
+
+
+def test_cpu_scaling_script_quick(capsys):
+    """benchmarks/cpu_scaling.py runs each contender in a thread-limited process and prints
+    one row per (case, contender) with a time and a speed-up for every thread count."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_scaling.py"
+    spec = importlib.util.spec_from_file_location("cpu_scaling", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.thread_counts(1) == [1]
+    assert mod.thread_counts(6) == [1, 2, 4, 6]
+    assert mod.main(["--quick", "--threads", "1", "2", "--cases", "small", "--no-torch"]) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if r.startswith("| small |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["fastmlp", "scikit-learn"]
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")[2:]]
+        assert len(cells) == 2 and cells[0].endswith("(1.00x)")
+        assert all(float(c.split(" s")[0]) > 0 for c in cells)
