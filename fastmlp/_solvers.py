@@ -10,7 +10,7 @@ swapped in only when the whole fit succeeded).
 
 An engine is where the rows are.  For ``fit_stochastic`` it has ``n_train``,
 ``start(theta, opt, batch_size)``, ``epoch(index)`` (the summed batch losses
-x rows of one epoch, nan when it diverged), ``snapshot()`` (a copy of the
+x rows of one epoch, inf or nan where a loss overflowed), ``snapshot()`` (a copy of the
 current weights), ``finish()`` (the final weights) and ``validation(theta)``
 ((score, loss) of the held-out rows, early stopping only); for ``fit_lbfgs``
 it has ``weight_sum``, ``full_batch()`` (a callable (theta, grad) -> the
@@ -216,19 +216,7 @@ def fit_stochastic(params, engine, theta, opt, history, *, incremental=False,
         total = engine.epoch(epoch0 + n_iter)
         n_iter += 1
         history.t += n_train
-        if not np.isfinite(total):
-            if not p.early_stopping:
-                if not incremental:
-                    # scikit-learn trains on through the NaN epochs (a NaN loss never counts
-                    # as "no improvement") to max_iter, warns that it did not converge, and
-                    # only then finds the weights non-finite
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({p.max_iter}) reached "
-                        "and the optimization hasn't converged yet.", ConvergenceWarning)
-                raise ValueError(
-                    f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
-                    f"{total}. Lower learning_rate_init (now {p.learning_rate_init}) or "
-                    "standardise the inputs; the estimator was left as it was before this call.")
+        if not np.isfinite(total) and p.early_stopping:
             history.loss_curve.append(np.nan)
             history.validation_scores.append(np.nan)
             history.validation_losses.append(np.nan)
@@ -257,6 +245,20 @@ def fit_stochastic(params, engine, theta, opt, history, *, incremental=False,
             stop = True
         if stop:
             break
+        if not np.isfinite(total) and np.isnan(engine.snapshot()).any():
+            # Without early stopping scikit-learn trains on after a loss overflows (the
+            # weights may still be finite, and then the fit ends with a loss of inf).
+            # Once a weight is NaN every later output, loss and step is NaN, and a NaN
+            # loss never counts as "no improvement": scikit-learn runs to max_iter,
+            # warns, and then raises.  The same, without the NaN epochs:
+            if not incremental:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({p.max_iter}) reached "
+                    "and the optimization hasn't converged yet.", ConvergenceWarning)
+            raise ValueError(
+                f"{NON_FINITE} Training diverged in epoch {n_iter}: the loss became "
+                f"{total}. Lower learning_rate_init (now {p.learning_rate_init}) or "
+                "standardise the inputs; the estimator was left as it was before this call.")
         if not incremental and n_iter == p.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({p.max_iter}) reached and "
@@ -395,8 +397,6 @@ class SparseRowsTrainer:
             part = trainer.epoch(np.arange(idx.shape[0], dtype=np.int64))
             self.theta = trainer.finish()
             trainer = None  # this chunk's dense rows go before the next chunk's come
-            if not np.isfinite(part):
-                return np.nan
             total += part
         return total
 

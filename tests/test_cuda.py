@@ -646,13 +646,20 @@ def test_batch_whose_rows_all_weigh_zero_contributes_nothing(rng):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_epoch_reports_divergence_as_nan(rng):
+def test_epoch_reports_an_overflow_as_the_cpu_does(rng):
+    """A loss that overflows does not stop the epoch (as in scikit-learn): the total is
+    not finite, and the weights are the CPU epoch's."""
     spec = _spec("relu", OUTPUTS["identity"], n_out=1)
     theta = _theta(spec, rng)
     X = rng.normal(size=(8, 5)) * 1e200
     Y = rng.normal(size=(8, 1))
-    tr = cb.Trainer(spec, X, Y, np.zeros(0, np.int64), np.zeros(0), 4, theta, _opt(theta, SGD), 0.0)
-    assert np.isnan(tr.epoch(np.arange(8)))
+    out = []
+    for be in (cb, cpu_backend):
+        tr = be.Trainer(spec, X, Y, np.zeros(0, np.int64), np.zeros(0), 4, theta.copy(),
+                        _opt(theta, SGD), 0.0)
+        out.append((tr.epoch(np.arange(8)), tr.finish()))
+    assert not np.isfinite(out[0][0]) and not np.isfinite(out[1][0])
+    np.testing.assert_array_equal(np.isnan(out[0][1]), np.isnan(out[1][1]))
 
 
 # --------------------------------------------------------------------------- estimators

@@ -203,10 +203,37 @@ def zero_weight_batch(ctx):
 
 def warm_start_early_stopping_best(ctx):
     """warm_start + early_stopping refit with no new best validation score: scikit-learn
-    returns its last weights (its best arrays alias the live ones), fastmlp the best."""
+    returns its last weights (its best arrays alias the live ones), fastmlp the best;
+    where those last weights diverged, scikit-learn raises 'Solver produced non-finite
+    parameter weights' and fastmlp returns its finite best."""
     p = ctx["params"]
     return (p["warm_start"] and p["early_stopping"] and ctx["index"] > 0
             and ctx["calls"] == "fit_fit" and p["solver"] != "lbfgs")
+
+
+_LIVE_BEST_DIVERGED = "exception: sklearn ValueError: Solver produced non-finite"
+
+
+def _at_overflow(record, big=1e30):
+    """Whether a call's record shows a float64 overflow: 'Solver produced non-finite
+    parameter weights', or a loss curve holding inf, NaN or a loss above ``big``
+    (weights past ~1e15: the run has blown up and its next products overflow)."""
+    e = record.get("error")
+    if isinstance(e, ValueError) and "non-finite parameter weights" in str(e):
+        return True
+    curve = np.asarray((record.get("state") or {}).get("loss_curve_") or [], dtype=float)
+    return bool(curve.size) and (not np.all(np.isfinite(curve)) or curve.max() > big)
+
+
+def overflow_boundary(ctx):
+    """Float64 overflow: where both runs blow up, one library's intermediate products
+    overflow a step before the other's (fastmlp scales a batch's output deltas before
+    the backward products, scikit-learn divides the weight gradients after them), so
+    one ends with finite weights and an infinite loss, the other with NaN weights."""
+    ours, theirs = ctx["ours"], ctx["theirs"]
+    overflowed = [_at_overflow(r) for r in (ours, theirs)]
+    nonfinite = [_at_overflow(r, big=np.inf) for r in (ours, theirs)]
+    return all(overflowed) and any(nonfinite)
 
 
 def divergence_under_early_stopping(ctx):
@@ -266,6 +293,7 @@ EXCUSES = {
     "lbfgs_regressor_partial_fit": lbfgs_regressor_partial_fit,
     "lbfgs_bookkeeping": lbfgs_bookkeeping,
     "rounding_amplification": rounding_amplification,
+    "overflow_boundary": overflow_boundary,
 }
 # how each excuse limits the comparison: "all" (nothing more compared for the call),
 # "history" (the loss history, n_iter_, t_, weights and predictions not compared),
@@ -275,6 +303,7 @@ SCOPE = {
     "parameter_errors": "all", "lbfgs_regressor_partial_fit": "all",
     "warm_start_early_stopping_best": "weights",
     "divergence_under_early_stopping": "history", "rounding_amplification": "history",
+    "overflow_boundary": "all",
     "lbfgs_bookkeeping": "stale",
 }
 
@@ -343,7 +372,7 @@ def _covered(diff, scope):
     if scope == "history":
         return key in _HISTORY or diff.startswith("warnings")
     if scope == "weights":
-        return key in _WEIGHTS
+        return key in _WEIGHTS or diff.startswith(_LIVE_BEST_DIVERGED)
     return key in _STALE
 
 

@@ -384,3 +384,26 @@ def test_lbfgs_on_the_cuda_backend_equals_the_cpu(rng, Est, kind):
     assert gpu.loss_ == pytest.approx(cpu.loss_, rel=1e-10)
     for a, b in zip(gpu.coefs_ + gpu.intercepts_, cpu.coefs_ + cpu.intercepts_):
         assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_an_overflowing_loss_trains_on_like_sklearn():
+    """Without early stopping a loss that overflows to inf with finite weights does not
+    end the fit: both libraries train on to max_iter and report the inf loss."""
+    kw = dict(hidden_layer_sizes=(1,), activation="relu", solver="sgd", alpha=1.0,
+              batch_size=32, learning_rate_init=1.0, momentum=0.0, shuffle=False,
+              max_iter=2, random_state=0)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((40, 3)) * 1e4
+        y = X @ rng.standard_normal(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = SkR(**kw).fit(X, y)
+        with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+            ours = MLPRegressor(**F64, **kw).fit(X, y)
+        assert np.isinf(theirs.loss_curve_[-1]) and np.isfinite(theirs.loss_curve_[0])
+        assert ours.n_iter_ == theirs.n_iter_ == 2
+        assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+            assert np.all(np.isfinite(a))
+            assert_allclose(a, b, rtol=1e-9)

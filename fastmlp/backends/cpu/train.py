@@ -378,9 +378,10 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     integer labels for softmax (the unused one None); sw per-row weights or
     None; iws None unless the activation is maxout (what is None is not
     compiled: see the module docstring).  Returns sum over batches of
-    batch_loss * batch_rows, as scikit-learn accumulates it.  Stops early and
-    returns NaN as soon as a batch loss is not finite, so a diverging fit is
-    reported, not hidden.
+    batch_loss * batch_rows, as scikit-learn accumulates it.  A batch whose
+    loss overflows (inf) or is NaN does not stop the epoch: as in scikit-learn
+    the steps go on (finite gradients still move the weights) and the total
+    is inf or NaN; the training loop decides (``_solvers.fit_stochastic``).
 
     Split epochs (parts = 2): each batch's rows are cut into ``parts`` halves
     by the batch alone; each part gathers, runs forward and backward its half
@@ -422,8 +423,6 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
         data = 0.0  # the parts' sums added in one order, by every thread
         for q in range(parts):
             data += red[q]
-        if not np.isfinite(data):
-            return np.nan  # before the step: theta stays as it was
         if moment1 is not None:  # Adam
             t += 1.0
         for q in range(q0, q1):
@@ -446,9 +445,7 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
             sq += red[parts + q]
         loss = data * scale / k_loss + 0.5 * lam * sq
         if part <= 0:
-            hyper[ADAM_T] = t  # steps taken (also when the next batch diverges)
-        if not np.isfinite(loss):
-            return np.nan
+            hyper[ADAM_T] = t  # steps taken
         total += loss * m
     return total
 

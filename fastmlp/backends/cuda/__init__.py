@@ -157,10 +157,8 @@ class Trainer:
         return self.prog.last_driver
 
     def epoch(self, order):
-        """One epoch over the rows in ``order``; returns the summed batch losses x rows.
-
-        NaN when the loss is not finite (a diverging fit).
-        """
+        """One epoch over the rows in ``order``; returns the summed batch losses x rows
+        (inf or NaN when a batch's loss overflowed: the epoch runs on, as on the CPU)."""
         order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.shape[0]
         n_batches = (n + self.cap - 1) // self.cap
@@ -173,7 +171,7 @@ class Trainer:
                               alpha=self.alpha)
         if self.opt.solver == ADAM:
             h[ADAM_T] = t0 + n_batches
-        return total if np.isfinite(total) else np.nan
+        return total
 
     def snapshot(self):
         """A host copy of the current parameters (for early stopping)."""
