@@ -21,6 +21,7 @@ With a report path, mismatches are counted by cause into that JSON file instead 
 failing at the first one (the test still fails at the end if any was unexplained).
 """
 
+import functools
 import json
 import os
 import re
@@ -226,14 +227,13 @@ def _at_overflow(record, big=1e30):
 
 
 def overflow_boundary(ctx):
-    """Float64 overflow: where both runs blow up, one library's intermediate products
-    overflow a step before the other's (fastmlp scales a batch's output deltas before
-    the backward products, scikit-learn divides the weight gradients after them), so
-    one ends with finite weights and an infinite loss, the other with NaN weights."""
-    ours, theirs = ctx["ours"], ctx["theirs"]
-    overflowed = [_at_overflow(r) for r in (ours, theirs)]
-    nonfinite = [_at_overflow(r, big=np.inf) for r in (ours, theirs)]
-    return all(overflowed) and any(nonfinite)
+    """Float64 overflow: where both runs blow up (a loss past 1e30, inf or NaN), one
+    library's intermediate products overflow a step before the other's (fastmlp scales
+    a batch's output deltas before the backward products, scikit-learn divides the
+    weight gradients after them), so one may end with finite weights and an infinite
+    loss, the other with NaN weights; and any rounding difference is amplified beyond
+    comparison."""
+    return _at_overflow(ctx["ours"]) and _at_overflow(ctx["theirs"])
 
 
 def divergence_under_early_stopping(ctx):
@@ -280,8 +280,23 @@ def rounding_amplification(ctx):
     a = (ctx["ours"].get("state") or {}).get("loss_curve_") or []
     b = (ctx["theirs"].get("state") or {}).get("loss_curve_") or []
     if a and b and np.isfinite(a[0]) and np.isfinite(b[0]):
-        return abs(a[0] - b[0]) <= 1e-9 * max(1.0, abs(b[0]))
+        if abs(a[0] - b[0]) <= 1e-9 * max(1.0, abs(b[0])):
+            return True
+        # within the first epoch: many small steps (batch_size 1 over ~100 rows) can
+        # amplify a few ulps past 1e-6 before the epoch ends; excused where the first
+        # step's weights agree to 1e-12
+        return _steps_per_epoch(ctx) >= 16 and ctx["first_step_agrees"]()
     return ctx["params"]["solver"] == "lbfgs" and ctx["lbfgs_first_agrees"]
+
+
+def _steps_per_epoch(ctx):
+    p, n = ctx["params"], ctx["data"]["n"]
+    if p["solver"] == "lbfgs":
+        return 0
+    b = min(200, n) if p["batch_size"] == "auto" else min(p["batch_size"], n)
+    if p["early_stopping"]:
+        n = int(n * (1 - p["validation_fraction"]))
+    return -(-n // b)
 
 
 EXCUSES = {
@@ -386,12 +401,14 @@ def judge(data, params, calls, n_calls):
     ours = run(lambda **p: Ours(**F64, **p), params, calls, n_calls, X, y, sw,
                data["classifier"])
     used, growth = [], None
+    first_step = functools.cache(lambda: _first_step_agrees(Ours, Theirs, params, X, y, sw))
     for i in range(max(len(ours), len(theirs))):
         ra = ours[i] if i < len(ours) else {"error": None, "warnings": [], "state": None}
         rb = theirs[i] if i < len(theirs) else {"error": None, "warnings": [], "state": None}
         ctx = dict(data=data, params=params, calls=calls, index=i, sw=sw, ours=ra, theirs=rb,
                    earlier_error=any(r["error"] is not None for r in ours[:i] + theirs[:i]),
-                   lbfgs_first_agrees=_lbfgs_first_agrees(Ours, Theirs, params, X, y, sw))
+                   lbfgs_first_agrees=_lbfgs_first_agrees(Ours, Theirs, params, X, y, sw),
+                   first_step_agrees=first_step)
         if ra.get("state") is None and rb.get("state") is None and ra["error"] is None \
                 and rb["error"] is None:
             diffs = ["call count"]
@@ -425,6 +442,23 @@ def _growth(ra, rb):
     with np.errstate(all="ignore"):
         rel = np.abs(a[:m] - b[:m]) / np.maximum(np.abs(b[:m]), 1e-300)
     return {"len": [int(a.size), int(b.size)], "rel": [float(f"{r:.1e}") for r in rel]}
+
+
+def _first_step_agrees(Ours, Theirs, params, X, y, sw):
+    """sgd / adam: do the weights after one step on the first batch of rows (unshuffled)
+    agree to 1e-12?  The same arithmetic as the drawn fit's steps, before amplification."""
+    bs = params["batch_size"]
+    b = min(len(X), 200 if bs == "auto" else bs)
+    p = dict(params, max_iter=1, warm_start=False, early_stopping=False, shuffle=False)
+    w = None if sw is None else sw[:b]
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            a = Ours(**F64, **p).fit(X[:b], y[:b], sample_weight=w).coefs_
+            t = Theirs(**p).fit(X[:b], y[:b], sample_weight=w).coefs_
+    except Exception:
+        return False
+    return all(_close(x, z, rtol=1e-12) for x, z in zip(a, t))
 
 
 def _lbfgs_first_agrees(Ours, Theirs, params, X, y, sw):
