@@ -2,8 +2,8 @@
 
 Pure functions of their arguments (a retried round recomputes them): preparing
 a block where it lives (``_prepare_part``), its summary, its full-batch sums
-(lbfgs), one epoch over it from the shared state (sgd / adam) and its
-validation sums.
+(lbfgs), its share of a synchronous minibatch step and its local epoch (or K
+steps) from the shared state (sgd / adam), and its validation sums.
 """
 
 import dataclasses
