@@ -22,7 +22,9 @@ scheduler and both workers on this machine):
 3. The crossover: synthetic data (20,000 x 64 float32, 10 classes, 4 blocks),
    hidden (h,) for h in 64, 256, 1024 and batch_size 200 and 2000: time per
    step of the local fit (one process, its default threads) against the
-   step-synchronous dask fit, and the compute / messaging split.
+   step-synchronous dask fit, and the compute / messaging split (each the best
+   of ``--repeat``), beside a bare actor round trip of as many float64 as the
+   network has parameters (dask's floor for a step's messages).
 """
 
 import argparse
@@ -101,6 +103,28 @@ def worker_compute(client, X, y, chunks, spec_params, batch, repeats=50):
     return client.gather(futures)
 
 
+class Echo:
+    """A dask actor that returns what it is sent: the floor of a round trip."""
+
+    def run(self, x):
+        return x
+
+
+def echo_round_trip(client, n_params, repeats=200):
+    """Seconds per round of sending n_params float64 to each worker's actor and getting
+    as many back (what a step's messages are, with no compute and no fastmlp code)."""
+    workers = sorted(client.scheduler_info()["workers"])
+    hosts = [client.submit(Echo, actor=True, workers=[w], pure=False).result()
+             for w in workers]
+    x = np.zeros(n_params)
+    for _ in range(20):
+        [f.result() for f in [h.run(x) for h in hosts]]
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        [f.result() for f in [h.run(x) for h in hosts]]
+    return (time.perf_counter() - tic) / repeats
+
+
 def fit_pair(client, X, y, chunks, params, sync):
     import dask.array as da
 
@@ -166,7 +190,7 @@ def part_digits(client, seeds, modes):
                   f"{t:.2f} |")
 
 
-def part_steps(client, sizes, batches, rows):
+def part_steps(client, sizes, batches, rows, repeat):
     from fastmlp import MLPClassifier
 
     rng = np.random.default_rng(0)
@@ -179,8 +203,8 @@ def part_steps(client, sizes, batches, rows):
     print(f"\n## step time: {rows} x {d} float32, {k} classes, 4 blocks {chunks}, adam, "
           "2 epochs, per step (ms)")
     print("| hidden | batch | params | local fit | dask step | round trip | worker compute "
-          "(w0, w1) | messaging | client step | client KiB/step |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(w0, w1) | messaging | bare actor echo | client step | client KiB/step |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h in sizes:
         for b in batches:
             params = dict(hidden_layer_sizes=(h,), solver="adam", batch_size=b, max_iter=2,
@@ -188,24 +212,35 @@ def part_steps(client, sizes, batches, rows):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 MLPClassifier(**dict(params, max_iter=1)).fit(X[:2 * b], y[:2 * b])  # compile
-                tic = time.perf_counter()
-                local = MLPClassifier(**params).fit(X, y)
-                t_local = time.perf_counter() - tic
+                t_local = np.inf
+                for _ in range(repeat):
+                    tic = time.perf_counter()
+                    local = MLPClassifier(**params).fit(X, y)
+                    t_local = min(t_local, time.perf_counter() - tic)
             steps = local.n_iter_ * -(-rows // b)
             fit_pair(client, X[:2 * b], y[:2 * b], (b, b), dict(params, max_iter=1), "step")
-            est, _ = fit_pair(client, X, y, chunks, params, "step")
+            best = None
+            for _ in range(repeat):  # the fit with the fastest round trips
+                est, _ = fit_pair(client, X, y, chunks, params, "step")
+                if best is None or (est._dask_fit_info["round_seconds"]
+                                    < best._dask_fit_info["round_seconds"]):
+                    best = est
+            est = best
             info = est._dask_fit_info
             trip = info["round_seconds"] / info["steps"]
             client_step = info["client_seconds"] / info["steps"]
             total = (info["seconds"] - info["prepare_seconds"]) / info["steps"]
-            comp = worker_compute(client, X, y, chunks,
-                                  dict(hidden_layer_sizes=(h,), solver="adam", random_state=0,
-                                       backend="cpu"), b)
+            comp = np.min([worker_compute(client, X, y, chunks,
+                                          dict(hidden_layer_sizes=(h,), solver="adam",
+                                               random_state=0, backend="cpu"), b)
+                           for _ in range(repeat)], axis=0)
             n_params = sum(c.size for c in est.coefs_ + est.intercepts_)
             kib = info["bytes_received"] / 1024 / info["steps"]
+            echo = min(echo_round_trip(client, n_params) for _ in range(repeat))
             print(f"| {h} | {b} | {n_params} | {1e3 * t_local / steps:.2f} | {1e3 * total:.2f} | "
                   f"{1e3 * trip:.2f} | {1e3 * comp[0]:.2f}, {1e3 * comp[1]:.2f} | "
-                  f"{1e3 * (trip - max(comp)):.2f} | {1e3 * client_step:.3f} | {kib:.1f} |")
+                  f"{1e3 * (trip - max(comp)):.2f} | {1e3 * echo:.2f} | "
+                  f"{1e3 * client_step:.3f} | {kib:.1f} |")
 
 
 def main():
@@ -215,6 +250,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--batches", type=int, nargs="+", default=[200, 2000])
     ap.add_argument("--rows", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3, help="step part: best of this many")
     ap.add_argument("--skip-digits", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
     args = ap.parse_args()
@@ -233,7 +269,7 @@ def main():
         if not args.skip_digits:
             part_digits(client, args.seeds, modes)
         if not args.skip_steps:
-            part_steps(client, args.sizes, args.batches, args.rows)
+            part_steps(client, args.sizes, args.batches, args.rows, args.repeat)
     finally:
         client.close()
         cluster.close()
