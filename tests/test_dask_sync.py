@@ -130,6 +130,19 @@ def test_step_sync_regressor_early_stopping_with_weights(client):
     _assert_same_fit(remote, local)
 
 
+def test_step_sync_binary_classifier_early_stopping_with_weights(client):
+    """A single-output classifier: the local fit's split is stratified on the labels
+    (which come to the client for it); weighted rows and weighted validation."""
+    X, y = _blobs(seed=7, k=2)
+    w = np.random.default_rng(7).uniform(0.3, 3.0, size=len(y))
+    params = dict(BASE, solver="sgd", learning_rate_init=0.05, momentum=0.5,
+                  early_stopping=True, validation_fraction=0.25, n_iter_no_change=2,
+                  tol=1e-2, max_iter=15)
+    local, remote = _fit_both(MLPClassifier, DaskMLPClassifier, params, X, y, w)
+    _assert_same_fit(remote, local)
+    assert remote.n_iter_ < 15
+
+
 def test_sync_parameter_is_validated_and_cloned(client):
     X, y = _blobs(n=200)
     Xd, yd = da.from_array(X, chunks=(50, 8)), da.from_array(y, chunks=50)

@@ -458,7 +458,10 @@ _NOTES = """
     cluster.  In-memory (NumPy) inputs to the prediction methods are
     handled locally.  ``_dask_fit_info`` records the last fit's rounds, the
     bytes the client received, the time spent preparing the blocks and
-    whether the actors were used.
+    whether the actors were used; for sgd / adam also ``sync``, its
+    training rounds (``steps``) and, step-synchronous, the seconds spent in
+    the rounds (``round_seconds``) and in the client's steps
+    (``client_seconds``).
 """
 
 
