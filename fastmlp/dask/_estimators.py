@@ -420,9 +420,10 @@ _NOTES = """
     once).  Its cost: one round trip per minibatch, carrying the parameters
     to each worker and one gradient-sized partial sum back from each worker
     (``ceil(rows / batch_size)`` round trips per epoch; on a 2-worker
-    LocalCluster here ~1.5-3 ms each, ``benchmarks/RESULTS.md``); it pays
-    off where a minibatch's compute is large against that, i.e. large
-    batches and wide networks.
+    LocalCluster on a shared 2-core machine, 4-10 ms of dask messaging each
+    at best, ``benchmarks/RESULTS.md``); it is faster than the local fit
+    only where a minibatch's compute is large against that (wide networks,
+    large batches, workers with cores of their own).
 
     ``sync="epoch"`` is parameter averaging ("local SGD"; Zinkevich et al.
     2010, *Parallelized Stochastic Gradient Descent*; McMahan et al. 2017,
