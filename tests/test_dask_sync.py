@@ -143,6 +143,21 @@ def test_step_sync_binary_classifier_early_stopping_with_weights(client):
     assert remote.n_iter_ < 15
 
 
+def test_step_sync_float32_follows_the_local_fit(client):
+    """The default dtype: the same steps, float32 rounding apart (warm_start goes on)."""
+    X, y = _blobs(seed=8)
+    params = dict(BASE, dtype="float32", solver="adam", learning_rate_init=0.01, max_iter=5,
+                  warm_start=True)
+    local, remote = _fit_both(MLPClassifier, DaskMLPClassifier, params, X.astype(np.float32), y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local.fit(X.astype(np.float32), y)
+        remote.fit(*_blocks(X.astype(np.float32), y))
+    assert len(remote.loss_curve_) == len(local.loss_curve_) == 10
+    assert remote.t_ == local.t_
+    np.testing.assert_allclose(remote.loss_curve_, local.loss_curve_, rtol=1e-5)
+
+
 def test_sync_parameter_is_validated_and_cloned(client):
     X, y = _blobs(n=200)
     Xd, yd = da.from_array(X, chunks=(50, 8)), da.from_array(y, chunks=50)

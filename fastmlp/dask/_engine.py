@@ -82,7 +82,7 @@ class _SyncStep:
         lam = self.alpha * scale
         g = self.grad
         np.multiply(gsum, scale, out=g, casting="unsafe")
-        w = theta[self.weights]
+        w = theta[self.weights].astype(np.float64, copy=False)  # (float64 sums, as the kernel)
         sq = float(np.dot(w, w))
         g[self.weights] += lam * w
         h = opt.hyper
