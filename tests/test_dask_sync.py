@@ -158,6 +158,22 @@ def test_step_sync_float32_follows_the_local_fit(client):
     np.testing.assert_allclose(remote.loss_curve_, local.loss_curve_, rtol=1e-5)
 
 
+def test_row_map_finds_each_training_row_in_its_block():
+    """(block, position among the block's training rows), empty blocks and a split included."""
+    from fastmlp.dask._estimators import _row_map
+
+    chunks = [3, 0, 5, 4]
+    starts = np.concatenate([[0], np.cumsum(chunks)])
+    rng = np.random.default_rng(0)
+    val = np.sort(rng.choice(12, size=3, replace=False))
+    train = rng.permutation(np.setdiff1d(np.arange(12), val))  # train_test_split's order
+    block, pos = _row_map(starts, train)
+    for g, b, p in zip(train, block, pos):
+        assert starts[b] <= g < starts[b + 1]
+        kept = np.setdiff1d(np.arange(starts[b], starts[b + 1]), val)  # the block's train rows
+        assert kept[p] == g
+
+
 def test_sync_parameter_is_validated_and_cloned(client):
     X, y = _blobs(n=200)
     Xd, yd = da.from_array(X, chunks=(50, 8)), da.from_array(y, chunks=50)
