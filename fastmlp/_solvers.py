@@ -17,8 +17,8 @@ it has ``weight_sum``, ``full_batch()`` (a callable (theta, grad) -> the
 weighted loss sum, writing the gradient sum) and ``threads()`` (a context
 for the run).  ``LocalEngine`` (below) is one process's rows on a backend
 (CPU, CUDA; sparse rows included); ``fastmlp.dask._engine.ClusterEngine``
-is a dask cluster's blocks (an epoch: every block trains a copy, the copies
-are averaged).
+is a dask cluster's blocks (an epoch: one round per minibatch, or rounds of
+per-block copies averaged).
 
 The small named pieces scikit-learn's ``_fit_stochastic`` keeps inline:
 ``NoImprovement`` (the tol / n_iter_no_change rule), ``after_epoch_lr`` (the

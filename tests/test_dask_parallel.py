@@ -1,7 +1,8 @@
 """fastmlp.dask: data-parallel fits on a LocalCluster of two worker processes.
 
 lbfgs must equal the local fit on the concatenated rows; parameter averaging
-must reach the local adam fit's accuracy; a worker killed mid-fit must cost a
+(sync="epoch") must reach the local adam fit's accuracy (the default, step-synchronous
+sgd / adam, is tests/test_dask_sync.py's); a worker killed mid-fit must cost a
 retry, not the fit; bad input must fail before any training round.
 """
 
@@ -155,7 +156,7 @@ def test_averaging_reaches_local_adam_accuracy_on_digits(client):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         local = MLPClassifier(**kw).fit(Xtr, ytr)
-        remote = DaskMLPClassifier(**kw).fit(Xd, yd)
+        remote = DaskMLPClassifier(sync="epoch", **kw).fit(Xd, yd)
     local_acc, remote_acc = local.score(Xte, yte), remote.score(Xte, yte)
     assert local_acc > 0.95
     assert remote_acc >= local_acc - 0.02, (remote_acc, local_acc)
@@ -170,7 +171,7 @@ def test_averaging_is_reproducible_with_early_stopping(client, capsys):
     kw = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.05, batch_size=16,
               max_iter=4,
               early_stopping=True, validation_fraction=0.2, n_iter_no_change=2,
-              random_state=3, backend="cpu", verbose=True)
+              random_state=3, backend="cpu", verbose=True, sync="epoch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = DaskMLPClassifier(**kw).fit(Xd, yd)
@@ -317,10 +318,12 @@ def test_worker_lost_mid_fit_costs_a_retry_not_the_fit(client, lbfgs_pair, monke
     (MLPRegressor, DaskMLPRegressor,
      dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.01)),
 ])
-def test_one_block_runs_the_local_loop(client, est_cls, dask_cls, kw):
-    """One loop for both engines: on a single block without shuffling, the cluster's epoch
-    (the block trains a copy, the copies are averaged: here one) is the local epoch, so the
-    shared loop gives the same history, stopping epoch and weights as the local fit."""
+@pytest.mark.parametrize("sync", ["epoch", "step"])
+def test_one_block_runs_the_local_loop(client, est_cls, dask_cls, kw, sync):
+    """One loop for both engines: on a single block without shuffling, the cluster's
+    averaged epoch (the block trains a copy, the copies are averaged: here one) is the
+    local epoch, and so are its synchronous steps, so the shared loop gives the same
+    history, stopping epoch and weights as the local fit."""
     X, y = _blobs(seed=4, n=240, d=5)
     if est_cls is MLPRegressor:
         y = X[:, 0] - 0.5 * X[:, 1] + 0.1 * y
@@ -329,7 +332,7 @@ def test_one_block_runs_the_local_loop(client, est_cls, dask_cls, kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         local = est_cls(**params).fit(X, y)
-        remote = dask_cls(**params).fit(da.from_array(X, chunks=(len(X), X.shape[1])),
+        remote = dask_cls(sync=sync, **params).fit(da.from_array(X, chunks=(len(X), X.shape[1])),
                                         da.from_array(y, chunks=(len(y),)))
     assert remote.n_iter_ == local.n_iter_ and remote.t_ == local.t_
     np.testing.assert_allclose(remote.loss_curve_, local.loss_curve_, rtol=1e-10)

@@ -34,10 +34,15 @@ How a fit runs:
   and the actors are placed anew.
 * ``solver="lbfgs"`` is exact: each round returns the (loss, gradient) sums
   over all rows to scipy's L-BFGS-B on the client.
-* ``solver="sgd"`` / ``"adam"`` average parameters: each epoch every block
-  trains its own copy of the network for one epoch over its rows, starting
-  from the same parameters and optimizer state, and the copies (parameters,
-  optimizer moments, Adam's step count) are averaged weighted by rows.
+* ``solver="sgd"`` / ``"adam"`` with ``sync="step"`` (the default) train
+  the local fit's model: each minibatch (the local fit's shuffle and
+  boundaries) is one round in which every block returns its share of the
+  batch's loss and gradient sums, and the client takes the local epoch's
+  step on their tree sum.  ``sync="epoch"`` averages parameters instead:
+  each epoch every block trains its own copy of the network for one epoch
+  over its rows, starting from the same parameters and optimizer state, and
+  the copies (parameters, optimizer moments, Adam's step count) are averaged
+  weighted by rows; ``sync=K`` averages after every K minibatches.
 * The client process's BLAS runs on one thread during a fit: its work is
   small vector work, and woken OpenBLAS threads spin on the cores the
   workers need (a LocalCluster on the same machine).

@@ -2,8 +2,8 @@
 
 Pure functions of their arguments (a retried round recomputes them): preparing
 a block where it lives (``_prepare_part``), its summary, its full-batch sums
-(lbfgs), one epoch over it from the shared state (sgd / adam) and its
-validation sums.
+(lbfgs), its share of a synchronous minibatch step and its local epoch (or K
+steps) from the shared state (sgd / adam), and its validation sums.
 """
 
 import dataclasses
@@ -12,6 +12,7 @@ import numpy as np
 from dask.sizeof import sizeof as _sizeof
 from sklearn.utils.validation import _check_sample_weight
 
+from .._solvers import _rows
 from ..backends import get_backend
 from ..backends.layout import ADAM_T
 
@@ -58,9 +59,11 @@ def _prepare_part(template, class_weight, X, y, sw, block, first_row, holdout):
     """Validate and convert one block (runs on the worker holding it).
 
     class_weight: float64 weight per class of ``template.classes_`` or None.
-    holdout: None, or (validation_fraction, seed): a random share of the
-    block's rows, drawn from (seed, block), is set aside for early stopping.
-    Errors name the block and its rows.
+    holdout: None; or (validation_fraction, seed): a random share of the
+    block's rows, drawn from (seed, block), is set aside for early stopping
+    (parameter averaging); or an int array: the block's rows (from 0) that the
+    client's split, drawn as the local fit draws it, holds out (step-synchronous
+    training).  Errors name the block and its rows.
     """
     try:
         data = template._prepare_data(X, y, None, False, False, None)
@@ -78,10 +81,13 @@ def _prepare_part(template, class_weight, X, y, sw, block, first_row, holdout):
         data.sw = np.ascontiguousarray(w, dtype=data.X.dtype)
     Xv = yv = swv = None
     if holdout is not None:
-        fraction, seed = holdout
-        n_val = int(np.ceil(fraction * data.n))  # train_test_split's rule
-        perm = np.random.default_rng([seed, block]).permutation(data.n)
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        if isinstance(holdout, np.ndarray):
+            val_idx = holdout
+        else:
+            fraction, seed = holdout
+            n_val = int(np.ceil(fraction * data.n))  # train_test_split's rule
+            val_idx = np.sort(np.random.default_rng([seed, block]).permutation(data.n)[:n_val])
+        train_idx = np.setdiff1d(np.arange(data.n), val_idx)
         Xv, yv = np.ascontiguousarray(data.X[val_idx]), data.raw[val_idx]
         swv = None if w is None else w[val_idx]
         data = data.subset(train_idx)
@@ -132,34 +138,68 @@ class _Shared:
         self.theta, self.opt = theta, opt
 
 
-def _block_epoch(part, shared, spec, seed, epoch, batch_size, alpha, shuffle, learning_rate):
-    """One epoch of SGD/Adam over the block from the shared state (which stays unchanged).
+def _block_epoch(part, shared, spec, seed, epoch, batch_size, alpha, shuffle, learning_rate,
+                 batches=None):
+    """Local SGD/Adam steps over the block from the shared state (which stays unchanged):
+    the whole epoch, or only its batches ``batches = (first, end)`` (averaging every K
+    steps: the epoch's rounds each take the next K of the block's batches).
 
     ``learning_rate`` is passed on its own, so that a schedule changing it
     after the state was scattered for validation still reaches the epoch.
 
     Returns row-weighted sums for the average: (rows, summed batch loss x rows,
-    rows * theta, rows * state1, rows * state2, rows * Adam's step count).
+    rows * theta, rows * state1, rows * state2, rows * Adam's step count), rows
+    being the rows this call trained on (0 when the block has no batch left).
     The shuffle is drawn from (seed, epoch, block), so a retry repeats it.
     """
     d = part.train
     n = d.n
-    if n == 0:
+    cap = min(int(batch_size), n)
+    if shuffle and n:
+        order = np.random.default_rng([seed, epoch, part.block]).permutation(n)
+    else:
+        order = np.arange(n)
+    if batches is not None:
+        order = order[batches[0] * cap:batches[1] * cap]
+    if order.shape[0] == 0:
         z = np.zeros(spec.n_params)
         return 0.0, 0.0, z, z, np.zeros(shared.opt.state2.shape[0]), 0.0
     theta, opt = shared.theta.copy(), shared.opt.copy()
     opt.learning_rate = learning_rate
-    if shuffle:
-        order = np.random.default_rng([seed, epoch, part.block]).permutation(n)
-    else:
-        order = np.arange(n)
-    trainer = part.backend.Trainer(spec, d.X, d.Y, d.y, d.sw, min(int(batch_size), n), theta,
-                                   opt, alpha)
+    trainer = part.backend.Trainer(spec, d.X, d.Y, d.y, d.sw, cap, theta, opt, alpha)
     total = trainer.epoch(np.ascontiguousarray(order, dtype=np.int64))
     theta = trainer.finish()
-    r = float(n)
+    r = float(order.shape[0])
     return (r, float(total), r * theta.astype(np.float64), r * opt.state1.astype(np.float64),
             r * opt.state2.astype(np.float64), r * float(opt.hyper[ADAM_T]))
+
+
+class _Step:
+    """What every block of a synchronous step gets: the current parameters and, for
+    each block (by its index along the rows), its rows of the step's minibatch (positions
+    in the block's training rows, in the minibatch's order)."""
+
+    def __init__(self, theta, rows):
+        self.theta, self.rows = theta, rows
+
+
+def _block_step(part, step, spec):
+    """(sum_i w_i l_i, sum_i w_i, sum_i w_i dl_i/dtheta as float64) over the block's rows
+    of one minibatch: the block's share of a synchronous step (zeros when it has none).
+
+    Unnormalised and without the L2 term, like ``_block_sums``: the client adds the
+    blocks' shares along the block tree and takes the step as the local epoch does.
+    """
+    d = part.train
+    idx = step.rows.get(part.block)
+    grad = np.zeros(spec.n_params, dtype=spec.dtype)
+    if idx is None or idx.shape[0] == 0:
+        return 0.0, 0.0, grad.astype(np.float64)
+    sw = _rows(d.sw, idx)
+    sums = part.backend.FullBatch(spec, d.X[idx], _rows(d.Y, idx), _rows(d.y, idx), sw)
+    loss = sums(step.theta, grad)
+    wsum = float(idx.shape[0]) if sw.shape[0] == 0 else float(sw.sum(dtype=np.float64))
+    return float(loss), wsum, grad.astype(np.float64, copy=False)
 
 
 def _block_validation(part, shared, spec, y_mean):

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from .._estimator import MLPClassifier, MLPRegressor
-from .._solvers import fit_lbfgs, fit_stochastic
+from .._solvers import fit_lbfgs, fit_stochastic, validation_split
 from ._blocks import _block_label_counts, _merge_label_counts, _predict_block, _prepare_part
 from ._cluster import _balanced_homes, _client_blas_serial, _Cluster
 from ._engine import ClusterEngine, _r2
@@ -106,6 +106,44 @@ def _check_training_input(X, y, sample_weight):
     return X, y, sample_weight, feature_names
 
 
+# the dask estimators' own parameters (the others are the local estimator's)
+_DASK_PARAMS = ("client", "sync")
+
+
+def _check_sync(sync):
+    """``sync`` is "step", "epoch" or a positive int; ValueError otherwise."""
+    if isinstance(sync, str) and sync in ("step", "epoch"):
+        return sync
+    if isinstance(sync, (int, np.integer)) and not isinstance(sync, (bool, np.bool_)) \
+            and sync >= 1:
+        return int(sync)
+    raise ValueError(
+        "The 'sync' parameter of the dask estimators must be 'step' (synchronous steps: the "
+        "local fit's model), 'epoch' (parameter averaging once per epoch) or a positive int "
+        f"K (averaging every K local steps); got {sync!r}.")
+
+
+class _Rows:
+    """What ``validation_split`` reads of a fit's data: its number of rows."""
+
+    def __init__(self, n):
+        self.n = n
+
+
+def _row_map(starts, train_idx):
+    """(block, position in the block's training rows) of each training row.
+
+    starts: the first row of each block (and the end); train_idx: the training
+    rows (global indices) in the local fit's order (after an early-stopping
+    split, train_test_split's).  A block keeps its training rows in row order
+    (``_prepare_part``)."""
+    ordered = np.sort(train_idx)
+    block = np.searchsorted(starts, ordered, side="right") - 1
+    pos = np.arange(ordered.shape[0]) - np.searchsorted(ordered, starts[block])
+    rank = np.searchsorted(ordered, train_idx)
+    return block[rank].astype(np.int64), pos[rank].astype(np.int64)
+
+
 class _Net:
     """What ``_publish_weights`` / ``_same_network`` read of a fit's data."""
 
@@ -126,7 +164,7 @@ class _DaskMLPMixin:
             "estimator with dask_ml.wrappers.Incremental instead.")
 
     def _local_params(self):
-        return {k: v for k, v in self.get_params(deep=False).items() if k != "client"}
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in _DASK_PARAMS}
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -154,6 +192,8 @@ class _DaskMLPMixin:
         params = self._local_params()
         local = self._local_class(**params)
         local._validate_params()
+        sync = _check_sync(self.sync)
+        step = sync == "step" and self.solver != "lbfgs"
         client = _resolve_client(self.client, type(self).__name__)
         X, y, sample_weight, feature_names = _check_training_input(X, y, sample_weight)
         first_pass = not (self.warm_start and hasattr(self, "coefs_"))
@@ -172,9 +212,20 @@ class _DaskMLPMixin:
         else:
             spec = local._same_network(net)
             theta = local._current_theta().astype(spec.dtype, copy=True)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        holdout = ((self.validation_fraction, seed)
-                   if self.early_stopping and self.solver != "lbfgs" else None)
+        n = int(X.shape[0])
+        starts = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+        holdout, train_rows, seed = None, None, 0
+        if step:
+            # the rest of rng is the local fit's: its early-stopping split, then its shuffles
+            train_idx = np.arange(n)
+            if self.early_stopping:
+                train_idx, holdout = self._local_split(local, client, y, n, n_outputs, starts,
+                                                       rng)
+            train_rows = _row_map(starts, train_idx)
+        else:
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            if self.early_stopping and self.solver != "lbfgs":
+                holdout = (self.validation_fraction, seed)
 
         tic = time.perf_counter()
         with _client_blas_serial():
@@ -186,7 +237,8 @@ class _DaskMLPMixin:
                 W = float(sum(s[1] for s in summaries))
                 if not W > 0:
                     raise ValueError("Sample weights must contain at least one non-zero number.")
-                engine = ClusterEngine(cluster, spec, summaries, W, seed, local, net)
+                engine = ClusterEngine(cluster, spec, summaries, W, seed, local, net, sync,
+                                       rng, train_rows)
                 if self.solver == "lbfgs":
                     fit = fit_lbfgs(local, engine, spec, theta, n_outputs, out)
                     local._publish_lbfgs(spec, fit, net, first_pass)
@@ -195,7 +247,9 @@ class _DaskMLPMixin:
                     fit = fit_stochastic(local, engine, theta, local._new_optimizer(theta),
                                          local._history(first_pass))
                     local._publish_stochastic(spec, fit, net)
-                    info = {"epochs": fit.n_iter}
+                    info = {"epochs": fit.n_iter, "sync": sync, "steps": engine.steps,
+                            "round_seconds": engine.round_seconds,
+                            "client_seconds": engine.client_seconds}
             finally:
                 cluster.close()
         info.update(blocks=len(cluster.parts), rounds=cluster.rounds,
@@ -208,13 +262,32 @@ class _DaskMLPMixin:
             fitted["feature_names_in_"] = feature_names
         fitted["_dask_fit_info"] = info
         keep = {k: v for k, v in self.__dict__.items()
-                if k in params or k == "client" or k.startswith(("_skl", "_callback"))}
+                if k in params or k in _DASK_PARAMS or k.startswith(("_skl", "_callback"))}
         keep.update(fitted)
         self.__dict__ = keep  # published in one assignment, as the local estimators do
         return self
 
+    def _local_split(self, local, client, y, n, n_outputs, starts, rng):
+        """The local fit's early-stopping split (``_solvers.validation_split`` on rng,
+        stratified as it stratifies: single-output classifiers, on the labels, which
+        come to the client for it).  Returns (training rows in the local fit's order,
+        {block: its validation rows, from 0})."""
+        stratify = None
+        if hasattr(local, "_label_binarizer") and n_outputs == 1:
+            labels = np.asarray(client.compute(y).result())
+            stratify = local._label_binarizer.transform(labels).astype(bool)
+        train_idx, val_idx = validation_split(_Rows(n), self.validation_fraction, stratify,
+                                              rng)
+        val_idx = np.sort(val_idx)
+        cut = np.searchsorted(val_idx, starts)
+        holdout = {i: val_idx[cut[i]:cut[i + 1]] - starts[i] for i in range(len(starts) - 1)}
+        return train_idx, holdout
+
     def _prepare_blocks(self, client, local, class_weight, X, y, sample_weight, holdout):
-        """Persist every non-empty block, prepared, on the worker that computes it."""
+        """Persist every non-empty block, prepared, on the worker that computes it.
+
+        holdout: None, (fraction, seed) for every block, or {block: its validation
+        rows} (see ``_prepare_part``)."""
         template = self._local_class(**self._local_params())
         template.warm_start = False  # a block need not hold every class
         if "class_weight" in template.get_params():
@@ -233,7 +306,8 @@ class _DaskMLPMixin:
         home = _balanced_homes(client, X, blocks)
         # a loose restriction: a recomputation after a worker loss runs anywhere
         parts = [client.compute(prepare(template, class_weight, xs[i], ys[i], ws[i], i,
-                                        int(starts[i]), holdout,
+                                        int(starts[i]),
+                                        holdout.get(i) if isinstance(holdout, dict) else holdout,
                                         dask_key_name=f"fastmlp-part-{tag}-{i}"),
                                 workers=home.get(i), allow_other_workers=True)
                  for i in blocks]
@@ -295,7 +369,7 @@ class _DaskMLPMixin:
         params = self._local_params()
         state = dict(params)
         for k, v in self.__dict__.items():
-            if (k in params or k in ("client", "_theta", "_dask_fit_info")
+            if (k in params or k in _DASK_PARAMS or k in ("_theta", "_dask_fit_info")
                     or k.startswith(("_skl", "_callback"))):
                 continue
             state[k] = copy.deepcopy(v)
@@ -331,23 +405,46 @@ _NOTES = """
     worker once and returns one partial (loss, gradient) sum per worker to
     the client.
 
-    ``solver="sgd"`` / ``"adam"`` is parameter averaging ("local SGD"; Zinkevich
-    et al. 2010, *Parallelized Stochastic Gradient Descent*; McMahan et al.
-    2017, *Communication-Efficient Learning of Deep Networks from
-    Decentralized Data*): every epoch each block of rows trains its own copy
-    of the network for one epoch over its rows (minibatches of
-    ``batch_size``, its own shuffle drawn from ``random_state``, the epoch and
-    the block's index), all copies starting from the same parameters and
-    optimizer state, and the copies' parameters, optimizer moments and Adam
-    step counts are averaged weighted by rows.  This is not the same
-    trajectory as one-machine training: an epoch takes fewer, averaged
-    steps, so it may need more epochs or a larger ``learning_rate_init``;
-    fewer, larger blocks average less.  The fit is reproducible for a fixed
-    ``random_state`` and chunking, wherever the blocks live.
-    ``early_stopping`` holds out a random ``validation_fraction`` of each
-    block's rows (not stratified); ``tol``, ``n_iter_no_change``, the
-    learning-rate schedules and ``verbose`` work per epoch as in the local
-    estimator.  scikit-learn callbacks (``set_callbacks``) are not called.
+    ``solver="sgd"`` / ``"adam"`` with ``sync="step"`` (the default) is
+    synchronous data-parallel training, as PyTorch's DistributedDataParallel:
+    every minibatch is the local fit's (the same shuffle drawn from the same
+    ``random_state``, the same ``batch_size`` boundaries over the rows in
+    block order); each block computes its share of the batch's loss and
+    gradient sums, the shares are added along the block tree, and the client
+    takes the step (SGD with momentum / Nesterov, Adam, the L2 term and the
+    learning-rate schedules) exactly as the local compiled epoch does.  With
+    ``dtype="float64"`` the fit equals the local fit on the concatenated rows
+    to rounding (``loss_curve_`` to ~1e-10, the same ``n_iter_``), early
+    stopping included: the validation split is the local fit's (stratified
+    for a single-output classifier, whose labels then come to the client
+    once).  Its cost: one round trip per minibatch, carrying the parameters
+    to each worker and one gradient-sized partial sum back from each worker
+    (``ceil(rows / batch_size)`` round trips per epoch; on a 2-worker
+    LocalCluster on a shared 2-core machine, 4-10 ms of dask messaging each
+    at best, ``benchmarks/RESULTS.md``); it is faster than the local fit
+    only where a minibatch's compute is large against that (wide networks,
+    large batches, workers with cores of their own).
+
+    ``sync="epoch"`` is parameter averaging ("local SGD"; Zinkevich et al.
+    2010, *Parallelized Stochastic Gradient Descent*; McMahan et al. 2017,
+    *Communication-Efficient Learning of Deep Networks from Decentralized
+    Data*): every epoch each block of rows trains its own copy of the
+    network for one epoch over its rows (minibatches of ``batch_size``, its
+    own shuffle drawn from ``random_state``, the epoch and the block's
+    index), all copies starting from the same parameters and optimizer
+    state, and the copies' parameters, optimizer moments and Adam step
+    counts are averaged weighted by rows: one round trip per epoch.  This is
+    not the same trajectory as one-machine training: an epoch takes fewer,
+    averaged steps, so it may need more epochs or a larger
+    ``learning_rate_init``; fewer, larger blocks average less.  An int
+    ``sync=K`` averages the same way after every K minibatches of each block
+    (``ceil(batches of the largest block / K)`` round trips per epoch).
+    Averaged fits are reproducible for a fixed ``random_state`` and
+    chunking, wherever the blocks live; their ``early_stopping`` holds out a
+    random ``validation_fraction`` of each block's rows (not stratified).
+    In every mode ``tol``, ``n_iter_no_change``, the learning-rate schedules
+    and ``verbose`` work per epoch as in the local estimator.
+    scikit-learn callbacks (``set_callbacks``) are not called.
 
     The prepared blocks are dask futures whose graph goes back to the input
     collections, so a worker lost during a fit costs recomputing its blocks
@@ -362,7 +459,10 @@ _NOTES = """
     cluster.  In-memory (NumPy) inputs to the prediction methods are
     handled locally.  ``_dask_fit_info`` records the last fit's rounds, the
     bytes the client received, the time spent preparing the blocks and
-    whether the actors were used.
+    whether the actors were used; for sgd / adam also ``sync``, its
+    training rounds (``steps``) and, step-synchronous, the seconds spent in
+    the rounds (``round_seconds``) and in the client's steps
+    (``client_seconds``).
 """
 
 
@@ -379,6 +479,13 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
     client : distributed.Client or None, default=None
         The cluster to train on; None means the current client
         (``distributed.get_client()``).  Not pickled with the estimator.
+    sync : {"step", "epoch"} or int >= 1, default="step"
+        How ``solver="sgd"`` / ``"adam"`` keep the blocks' work together
+        (see the Notes; lbfgs is always exact).  ``"step"``: synchronous
+        minibatch steps, the local fit's model (one round trip per minibatch);
+        ``"epoch"``: parameter averaging once per epoch (one round trip per
+        epoch, another model); an int K: averaging after every K local
+        minibatch steps of each block (in between).
     hidden_layer_sizes, activation, solver, alpha, ... :
         As in :class:`fastmlp.MLPClassifier`.
 
@@ -446,6 +553,7 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
         maxout_pieces=2,
         class_weight=None,
         client=None,
+        sync="step",
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -460,6 +568,7 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
             class_weight=class_weight,
         )
         self.client = client
+        self.sync = sync
 
     def _encode_targets(self, local, client, y, n_features, first_pass):
         """Fix the label encoding on ``local`` from y's unique labels (computed on the
@@ -553,6 +662,8 @@ class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
     ----------
     client : distributed.Client or None, default=None
         The cluster to train on; None means the current client.
+    sync : {"step", "epoch"} or int >= 1, default="step"
+        See :class:`DaskMLPClassifier`.
     loss, hidden_layer_sizes, activation, solver, ... :
         As in :class:`fastmlp.MLPRegressor`.
 
@@ -615,6 +726,7 @@ class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
         elu_alpha=1.0,
         maxout_pieces=2,
         client=None,
+        sync="step",
     ):
         super().__init__(
             loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -628,6 +740,7 @@ class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
             prelu_init=prelu_init, elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
         )
         self.client = client
+        self.sync = sync
 
     def _encode_targets(self, local, client, y, n_features, first_pass):
         """Set n_features_in_ on ``local``; returns (n_outputs, output activation, None)."""
