@@ -307,3 +307,35 @@ def test_step_sync_does_not_depend_on_placement_or_path(client, monkeypatch):
     assert other.loss_curve_ == clean.loss_curve_
     for a, b in zip(other.coefs_ + other.intercepts_, clean.coefs_ + clean.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_overflowing_loss_and_a_diverging_fit_as_the_local_fit(client):
+    """A loss that overflows with finite weights trains on (the loss curve records inf),
+    as the local fit and scikit-learn do; weights that turn NaN raise the local fit's
+    error, and the estimator keeps nothing."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)) * 1e4  # (tests/test_parity.py's overflow case)
+    y = X @ rng.standard_normal(3)
+    params = dict(hidden_layer_sizes=(1,), activation="relu", solver="sgd", alpha=1.0,
+                  batch_size=32, learning_rate_init=1.0, momentum=0.0, shuffle=False,
+                  max_iter=2, random_state=0, backend="cpu", dtype="float64")
+    chunks = (10, 15, 5, 10)
+    blocks = (da.from_array(X, chunks=(chunks, 3)), da.from_array(y, chunks=(chunks,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = MLPRegressor(**params).fit(X, y)
+        remote = DaskMLPRegressor(**params).fit(*blocks)
+    assert np.isinf(local.loss_curve_[-1])
+    np.testing.assert_allclose(remote.loss_curve_, local.loss_curve_, rtol=1e-8)
+    for a, b in zip(remote.coefs_, local.coefs_):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-7)
+    params["max_iter"] = 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            MLPRegressor(**params).fit(X, y)
+        est = DaskMLPRegressor(**params)
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            est.fit(*blocks)
+    assert not hasattr(est, "coefs_")

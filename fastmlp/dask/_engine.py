@@ -64,8 +64,9 @@ class _SyncStep:
     of the CPU backend's compiled kernels (``backends/cpu/optimizers.py``, the ones
     the local epoch calls) on theta in place; the batch loss
     sum_i w_i l_i / (W k) + alpha / (2 W) |w|^2 (k the outputs of the identity
-    output, else 1; |w| before the step).  Returns that loss, nan when the data
-    term is not finite (theta then unchanged), as ``train_epoch``.
+    output, else 1; |w| before the step).  Returns that loss (inf or NaN where it
+    overflowed: the step is taken all the same, as ``train_epoch`` takes it and as
+    scikit-learn does; ``fit_stochastic`` decides what a non-finite epoch means).
     """
 
     def __init__(self, spec, alpha, out_activation):
@@ -76,8 +77,6 @@ class _SyncStep:
         self.grad = np.empty(spec.n_params, dtype=spec.dtype)
 
     def __call__(self, theta, opt, data, wsum, gsum):
-        if not np.isfinite(data):
-            return np.nan
         scale = 1.0 / wsum if wsum > 0 else 0.0
         lam = self.alpha * scale
         g = self.grad
@@ -153,7 +152,7 @@ class ClusterEngine:
         self.round_seconds = self.client_seconds = 0.0
 
     def epoch(self, index):
-        """One epoch; the summed batch losses x rows (nan when it diverged)."""
+        """One epoch; the summed batch losses x rows (inf or NaN where a loss overflowed)."""
         if self.sync == "step":
             return self._step_epoch()
         return self._averaged_epoch(index)
@@ -177,8 +176,6 @@ class ClusterEngine:
             self.client_seconds += time.perf_counter() - toc
             self.round_seconds += toc - tic
             self.steps += 1
-            if not np.isfinite(loss):
-                return np.nan
             total += loss * b.shape[0]
         return total
 
@@ -206,8 +203,6 @@ class ClusterEngine:
             opt.hyper[ADAM_T] = s_t / rows
             total += loss_sum
             self.steps += 1
-            if not np.isfinite(loss_sum):
-                break
         return total
 
     def snapshot(self):
