@@ -432,12 +432,16 @@ class _HostCuda:
         return np.zeros_like(np.asarray(a)).view(_HostArray)
 
 
-def launch_signatures(dtypes=("float32", "float64"), activations=None):
+def launch_signatures(dtypes=("float32", "float64"), activations=None, forms=("dense", "csr")):
     """{kernel name: [(dtype, argument types), ...]}: every distinct signature the backend
     launches, recorded from real Trainer epochs (adam, sgd), FullBatch sums and predict
-    with both drivers, each activation family (or those named) and output, with host
-    stand-ins.  (The activation is a kernel argument, not a type: the quick report
-    records relu's only.)"""
+    with both drivers, each activation family (or those named) and output, X dense and
+    a CSR matrix (``forms``), with host stand-ins.  (The activation is a kernel
+    argument, not a type: the quick report records relu's only.  A CSR X passes its
+    three arrays beside an empty X, and an empty three beside a dense X, all of one
+    type whatever the matrix: tests/test_ptx.py checks that CSR launches add no
+    signature, so that the variants compiled here hold the CSR phases.)"""
+    import scipy.sparse as sp
     from numba import typeof
     import fastmlp.backends.cuda as C
     from fastmlp import _config
@@ -476,20 +480,23 @@ def launch_signatures(dtypes=("float32", "float64"), activations=None):
                         spec = make_layout(5, (4, 3), 2, act, 0.1, 2, OUTPUTS[out], dt)
                         theta = rng.normal(size=spec.n_params).astype(dt)
                         X = rng.normal(size=(9, 5)).astype(dt)
+                        X[rng.uniform(size=X.shape) < 0.6] = 0
                         if out == "softmax":
                             Y, y = np.zeros((0, 2), dt), rng.integers(0, 2, 9)
                         else:
                             Y, y = rng.uniform(size=(9, 2)).astype(dt), np.zeros(0, np.int64)
                         sw = np.ones(9, dt)
-                        with _config.override(CUDA_EPOCH_DRIVER=drv):
-                            for solver in (ADAM, SGD):
-                                opt = OptimizerState.new(solver, theta.copy(), learning_rate=0.01,
-                                                         momentum=0.9, nesterov=True, beta_1=0.9,
-                                                         beta_2=0.999, epsilon=1e-8)
-                                C.Trainer(spec, X, Y, y, sw, 4, theta.copy(), opt, 1e-4).epoch(
-                                    np.arange(9))
-                            C.FullBatch(spec, X, Y, y, sw[:0])(theta, np.empty_like(theta))
-                            C.predict(spec, theta, X, True)
+                        for form in forms:
+                            Xf = sp.csr_matrix(X) if form == "csr" else X
+                            with _config.override(CUDA_EPOCH_DRIVER=drv):
+                                for solver in (ADAM, SGD):
+                                    opt = OptimizerState.new(
+                                        solver, theta.copy(), learning_rate=0.01, momentum=0.9,
+                                        nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+                                    C.Trainer(spec, Xf, Y, y, sw, 4, theta.copy(), opt,
+                                              1e-4).epoch(np.arange(9))
+                                C.FullBatch(spec, Xf, Y, y, sw[:0])(theta, np.empty_like(theta))
+                                C.predict(spec, theta, Xf, True)
     finally:
         T.cuda, T.kernels, T.cooperative_blocks = saved[:3]
         T._FALLBACK_REASON[:] = saved[3]
