@@ -305,14 +305,24 @@ def test_classifier_on_csr_equals_dense_and_leaves_the_matrix_alone(rng, monkeyp
     saved = (X.data.copy(), X.indices.copy(), X.indptr.copy())
     kw = dict(hidden_layer_sizes=(5,), batch_size=8, max_iter=2, random_state=0,
               dtype="float64", tol=0.0, n_iter_no_change=100, backend="cuda",
-              learning_rate_init=0.01, activation="relu")
+              learning_rate_init=0.01, activation="relu", early_stopping=True,
+              validation_fraction=0.2)
+    given = []  # what the backend was handed: CSR, not densified rows
+    for name in ("Trainer", "predict"):
+        real = getattr(cb, name)
+        monkeypatch.setattr(cb, name, lambda spec, *args, _r=real, _n=name, **kw: (
+            given.append((_n, sp.issparse(args[0] if _n == "Trainer" else args[1])))
+            or _r(spec, *args, **kw)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+        assert given == [("Trainer", True), ("predict", True), ("predict", True)]
         b = MLPClassifier(**kw).fit(X.toarray(), y, sample_weight=sw)
     for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         assert _rel(z, x) < TOL
     assert _rel(b.loss_curve_, a.loss_curve_) < TOL
+    assert len(a.validation_scores_) == 2  # the held-out CSR rows, predicted as CSR
+    np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=1e-12)
     assert _rel(b.predict_proba(X.toarray()), a.predict_proba(X)) < TOL
     np.testing.assert_array_equal(a.predict(X), b.predict(X.toarray()))
     for before, after in zip(saved, (X.data, X.indices, X.indptr)):
