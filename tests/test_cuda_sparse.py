@@ -10,7 +10,6 @@ and grids of several blocks (3 x 3 thread blocks, at most 3 blocks, as tests/tes
 runs them in numba's simulator).
 """
 
-import sys
 import warnings
 
 import numpy as np
@@ -25,7 +24,13 @@ from fastmlp._registry import ADAM, OUTPUTS, SGD
 from fastmlp._solvers import densify
 from fastmlp.backends import cpu as cpu_backend
 from fastmlp.backends.cuda import _common, train as g_train
-from fastmlp.backends.layout import A_OFF, ADAM_T, UNITS, OptimizerState, make_layout
+from fastmlp.backends.layout import ADAM_T
+
+# the dense CUDA tests' helpers, and their tiny launches (an autouse fixture, used here too)
+try:
+    from test_cuda import _opt, _rel, _spec, _theta, tiny_launches  # noqa: F401
+except ImportError:  # pragma: no cover - tests/ as a package
+    from tests.test_cuda import _opt, _rel, _spec, _theta, tiny_launches  # noqa: F401
 
 if not cb.is_available():  # pragma: no cover - only without simulator and GPU
     pytest.skip(f"CUDA backend unavailable: {cb.unavailable_reason()}", allow_module_level=True)
@@ -33,29 +38,9 @@ if not cb.is_available():  # pragma: no cover - only without simulator and GPU
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def tiny_launches():
-    """3 x 3 blocks, 6 x 6 forward tiles, at most 3 blocks; fast thread switching."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(_config, "CUDA_TILE", 3)
-    mp.setattr(_config, "CUDA_REGISTER_BLOCK", 2)
-    mp.setattr(_common, "MAX_BLOCKS", 3)
-    old = sys.getswitchinterval()
-    if cb.is_simulated():
-        sys.setswitchinterval(1e-4)  # the simulator's threads spin on the GIL
-    yield
-    sys.setswitchinterval(old)
-    mp.undo()
-
-
 def _driver(config, monkeypatch, name):
     config(CUDA_EPOCH_DRIVER=name)
     monkeypatch.setattr(g_train, "_FALLBACK_REASON", [])
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
 
 
 def _csr(rng, n, d, index_dtype=np.int32, density=0.3, dtype=np.float64, empty_rows=None):
@@ -77,24 +62,11 @@ def _csr(rng, n, d, index_dtype=np.int32, density=0.3, dtype=np.float64, empty_r
     return X
 
 
-def _spec(act, out_code, d, hidden, k, dtype=np.float64):
-    param = {"leaky_relu": 0.05, "elu": 0.7}.get(act, 0.0)
-    return make_layout(d, hidden, k, act, param, 3, out_code, dtype)
-
-
-def _theta(spec, rng):
-    theta = rng.normal(scale=0.5, size=spec.n_params).astype(spec.dtype)
-    for r in spec.layers:
-        if r[A_OFF] >= 0:  # prelu slopes
-            theta[r[A_OFF]:r[A_OFF] + r[UNITS]] = rng.uniform(0.1, 0.4, r[UNITS])
-    return theta
-
-
 def _problem(rng, act, out, n, d, hidden, weighted, index_dtype=np.int32):
     binary = out == "logistic-binary"
     out_code = OUTPUTS["logistic" if binary else out]
     k = 1 if binary else 3
-    spec = _spec(act, out_code, d, hidden, k)
+    spec = _spec(act, out_code, n_features=d, hidden=hidden, n_out=k)
     X = _csr(rng, n, d, index_dtype)
     if out_code == OUTPUTS["softmax"]:
         Y, y = np.zeros((0, k)), rng.integers(0, k, n).astype(np.int64)
@@ -104,11 +76,6 @@ def _problem(rng, act, out, n, d, hidden, weighted, index_dtype=np.int32):
         Y, y = rng.normal(size=(n, k)), np.zeros(0, np.int64)
     sw = rng.uniform(0.2, 2.0, n) if weighted else np.zeros(0)
     return spec, X, Y, y, sw
-
-
-def _opt(theta, solver, nesterov=True):
-    return OptimizerState.new(solver, theta, learning_rate=0.01, momentum=0.8,
-                              nesterov=nesterov, beta_1=0.85, beta_2=0.99, epsilon=1e-7)
 
 
 def _train(be, spec, X, Y, y, sw, theta, solver, nesterov, cap, alpha, orders):
@@ -123,7 +90,7 @@ def _train(be, spec, X, Y, y, sw, theta, solver, nesterov, cap, alpha, orders):
 
 
 def test_csr_schedule_replaces_the_first_layers_phases():
-    spec = _spec("maxout", 0, 7, (4, 3), 2)
+    spec = _spec("maxout", 0, n_features=7, hidden=(4, 3), n_out=2)
     dense = g_train.schedule(spec.layers, spec.code, True)
     csr = g_train.schedule(spec.layers, spec.code, True, sparse=True)
     assert len(csr) == len(dense)
@@ -212,7 +179,7 @@ def test_csr_gradient_is_the_same_on_any_grid(rng, monkeypatch, config, act):
 
 def test_float32_csr_epoch_close_to_dense(rng, monkeypatch, config):
     _driver(config, monkeypatch, "persistent")
-    spec = _spec("tanh", OUTPUTS["softmax"], 10, (4,), 3, dtype=np.float32)
+    spec = _spec("tanh", OUTPUTS["softmax"], np.float32, n_features=10, hidden=(4,))
     X = _csr(rng, 12, 10, dtype=np.float32)
     y = rng.integers(0, 3, 12).astype(np.int64)
     Y, sw = np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
@@ -262,7 +229,7 @@ def test_csr_full_batch_sums_and_loss_grad(rng, monkeypatch, config, act, out, w
 def test_csr_predict_in_chunks(rng, monkeypatch, config, driver, act, out):
     _driver(config, monkeypatch, driver)
     config(PREDICT_CHUNK_ROWS=4)  # 14 rows: 4, 4, 4, 2; the second chunk has no non-zero
-    spec = _spec(act, OUTPUTS[out], 9, (5, 3), 3)
+    spec = _spec(act, OUTPUTS[out], n_features=9, hidden=(5, 3))
     theta = _theta(spec, rng)
     X = _csr(rng, 14, 9, np.int64, empty_rows=[4, 5, 6, 7])
     for apply_out in (False, True):
