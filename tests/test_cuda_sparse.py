@@ -310,3 +310,20 @@ def test_lbfgs_regressor_on_csr_equals_dense(rng, monkeypatch, config):
     for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         assert _rel(z, x) < 1e-8  # a few L-BFGS iterations amplify the last bits
     assert _rel(b.predict(X.toarray()), a.predict(X)) < 1e-8
+
+
+def test_partial_fit_on_csr_equals_dense(rng, monkeypatch, config):
+    _driver(config, monkeypatch, "launches")
+    X = _csr(rng, 24, 10, np.int64, density=0.2)
+    y = rng.integers(0, 3, 24)
+    models = []
+    for XX in (X, X.toarray()):
+        m = MLPClassifier(hidden_layer_sizes=(4,), batch_size=8, random_state=0,
+                          dtype="float64", backend="cuda", activation="tanh")
+        m.partial_fit(XX[:12], y[:12], classes=[0, 1, 2])
+        m.partial_fit(XX[12:], y[12:])
+        models.append(m)
+    a, b = models
+    for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert _rel(z, x) < TOL
+    assert _rel(b.loss_curve_, a.loss_curve_) < TOL
