@@ -29,13 +29,14 @@ grid of any size covers it, as its own launch or one step of the persistent kern
     The group q = 0 also sums dZ[:, j] into db[j], in row order.  These are the
     CPU's ``csr_grads`` + ``finish_gradient`` sums in the same order, so a float64
     gradient equals the CPU's (to FMA contraction) and is bitwise the same on any
-    number of blocks.  ``groups`` (at most ``CSR_GROUPS_MAX``, at most fan_in) is
-    as many as the grid's threads allow: the scatter is O(nnz x zcols) per batch in
-    all, but each thread reads all of the batch's indices (O(nnz) each, from cache,
-    one read per warp), while zeroing and the L2 term are O(fan_in x zcols) spread
-    over all the threads.  (A thread per column alone, groups = 1, would leave a GPU
-    with zcols threads busy; float atomics would make the gradient depend on the
-    threads' timing.)
+    number of blocks.  ``groups`` is the largest power of two within
+    ``CSR_GROUPS_MAX``, fan_in and what the grid's threads allow (a power of two,
+    so that "row c is mine" is ``c & (groups - 1) == q``, no integer division per
+    non-zero): the scatter is O(nnz x zcols) per batch in all, but each thread
+    reads all of the batch's indices (O(nnz) each, from cache, one read per warp),
+    while zeroing and the L2 term are O(fan_in x zcols) spread over all the threads.
+    (A thread per column alone, groups = 1, would leave a GPU with zcols threads
+    busy; float atomics would make the gradient depend on the threads' timing.)
 """
 
 from numba import cuda
@@ -43,8 +44,9 @@ from numba import cuda
 from ..scalar import of
 from .activations import act
 
-# The most feature groups of ``csr_backward_phase`` (work items: groups x zcols): more
-# would make more threads each read all of the batch's indices for fewer rows of dW.
+# The most feature groups of ``csr_backward_phase`` (work items: groups x zcols; a power
+# of two): more would make more threads each read all of the batch's indices for fewer
+# rows of dW.
 CSR_GROUPS_MAX = 256
 
 
@@ -87,7 +89,11 @@ def csr_backward_phase(data, indices, indptr, order, start, dZ, theta, grad, w_o
     """
     m, zc = dZ.shape
     zero = of(lam, 0.0)
-    groups = max(1, min(fan_in, CSR_GROUPS_MAX, stride // zc))
+    most = min(fan_in, CSR_GROUPS_MAX, stride // zc)
+    groups = 1
+    while groups * 2 <= most:
+        groups *= 2
+    mask = groups - 1
     sq = zero
     for t in range(g, groups * zc, stride):
         q = t // zc
@@ -101,7 +107,7 @@ def csr_backward_phase(data, indices, indptr, order, start, dZ, theta, grad, w_o
             db += dz
             for p in range(indptr[r], indptr[r + 1]):
                 c = indices[p]
-                if c % groups == q:
+                if (c & mask) == q:
                     grad[w_off + c * zc + j] += data[p] * dz
         if q == 0:
             grad[b_off + j] = db
