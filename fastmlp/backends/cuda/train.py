@@ -139,8 +139,8 @@ def kernels(T, R):
 
     @cuda.jit(device=True)
     def gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride):
-        """Rows order[start : start + m] of X, Y, y, sw (each where not empty; X is, for a
-        CSR matrix) into Xb, Yb, yb, swb."""
+        """Rows order[start : start + m] of X, Y, y, sw (each where not empty: X is empty
+        for a CSR matrix, whose rows are read where they lie) into Xb, Yb, yb, swb."""
         if X.shape[0] > 0:
             d = X.shape[1]
             for t in range(g, m * d, stride):
