@@ -11,7 +11,8 @@
 Needs only what a GPU machine image has: numba, numba-cuda, scikit-learn and
 (optionally) torch; fastmlp is imported from this checkout.  Steps:
 
-1. The CUDA test file on the real device (``FASTMLP_REAL_GPU=1 pytest tests/test_cuda.py``).
+1. The CUDA test files on the real device (``FASTMLP_REAL_GPU=1 pytest tests/test_cuda.py
+   tests/test_cuda_sparse.py``).
 2. Parity: float64 fits (every hidden activation, every kind of output, adam
    and sgd) on backend="cpu" and backend="cuda" with each CUDA driver
    ("persistent": one cooperative kernel per epoch; "launches": one kernel per
@@ -23,6 +24,11 @@ Needs only what a GPU machine image has: numba, numba-cuda, scikit-learn and
    and Adam, a shuffled minibatch loop) and fastmlp's CPU backend; the
    latency of a 1-row predict; the compile time (the first fit of a network in
    this process).  Prints one markdown table.  Well under 5 minutes.
+4. Sparse input (issue 24): a text-like CSR matrix (SPARSE_CASE: 20000 x 30000,
+   18 non-zeros a row, (64,), adam, 3 epochs), fit and predict_proba on the
+   CUDA backend taking the CSR arrays (``cuda/sparse.py``), on the CUDA backend
+   given dense rows a chunk at a time (what it did before), and on the CPU's CSR
+   kernels; float64 parity of the CSR fit against the CPU's.
 
 Exit status: 0 on success, 1 when a check fails, 2 when no usable GPU.
 """
@@ -56,6 +62,9 @@ PARITY = [
     ("elu", "poisson", "sgd"), ("identity", "binary", "adam"), ("maxout", "multiclass", "adam"),
 ]
 DRIVERS = ("persistent", "launches")
+# the sparse step: (n, d, non-zeros a row, classes, hidden, batch, epochs)
+SPARSE_CASE = (20000, 30000, 18, 10, (64,), 200, 3)
+DRY_SPARSE_CASE = (60, 40, 4, 3, (5,), 16, 1)
 
 
 def make_data(n, d, classes, seed=0, dtype=np.float32):
@@ -92,7 +101,8 @@ def set_driver(name):
 def run_tests(dry_run):
     """The CUDA test file in a subprocess (the real device, or a quick simulator subset)."""
     env = dict(os.environ)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py",
+           "tests/test_cuda_sparse.py"]
     if dry_run:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
         env.pop("FASTMLP_REAL_GPU", None)
@@ -170,6 +180,66 @@ def time_fastmlp(backend, X, y, hidden, batch, epochs, driver=None):
         reps.append(time.perf_counter() - t)
     set_driver("auto")
     return fit_s, pred_s, est.score(X, y), float(np.median(reps)), first
+
+
+def sparse_data(n, d, per_row, classes, seed=0, dtype=np.float32):
+    """A text-like CSR matrix (about ``per_row`` non-zeros a row, duplicates summed; the
+    columns drawn with probability 1 / (rank + 50), a skew like a vocabulary's) and labels
+    that depend on it."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / (np.arange(d) + 50.0)
+    cols = rng.choice(d, n * per_row, p=p / p.sum())
+    X = sp.csr_matrix((rng.uniform(0.1, 1.0, n * per_row).astype(dtype),
+                       (np.repeat(np.arange(n), per_row), cols)), shape=(n, d))
+    X.sum_duplicates()
+    w = rng.normal(size=(d, classes)).astype(dtype)
+    return X, np.asarray((X @ w).argmax(axis=1)).ravel()
+
+
+def sparse_step(dry_run):
+    """Step 4: fit + predict_proba of a CSR matrix, three ways, and the CSR fit's parity
+    (float64, a smaller slice) against the CPU.  Returns (table rows, parity)."""
+    from fastmlp import MLPClassifier, _config
+
+    n, d, per_row, classes, hidden, batch, epochs = DRY_SPARSE_CASE if dry_run else SPARSE_CASE
+    X, y = sparse_data(n, d, per_row, classes)
+    rows = []
+
+    def model(backend, n_epochs, dtype="float32"):
+        return MLPClassifier(hidden_layer_sizes=hidden, batch_size=batch, max_iter=n_epochs,
+                             random_state=0, backend=backend, dtype=dtype, tol=0.0,
+                             n_iter_no_change=10**6)
+
+    for name, backend, densify_above in (("cuda CSR", "cuda", None),
+                                         ("cuda dense chunks", "cuda", 0.0),
+                                         ("cpu CSR", "cpu", None)):
+        over = {} if densify_above is None else {"SPARSE_DENSIFY_ABOVE": densify_above}
+        with warnings.catch_warnings(), _config.override(**over):
+            warnings.simplefilter("ignore")
+            model(backend, 1).fit(X[:2 * batch + 7], y[:2 * batch + 7]).predict_proba(X[:50])
+            t = time.perf_counter()
+            m = model(backend, epochs).fit(X, y)
+            fit_s = time.perf_counter() - t
+            t = time.perf_counter()
+            m.predict_proba(X)
+            pred_s = time.perf_counter() - t
+        print(f"  sparse {name}: fit {fit_s:.3f} s, predict_proba {pred_s:.4f} s")
+        rows.append(f"| sparse {n}x{d}, {per_row} nnz/row, {hidden} | {name} | {fit_s:.3f} | "
+                    f"{pred_s:.4f} |")
+    m_rows = min(n, 2000)
+    fits = []
+    for backend in ("cpu", "cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(model(backend, 2, "float64").fit(X[:m_rows], y[:m_rows]))
+    a, b = fits
+    worst = max(rel(x, z) for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
+    worst = max(worst, rel(a.loss_curve_, b.loss_curve_),
+                rel(a.predict_proba(X[:m_rows]), b.predict_proba(X[:m_rows])))
+    print(f"  sparse parity (float64, {m_rows} rows, cpu CSR vs cuda CSR): {worst:.2e}")
+    return rows, worst
 
 
 def is_sim():
@@ -432,12 +502,16 @@ class _HostCuda:
         return np.zeros_like(np.asarray(a)).view(_HostArray)
 
 
-def launch_signatures(dtypes=("float32", "float64"), activations=None):
+def launch_signatures(dtypes=("float32", "float64"), activations=None, forms=("dense", "csr")):
     """{kernel name: [(dtype, argument types), ...]}: every distinct signature the backend
     launches, recorded from real Trainer epochs (adam, sgd), FullBatch sums and predict
-    with both drivers, each activation family (or those named) and output, with host
-    stand-ins.  (The activation is a kernel argument, not a type: the quick report
-    records relu's only.)"""
+    with both drivers, each activation family (or those named) and output, X dense and
+    a CSR matrix (``forms``), with host stand-ins.  (The activation is a kernel
+    argument, not a type: the quick report records relu's only.  A CSR X passes its
+    three arrays beside an empty X, and an empty three beside a dense X, all of one
+    type whatever the matrix: tests/test_ptx.py checks that CSR launches add no
+    signature, so that the variants compiled here hold the CSR phases.)"""
+    import scipy.sparse as sp
     from numba import typeof
     import fastmlp.backends.cuda as C
     from fastmlp import _config
@@ -476,20 +550,23 @@ def launch_signatures(dtypes=("float32", "float64"), activations=None):
                         spec = make_layout(5, (4, 3), 2, act, 0.1, 2, OUTPUTS[out], dt)
                         theta = rng.normal(size=spec.n_params).astype(dt)
                         X = rng.normal(size=(9, 5)).astype(dt)
+                        X[rng.uniform(size=X.shape) < 0.6] = 0
                         if out == "softmax":
                             Y, y = np.zeros((0, 2), dt), rng.integers(0, 2, 9)
                         else:
                             Y, y = rng.uniform(size=(9, 2)).astype(dt), np.zeros(0, np.int64)
                         sw = np.ones(9, dt)
-                        with _config.override(CUDA_EPOCH_DRIVER=drv):
-                            for solver in (ADAM, SGD):
-                                opt = OptimizerState.new(solver, theta.copy(), learning_rate=0.01,
-                                                         momentum=0.9, nesterov=True, beta_1=0.9,
-                                                         beta_2=0.999, epsilon=1e-8)
-                                C.Trainer(spec, X, Y, y, sw, 4, theta.copy(), opt, 1e-4).epoch(
-                                    np.arange(9))
-                            C.FullBatch(spec, X, Y, y, sw[:0])(theta, np.empty_like(theta))
-                            C.predict(spec, theta, X, True)
+                        for form in forms:
+                            Xf = sp.csr_matrix(X) if form == "csr" else X
+                            with _config.override(CUDA_EPOCH_DRIVER=drv):
+                                for solver in (ADAM, SGD):
+                                    opt = OptimizerState.new(
+                                        solver, theta.copy(), learning_rate=0.01, momentum=0.9,
+                                        nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+                                    C.Trainer(spec, Xf, Y, y, sw, 4, theta.copy(), opt,
+                                              1e-4).epoch(np.arange(9))
+                                C.FullBatch(spec, Xf, Y, y, sw[:0])(theta, np.empty_like(theta))
+                                C.predict(spec, theta, Xf, True)
     finally:
         T.cuda, T.kernels, T.cooperative_blocks = saved[:3]
         T._FALLBACK_REASON[:] = saved[3]
@@ -705,6 +782,7 @@ def main(argv=None):
     ap.add_argument("--skip-tests", action="store_true", help="leave the test file out")
     ap.add_argument("--skip-parity", action="store_true", help="timings only")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    ap.add_argument("--skip-sparse", action="store_true", help="leave the sparse step out")
     args = ap.parse_args(argv)
 
     if args.compile_ptx or args.ptx_quick:
@@ -788,6 +866,16 @@ def main(argv=None):
     print(f"| case | metric | {' | '.join(cols)} |")
     print("|---|---|" + "---|" * len(cols))
     print("\n".join(rows))
+    if not args.skip_sparse:
+        sparse_rows, sparse_worst = sparse_step(args.dry_run)
+        print()
+        print("| sparse case | path | fit s | predict_proba s |")
+        print("|---|---|---:|---:|")
+        print("\n".join(sparse_rows))
+        print(f"sparse parity (max rel diff, float64, cpu vs cuda CSR): {sparse_worst:.1e}")
+        if not sparse_worst < 1e-6:
+            print("SPARSE PARITY FAILED")
+            failed = True
     if not args.dry_run:
         device_kernel_facts()
     print(f"total {time.perf_counter() - t_all:.1f} s")

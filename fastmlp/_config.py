@@ -59,7 +59,10 @@ SPARSE_CHUNK_BYTES = 8 * 2**20
 # 0.21 at 1 % non-zeros, 0.50 at 10 %, 0.96 at 20 %, 1.17 at 40 %;
 # predict_proba 0.13, 0.38, 0.69, 0.97.  Both costs grow with the hidden
 # units alike, so the crossover (fit: between 20 and 40 %) does not move much
-# with the network.
+# with the network.  The CUDA backend (``backends/cuda/sparse.py``) uses the
+# same switch: a sparser X goes to the device as its CSR arrays, a denser one
+# as dense rows a chunk at a time to the tiled GEMM (its crossover on a GPU
+# is not measured yet).
 SPARSE_DENSIFY_ABOVE = 0.25
 
 # A CPU predict of a CSR matrix with at least this many non-zeros runs its rows in

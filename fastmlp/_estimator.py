@@ -487,8 +487,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
-            Training data.  A sparse matrix stays sparse: on the CPU the
-            first layer multiplies its CSR rows directly; a denser one
+            Training data.  A sparse matrix stays sparse: the first layer
+            multiplies its CSR rows directly (CPU and CUDA); a denser one
             (``_config.SPARSE_DENSIFY_ABOVE``) is densified a chunk of rows
             at a time, never whole.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)

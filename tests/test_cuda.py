@@ -106,7 +106,7 @@ def test_every_public_cuda_function_is_documented_in_the_package():
     """The package docstring names each module; nothing test-only stays (mirrors are gone)."""
     import importlib
 
-    for mod in ("activations", "losses", "dense", "optimizers", "train"):
+    for mod in ("activations", "losses", "dense", "sparse", "optimizers", "train"):
         assert f"``{mod}.py``" in cb.__doc__
         m = importlib.import_module(f"fastmlp.backends.cuda.{mod}")
         for gone in ("dense_forward", "dense_backward", "hidden_backward", "forward_batch",

@@ -5,6 +5,9 @@ nor resources.  Here every kernel variant the backend launches (both drivers, tr
 full-batch sums and predict, float32 and float64) is compiled for sm_80 and sm_90 by
 ``benchmarks/gpu_check.py --ptx-report``: NVVM to PTX, ``ptxas -v`` for registers,
 spills and shared memory, and nvJitLink with libcudadevrt for the cooperative kernel.
+The launches are recorded with X dense and X a CSR matrix (``gpu_check.launch_signatures``);
+both give the same signatures (``test_csr_launches_add_no_signature``), so every build
+holds the CSR phases too.
 The report runs in a subprocess without ``NUMBA_ENABLE_CUDASIM`` (the root conftest.py
 turns the simulator on in this process), once for the module, and caches nothing.
 
@@ -115,6 +118,17 @@ def test_report_fails_on_what_it_should(report):
     assert gpu_check.ptx_failures([dict(report["rows"][0], blocks_per_sm=0)])
     leak = dict(report["rows"][0], dtype="float32", f64_leaks=[["scalar.py", 1, "x", 1]])
     assert gpu_check.ptx_failures([leak])
+
+
+def test_csr_launches_add_no_signature():
+    """A CSR X launches the kernels with the signatures of a dense X (its three arrays,
+    int64 indices whatever the matrix's, beside an empty X), so the variants the report
+    compiles hold the CSR phases (``cuda/sparse.py``) too: no compiler needed."""
+    dense = gpu_check.launch_signatures(DTYPES, ("relu", "maxout"), forms=("dense",))
+    csr = gpu_check.launch_signatures(DTYPES, ("relu", "maxout"), forms=("csr",))
+    assert set(csr) == set(dense) == set(KERNELS)
+    for name in KERNELS:
+        assert set(csr[name]) == set(dense[name]), name
 
 
 def test_allow_list_names_lines_that_exist():

@@ -17,6 +17,9 @@ Where the code lives:
                     of driver, ``_config.CUDA_EPOCH_DRIVER``).
 ``dense.py``        ``gemm_phases(T, R)``: the tiled GEMM phases (forward with bias +
                     activation fused; dW, db, L2 and dH with act' fused).
+``sparse.py``       the first layer of a CSR matrix X: ``csr_forward_phase`` (X_b W
+                    + b, act fused) and ``csr_backward_phase`` (X_b^T dZ + lam W, db,
+                    deterministic without atomics), O(nnz x units) per batch.
 ``activations.py``  the per-element math of ``backends/scalar.py`` as device functions;
                     the maxout forward and the prelu / maxout backward phases.
 ``losses.py``       the fused output + loss phase and the prediction output phase.
@@ -31,6 +34,16 @@ reads back one float64 (the epoch loss).  ``snapshot``/``finish`` copy the
 parameters back.  Prediction sends each chunk of rows and reads back its
 output.
 
+Sparse X (``TAKES_CSR``): Trainer, FullBatch, predict and loss_grad take a
+scipy CSR matrix (of the model's dtype) as X.  It goes to the device as its
+three arrays (``csr_rows``: indices and indptr as int64, so that the kernels
+have one compiled variant, the dense one's), never densified: the first
+layer's phases multiply the rows where they lie (``sparse.py``); predict
+sends each chunk's slice of the three arrays.  ``fastmlp._solvers.densify``
+still hands over dense rows, a chunk at a time, for a matrix with more than
+``_config.SPARSE_DENSIFY_ABOVE`` of its entries non-zero (the threshold
+measured on the CPU; denser rows go to the tiled GEMM).
+
 Compilation: the kernels compile on their first launch in a process, per
 dtype and network kind (no on-disk cache: they are closures built per tile
 size).  ``benchmarks/gpu_check.py --compile-ptx`` compiles them to PTX
@@ -40,6 +53,7 @@ without a GPU.
 import threading
 
 import numpy as np
+import scipy.sparse as sp
 from numba import cuda
 
 from ... import _config
@@ -50,6 +64,10 @@ from .optimizers import SUM_GRAD, step_sizes
 from .train import Program, epoch_scales, schedule
 
 name = "cuda"
+
+# Trainer, FullBatch, predict and loss_grad take a CSR matrix as X (``sparse.py``); see
+# fastmlp._solvers.densify
+TAKES_CSR = True
 
 # How long the availability probe may take before the GPU is declared unusable.
 _PROBE_TIMEOUT_S = 20.0
@@ -122,6 +140,25 @@ def unavailable_reason():
     return _probe_once()[1]
 
 
+def csr_rows(X, dtype):
+    """(data, indices, indptr) of the sparse X (CSR, or anything ``tocsr`` converts) as the
+    device takes them: C-contiguous host arrays, data in ``dtype``, indices and indptr
+    int64 (whatever X's index type: one compiled variant of the kernels); only the
+    ``indptr[-1]`` entries in use.  X is never modified (new arrays, or views of its own)."""
+    X = X.tocsr()
+    nnz = int(X.indptr[-1])
+    return (np.ascontiguousarray(X.data[:nnz], dtype=dtype),
+            np.ascontiguousarray(X.indices[:nnz], dtype=np.int64),
+            np.ascontiguousarray(X.indptr, dtype=np.int64))
+
+
+def _dense_or_csr(X, dtype):
+    """(X C-contiguous, None) for a dense X; (None, ``csr_rows(X)``) for a sparse one."""
+    if sp.issparse(X):
+        return None, csr_rows(X, dtype)
+    return np.ascontiguousarray(X), None
+
+
 class Trainer:
     """Holds one fit's device data, parameters, optimizer state and workspaces.
 
@@ -133,7 +170,8 @@ class Trainer:
     writes the optimizer state into the host arrays of ``opt`` (so that
     partial_fit continues from it) and theta into the host ``theta``.
 
-    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    X: (n, d) C-contiguous, spec.dtype, or a CSR matrix (its three arrays go to
+    the device; see the module docstring).  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     opt: ``fastmlp.backends.layout.OptimizerState`` with host arrays (LR is
     read each epoch, ADAM_T advanced each epoch).
@@ -146,10 +184,11 @@ class Trainer:
         self.opt = opt
         self.alpha = float(alpha)
         self.sw_host = np.ascontiguousarray(sw, dtype=np.float64) if sw.shape[0] else None
-        self.prog = Program(spec, self.cap, theta, np.ascontiguousarray(X),
-                            np.ascontiguousarray(Y), np.ascontiguousarray(y),
-                            np.ascontiguousarray(sw), opt.state1, opt.state2)
-        self.table = schedule(spec.layers, spec.code, True)
+        X, csr = _dense_or_csr(X, spec.dtype)
+        self.prog = Program(spec, self.cap, theta, X, np.ascontiguousarray(Y),
+                            np.ascontiguousarray(y), np.ascontiguousarray(sw), opt.state1,
+                            opt.state2, csr=csr)
+        self.table = schedule(spec.layers, spec.code, True, sparse=csr is not None)
 
     @property
     def last_driver(self):
@@ -197,7 +236,8 @@ class FullBatch:
     launch, the chunk gradients summed on the device, so device memory is the
     data plus one chunk's workspace whatever n_samples is.
 
-    X: (n, d) C-contiguous, spec.dtype.  Y: (n, k) float targets or (0, k);
+    X: (n, d) C-contiguous, spec.dtype, or a CSR matrix (the chunks are then
+    ranges of its rows).  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     """
 
@@ -208,12 +248,13 @@ class FullBatch:
         self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
         self.n_batches = (n + self.cap - 1) // self.cap
         zeros = np.zeros(spec.n_params, dtype=spec.dtype)
-        self.prog = Program(spec, self.cap, zeros, np.ascontiguousarray(X),
-                            np.ascontiguousarray(Y), np.ascontiguousarray(y),
-                            np.ascontiguousarray(sw), state1=zeros)
+        X, csr = _dense_or_csr(X, spec.dtype)
+        self.prog = Program(spec, self.cap, zeros, X, np.ascontiguousarray(Y),
+                            np.ascontiguousarray(y), np.ascontiguousarray(sw), state1=zeros,
+                            csr=csr)
         self.prog.set_epoch(np.arange(n, dtype=np.int64),
                             np.ones((self.n_batches, 3), dtype=np.float64))
-        self.table = schedule(spec.layers, spec.code, True)
+        self.table = schedule(spec.layers, spec.code, True, sparse=csr is not None)
         self._zeros = zeros
 
     def __call__(self, theta, grad):
@@ -231,10 +272,14 @@ def predict(spec, theta, X, apply_out):
     X is sent in chunks of ``fastmlp._config.PREDICT_CHUNK_ROWS`` rows, each
     run through every layer and the output function in one launch (with the
     persistent driver); device memory is theta plus one chunk's workspace.
+    A CSR matrix X: each chunk's slice of its three arrays is sent (the
+    largest chunk's non-zeros sized once), never a dense row.
     Returns a host array (n, n_out).
     """
     n = X.shape[0]
     cap = max(1, min(n, int(_config.PREDICT_CHUNK_ROWS)))
+    if sp.issparse(X):
+        return _predict_csr(spec, theta, X.tocsr(), cap, apply_out)
     prog = Program(spec, cap, theta, None, None, None, None, grad=False)
     table = schedule(spec.layers, spec.code, False)
     out = np.empty((n, spec.n_outputs), dtype=spec.dtype)
@@ -247,8 +292,34 @@ def predict(spec, theta, X, apply_out):
     return out
 
 
+def _predict_csr(spec, theta, X, cap, apply_out):
+    """``predict`` of the CSR matrix X: chunk by chunk, each chunk's rows sent as the
+    slices data[a:b], indices[a:b] and indptr[start:stop + 1] - a (a, b = the chunk's
+    first and last non-zero), its rows read through the order 0 .. cap - 1."""
+    n = X.shape[0]
+    dt = spec.dtype
+    indptr = np.asarray(X.indptr, dtype=np.int64)
+    starts = np.arange(0, n, cap)
+    room = int(np.max(indptr[np.minimum(starts + cap, n)] - indptr[starts], initial=0))
+    empty = (np.zeros(0, dt), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    prog = Program(spec, cap, theta, None, None, None, None, grad=False, csr=empty)
+    prog.set_epoch(np.arange(cap, dtype=np.int64), np.ones((1, 3), dtype=np.float64))
+    table = schedule(spec.layers, spec.code, False, sparse=True)
+    out = np.empty((n, spec.n_outputs), dtype=dt)
+    for start in starts:
+        stop = min(n, start + cap)
+        a, b = int(indptr[start]), int(indptr[stop])
+        prog.send_rows(np.ascontiguousarray(X.data[a:b], dtype=dt),
+                       np.ascontiguousarray(X.indices[a:b], dtype=np.int64),
+                       indptr[start:stop + 1] - a, room)
+        prog.run(table, 1, stop - start, apply_out=bool(apply_out))
+        prog.P[:stop - start].copy_to_host(out[start:stop])
+    return out
+
+
 def loss_grad(spec, theta, X, Y, y, sw, alpha):
-    """Full-batch loss and gradient (a new host array like theta), computed on the device.
+    """Full-batch loss and gradient (a new host array like theta), computed on the device
+    (X dense or a CSR matrix, as ``FullBatch`` takes it).
 
     scikit-learn's objective: (sum_i w_i l_i + alpha / 2 * sum of squared weights) / sum_i w_i.
     """
@@ -268,4 +339,4 @@ def loss_grad(spec, theta, X, Y, y, sw, alpha):
 
 
 __all__ = ["name", "is_available", "unavailable_reason", "is_simulated", "Trainer",
-           "FullBatch", "predict", "loss_grad"]
+           "FullBatch", "predict", "loss_grad", "TAKES_CSR"]

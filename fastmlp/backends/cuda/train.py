@@ -13,8 +13,12 @@ block.  A batch of training is the phase list ``schedule(spec, True)``:
                                  tiles (act' fused), then prelu / maxout backward
     STEP                         SGD / Adam over theta
 
-and prediction of a chunk is FORWARD l ..., OUTPUT.  Two drivers run the
-same list with the same device functions:
+and prediction of a chunk is FORWARD l ..., OUTPUT.  With a CSR matrix X
+(``schedule(..., sparse=True)``) the first layer's two phases are
+CSR_FORWARD 0 and CSR_BACKWARD 0 (``sparse.py``: they read the batch's rows
+through ``order`` and ``indptr`` where they lie on the device), and GATHER
+gathers Y, y and sw only: there is no dense batch buffer Xb.  Two drivers
+run the same list with the same device functions:
 
 ``persistent``  one cooperative kernel (``kernels(T, R)[0]``) runs every
     phase of every batch of the epoch (or of a predict chunk), with
@@ -58,17 +62,20 @@ from .activations import hidden_backward_phase, maxout_forward_phase
 from .dense import gemm_phases
 from .losses import loss_phase, output_phase
 from .optimizers import SUM_GRAD, step_phase
+from .sparse import CSR_GROUPS_MAX, csr_backward_phase, csr_forward_phase
 
 # phase kinds (column 0 of a schedule row; column 1 is the layer)
-GATHER, FORWARD, MAXOUT_FWD, LOSS, BACKWARD, HIDDEN_BWD, STEP, OUTPUT = range(8)
+GATHER, FORWARD, MAXOUT_FWD, LOSS, BACKWARD, HIDDEN_BWD, STEP, OUTPUT, CSR_FORWARD, \
+    CSR_BACKWARD = range(10)
 
 
-def schedule(layers, code, training):
-    """The phase list of one batch: int64 (n_phases, 2) rows (kind, layer)."""
+def schedule(layers, code, training, sparse=False):
+    """The phase list of one batch: int64 (n_phases, 2) rows (kind, layer).  ``sparse``:
+    X is a CSR matrix, and layer 0 runs CSR_FORWARD / CSR_BACKWARD (``sparse.py``)."""
     L = layers.shape[0]
     rows = [(GATHER, 0)] if training else []
     for l in range(L):
-        rows.append((FORWARD, l))
+        rows.append((CSR_FORWARD if sparse and l == 0 else FORWARD, l))
         if code == MAXOUT and l < L - 1:
             rows.append((MAXOUT_FWD, l))
     if not training:
@@ -76,7 +83,7 @@ def schedule(layers, code, training):
         return np.array(rows, dtype=np.int64)
     rows.append((LOSS, L - 1))
     for l in range(L - 1, -1, -1):
-        rows.append((BACKWARD, l))
+        rows.append((CSR_BACKWARD if sparse and l == 0 else BACKWARD, l))
         if l > 0 and (code == MAXOUT or code == PRELU):
             rows.append((HIDDEN_BWD, l - 1))
     rows.append((STEP, 0))
@@ -84,7 +91,8 @@ def schedule(layers, code, training):
 
 
 def phase_blocks(layers, table, cap, d, k, n_params, T, R):
-    """The number of T x T blocks each phase of ``table`` can keep busy (batches of cap rows)."""
+    """The number of T x T blocks each phase of ``table`` can keep busy (batches of cap rows;
+    d: the columns GATHER copies, 0 for a CSR X)."""
     nt = T * T
     TR = T * R
 
@@ -99,6 +107,10 @@ def phase_blocks(layers, table, cap, d, k, n_params, T, R):
             n = cdiv(cap * max(d, k), nt)
         elif kind == FORWARD:
             n = cdiv(cap, TR) * cdiv(zc, TR)
+        elif kind == CSR_FORWARD:  # a thread per output element
+            n = cdiv(cap * zc, nt)
+        elif kind == CSR_BACKWARD:  # a thread per (feature group, column): sparse.py
+            n = cdiv(zc * min(fi, CSR_GROUPS_MAX), nt)
         elif kind == BACKWARD:
             n = cdiv(fi, T) * cdiv(zc, T) + (cdiv(cap, T) * cdiv(fi, T) if l > 0 else 0)
         elif kind == STEP:
@@ -127,12 +139,14 @@ def kernels(T, R):
 
     @cuda.jit(device=True)
     def gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride):
-        """Rows order[start : start + m] of X (and Y, y, sw where not empty) into Xb, Yb, yb, swb."""
-        d = X.shape[1]
-        for t in range(g, m * d, stride):
-            i = t // d
-            j = t - i * d
-            Xb[i, j] = X[order[start + i], j]
+        """Rows order[start : start + m] of X, Y, y, sw (each where not empty: X is empty
+        for a CSR matrix, whose rows are read where they lie) into Xb, Yb, yb, swb."""
+        if X.shape[0] > 0:
+            d = X.shape[1]
+            for t in range(g, m * d, stride):
+                i = t // d
+                j = t - i * d
+                Xb[i, j] = X[order[start + i], j]
         if Y.shape[0] > 0:
             k = Y.shape[1]
             for t in range(g, m * k, stride):
@@ -148,8 +162,8 @@ def kernels(T, R):
 
     @cuda.jit(device=True)
     def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                  X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                  momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
+                  X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
+                  state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                   ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
         thread's share of the batch's loss contribution (float64).
@@ -158,12 +172,16 @@ def kernels(T, R):
         alpha) arrive in theta's dtype, cast once on the host; ``scales`` row b is
         float64 and cast here, except the loss scale, which only the float64 loss sum
         uses.  So a float32 kernel computes in float32 throughout, but for that sum.
+
+        X is the dense data (n, d), or (0, d) with a CSR matrix in data, indices,
+        indptr (``sparse.py``; empty with a dense X); Xb the batch buffer (cap, d), or
+        (0, d) where the rows are not gathered (CSR).
         """
         first = cuda.blockIdx.x
         step = cuda.gridDim.x
         stride = step * NT
         g = first * NT + cuda.threadIdx.x + cuda.threadIdx.y * T
-        cap = Xb.shape[0]
+        cap = ws.shape[0]
         start = b * cap
         m = min(cap, n_rows - start)
         L = layers.shape[0]
@@ -195,7 +213,16 @@ def kernels(T, R):
             ho = layers[l, H_OFF]
             bo = layers[l, B_OFF]
             ao = layers[l, A_OFF]
-            if kind == FORWARD:
+            if kind == CSR_FORWARD:  # layer 0 of a CSR X, bias + act fused as in FORWARD
+                if l == L - 1:
+                    csr_forward_phase(data, indices, indptr, order, start, theta,
+                                      layers[l, W_OFF], bo, -1, IDENTITY, param, True,
+                                      ws[:m, zo:zo + zc], ws[:m, zo:zo + zc], g, stride)
+                else:
+                    csr_forward_phase(data, indices, indptr, order, start, theta,
+                                      layers[l, W_OFF], bo, ao, code, param, code != MAXOUT,
+                                      ws[:m, zo:zo + zc], ws[:m, ho:ho + units], g, stride)
+            elif kind == FORWARD:
                 if l == 0:
                     Hp = Xb[:m]
                 else:
@@ -222,11 +249,15 @@ def kernels(T, R):
                                       ws[:m, ho:ho + units], iws[:m, a0:a0 + units], pieces,
                                       param, theta[so:so + units], ws[:m, dzo:dzo + zc],
                                       grad[so:so + units], g, stride)
-            elif kind == BACKWARD:
+            elif kind == BACKWARD or kind == CSR_BACKWARD:
                 dzo = layers[l, DZ_OFF]
                 dZ = ws[:m, dzo:dzo + zc]
                 lam = alpha * gscale
-                if l == 0:
+                if kind == CSR_BACKWARD:  # layer 0 of a CSR X: dW, db, L2; no dH
+                    sq = csr_backward_phase(data, indices, indptr, order, start, dZ, theta,
+                                            grad, layers[l, W_OFF], bo, layers[l, FAN_IN], lam,
+                                            g, stride)
+                elif l == 0:
                     sq = backward_tiles(Xb[:m], dZ, theta, grad, layers[l, W_OFF], bo, lam,
                                         False, code, param, dZ, dZ, -1, False, dZ,
                                         first, step, sA, sB, acc)
@@ -251,8 +282,8 @@ def kernels(T, R):
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
     def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
-                     X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                     momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
+                     X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
+                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                      ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
         loss_acc[0] += the summed loss contributions.  A cooperative launch."""
@@ -267,17 +298,18 @@ def kernels(T, R):
         for b in range(n_batches):
             for p in range(table.shape[0]):
                 part += run_phase(table[p, 0], table[p, 1], b, layers, code, param, pieces,
-                                  out_code, apply_out, X, Y, y, sw, order, scales, n_rows,
-                                  theta, grad, state1, state2, solver, momentum, nesterov,
-                                  beta1, c1, beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P,
+                                  out_code, apply_out, X, data, indices, indptr, Y, y, sw,
+                                  order, scales, n_rows, theta, grad, state1, state2, solver,
+                                  momentum, nesterov, beta1, c1, beta2, c2, eps, alpha, ws, iws,
+                                  Xb, Yb, yb, swb, P,
                                   sA, sB, acc, a_reg, b_reg)
                 grid.sync()
         block_sum_add(red, part, 1.0, loss_acc)
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
     def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                     X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                     momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
+                     X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
+                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                      ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
@@ -287,10 +319,11 @@ def kernels(T, R):
         a_reg = cuda.local.array(R, dtype=theta.dtype)
         b_reg = cuda.local.array(R, dtype=theta.dtype)
         part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                         X, Y, y, sw, order, scales, n_rows, theta, grad, state1, state2, solver,
-                         momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                         ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
-        if kind == LOSS or (kind == BACKWARD and alpha != of(alpha, 0.0)):
+                         X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta,
+                         grad, state1, state2, solver, momentum, nesterov, beta1, c1, beta2,
+                         c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
+        if kind == LOSS or ((kind == BACKWARD or kind == CSR_BACKWARD)
+                            and alpha != of(alpha, 0.0)):
             block_sum_add(red, part, 1.0, loss_acc)
 
     _KERNELS[key] = (epoch_kernel, phase_kernel)
@@ -315,9 +348,15 @@ class Program:
     prediction buffer P, a float64 loss accumulator and the ``order`` and
     ``scales`` buffers of an epoch.  ``run(table, n_batches, ...)`` executes a
     schedule with the driver ``_config.CUDA_EPOCH_DRIVER`` selects.
+
+    ``csr``: the host arrays (data, indices, indptr) of a CSR matrix X (X None;
+    ``cuda.csr_rows``), sent here, or three empty arrays for a CSR predict, whose
+    chunks ``send_rows`` sends.  The rows are then not gathered (Xb has 0 rows)
+    and the schedule must be ``schedule(..., sparse=True)``.
     """
 
-    def __init__(self, spec, cap, theta, X, Y, y, sw, state1=None, state2=None, grad=True):
+    def __init__(self, spec, cap, theta, X, Y, y, sw, state1=None, state2=None, grad=True,
+                 csr=None):
         dt = spec.dtype
         self.spec = spec
         self.cap = int(cap)
@@ -329,16 +368,20 @@ class Program:
         self.state1 = cuda.to_device(state1) if state1 is not None else self.grad
         self.state2 = cuda.to_device(state2) if state2 is not None else self.grad
         self.X = cuda.to_device(X) if X is not None else cuda.device_array((0, d), dt)
+        self.sparse = csr is not None
+        if csr is None:  # (empty: the kernels' CSR arguments are never read)
+            csr = (np.zeros(0, dt), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self.data, self.indices, self.indptr = (cuda.to_device(a) for a in csr)
         self.Y = cuda.to_device(Y) if Y is not None else cuda.device_array((0, k), dt)
         self.y = cuda.to_device(y) if y is not None else cuda.device_array(0, np.int64)
         self.sw = cuda.to_device(sw) if sw is not None else cuda.device_array(0, dt)
         self.ws = cuda.device_array((self.cap, max(spec.ws_cols, 1)), dtype=dt)
         self.iws = cuda.device_array((self.cap, max(spec.iws_cols, 1)), dtype=np.int32)
-        self.Xb = cuda.device_array((self.cap, d), dtype=dt)
+        self.Xb = cuda.device_array((0 if self.sparse else self.cap, d), dtype=dt)
         self.Yb = cuda.device_array((self.cap if self.Y.shape[0] else 0, k), dtype=dt)
         self.yb = cuda.device_array(self.cap if self.y.shape[0] else 0, dtype=np.int64)
         self.swb = cuda.device_array(self.cap if self.sw.shape[0] else 0, dtype=dt)
-        self.P = cuda.device_array((self.cap if X is None else 1, k), dtype=dt)
+        self.P = cuda.device_array((1 if grad else self.cap, k), dtype=dt)
         self.acc = cuda.device_array(1, dtype=np.float64)
         self.order = cuda.device_array(0, dtype=np.int64)
         self.scales = cuda.to_device(np.ones((1, 3), dtype=np.float64))  # predict: one batch
@@ -356,6 +399,13 @@ class Program:
         self.order.copy_to_device(order)
         self.scales.copy_to_device(scales)
 
+    def send_rows(self, data, indices, indptr, room=0):
+        """Send a predict chunk's CSR rows (its ``indptr`` from 0) into the device arrays,
+        growing each that is too small to at least ``room`` entries."""
+        self.data = _fill(self.data, data, room)
+        self.indices = _fill(self.indices, indices, room)
+        self.indptr = _fill(self.indptr, indptr, 0)
+
     def _args(self, n_rows, solver, hyper, alpha, apply_out):
         """The kernels' arguments after (table, n_batches) or (kind, l, b).  The float
         hyper-parameters are cast to the model's dtype here, once, as the CPU's Adam step
@@ -367,8 +417,9 @@ class Program:
         if eps > 0 and e == 0:  # below the dtype's tiniest: the tiniest, so sqrt(v) + eps > 0
             e = dt(np.finfo(dt).smallest_subnormal)
         return (self.layers, int(s.code), dt(s.param), int(s.pieces), int(s.out_code),
-                bool(apply_out), self.X, self.Y, self.y, self.sw, self.order, self.scales,
-                int(n_rows), self.theta, self.grad, self.state1, self.state2, int(solver),
+                bool(apply_out), self.X, self.data, self.indices, self.indptr, self.Y, self.y,
+                self.sw, self.order, self.scales, int(n_rows), self.theta, self.grad, self.state1,
+                self.state2, int(solver),
                 dt(momentum), bool(nesterov), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
                 dt(1.0 - float(beta2)), e, dt(alpha), self.ws, self.iws, self.Xb, self.Yb,
                 self.yb, self.swb, self.P, self.acc)
@@ -381,7 +432,8 @@ class Program:
         T, R = tile(), reg_block()
         epoch_kernel, phase_kernel = kernels(T, R)
         args = self._args(n_rows, solver, hyper, alpha, apply_out)
-        blocks = phase_blocks(self.spec.layers, table, self.cap, self.spec.n_features,
+        blocks = phase_blocks(self.spec.layers, table, self.cap,
+                              0 if self.sparse else self.spec.n_features,
                               self.spec.n_outputs, self.spec.n_params, T, R)
         mode = driver()
         grid = self._persistent_grid(epoch_kernel, table, args, blocks, mode) \
@@ -436,6 +488,17 @@ class Program:
                 return 0  # this network's kernel cannot hold a grid: launches, this time
             grid = self._grids[key] = max(1, min(most, max(blocks), int(MAX_BLOCKS)))
         return grid
+
+
+def _fill(buf, a, room):
+    """Device array ``buf`` with ``a`` copied into its start; a new one of max(len(a), room)
+    entries when ``buf`` is too short."""
+    n = a.shape[0]
+    if buf.shape[0] < n:
+        buf = cuda.device_array(max(n, int(room)), dtype=buf.dtype)
+    if n:
+        buf[:n].copy_to_device(a)
+    return buf
 
 
 _FALLBACK_REASON = []
