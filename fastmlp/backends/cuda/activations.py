@@ -16,27 +16,35 @@ and NaN/inf must propagate so that a diverging fit is detected.
 from numba import cuda
 
 from .. import scalar
-from ..scalar import of
+from ..scalar import DROP_ALL_KEPT, of
 from ..._registry import MAXOUT, PRELU
 
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
 maxout_unit = cuda.jit(device=True)(scalar.maxout_unit)
 maxout_unit_backward = cuda.jit(device=True)(scalar.maxout_unit_backward)
+drop_keep = cuda.jit(device=True)(scalar.dropout_keep)
 
 
 @cuda.jit(device=True)
-def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride):
+def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dthr, dscale):
     """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
 
     Z: (m, units * pieces) bare GEMM output, b: (units * pieces,), H: (m, units),
     argmax: (m, units) int32 (first piece on ties).  Grid-stride over m*units.
+    Dropout (dthr < ``scalar.DROP_ALL_KEPT``): H[i, u] *= dscale where unit u of data
+    row drows[i] of layer dl is kept, else 0 (as ``dense.forward_tiles``).
     """
     n, units = H.shape
     for t in range(g, n * units, stride):
         i = t // units
         u = t - i * units
         maxout_unit(Z, b, i, u, pieces, H, argmax)
+        if dthr < DROP_ALL_KEPT:
+            if drop_keep(dkey, dl, drows[i], u, dthr):
+                H[i, u] = H[i, u] * dscale
+            else:
+                H[i, u] = of(dscale, 0.0)
 
 
 @cuda.jit(device=True)

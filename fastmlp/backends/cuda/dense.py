@@ -37,8 +37,8 @@ import functools
 from numba import cuda
 
 from ._common import d_backward_tile, d_tile_origin, d_tiles_along
-from ..scalar import of
-from .activations import act, act_grad
+from ..scalar import DROP_ALL_KEPT, of
+from .activations import act, act_grad, drop_keep
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,8 +48,12 @@ def gemm_phases(T, R):
 
     @cuda.jit(device=True)
     def forward_tiles(A, theta, w_off, b_off, a_off, M, code, param, fuse, Z, H,
-                      first, step, sA, sB, acc, a_reg, b_reg):
-        """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M)."""
+                      first, step, sA, sB, acc, a_reg, b_reg, drows, dkey, dl, dthr, dscale):
+        """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M).
+
+        Dropout (when dthr < ``scalar.DROP_ALL_KEPT``): H = act(Z) * dscale where unit col of
+        data row drows[row] of layer dl is kept (``scalar.dropout_keep``), else 0.
+        """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         n, K = A.shape
@@ -92,19 +96,29 @@ def gemm_phases(T, R):
                             z = acc[a, c] + theta[b_off + col]
                             Z[row, col] = z
                             slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
-                            H[row, col] = act(code, z, param, slope)
+                            h = act(code, z, param, slope)
+                            if dthr < DROP_ALL_KEPT:
+                                if drop_keep(dkey, dl, drows[row], col, dthr):
+                                    h = h * dscale
+                                else:
+                                    h = of(h, 0.0)
+                            H[row, col] = h
                         else:
                             Z[row, col] = acc[a, c]
 
     @cuda.jit(device=True)
     def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, code, param,
-                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc):
+                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc,
+                       drows, dkey, dl, dthr, dscale, dkeep):
         """dW, db (and dH(l-1) when ``with_inputs``) of one layer; returns this thread's
         share of sum(W^2) (0 when lam == 0).
 
         Hp: (m, K) layer input; dZ: (m, M); Zc, Hc: the previous layer's cache and
         ``sl_off`` its prelu slopes (for act' when ``fuse``); out: (m, K) receives dH
-        (times act' when ``fuse``).
+        (times act' when ``fuse``).  With dropout in the previous layer dl (dthr <
+        ``scalar.DROP_ALL_KEPT``): dH * dscale where kept, 0 where dropped, and act'
+        reads Hc * dkeep (the activation before its dropout scale), as the CPU's
+        ``dropout_backward``.
         """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -176,11 +190,19 @@ def gemm_phases(T, R):
                     acc[0, 0] = s
                     cuda.syncthreads()
                 if r < n and i < K:
+                    dh = acc[0, 0]
+                    h = Hc[r, i]
+                    if dthr < DROP_ALL_KEPT:
+                        if drop_keep(dkey, dl, drows[r], i, dthr):
+                            dh = dh * dscale
+                            h = h * dkeep
+                        else:
+                            dh = of(dh, 0.0)
                     if fuse:
                         slope = theta[sl_off + i] if sl_off >= 0 else of(param, 0.0)
-                        out[r, i] = acc[0, 0] * act_grad(code, Zc[r, i], Hc[r, i], param, slope)
+                        out[r, i] = dh * act_grad(code, Zc[r, i], h, param, slope)
                     else:
-                        out[r, i] = acc[0, 0]
+                        out[r, i] = dh
         return sq
 
     return forward_tiles, backward_tiles
