@@ -1,7 +1,7 @@
 """
-=====================================
+=======================================
 Dropout against over-fitting a few rows
-=====================================
+=======================================
 
 A network far wider than its data needs learns its training rows by heart.
 Here two hidden layers of 512 units (about 330 000 weights) are trained on

@@ -96,12 +96,12 @@ def _drop_forward(drop, l, H):
 
 
 @inline
-def _drop_backward(drop, p, dH, H):
+def _drop_backward(drop, p, dH, H, code):
     """Back through hidden layer p's dropout: dH masked and scaled, H unscaled in place
     (``activations.dropout_backward``), before the activation's backward."""
     rows, thr, fl, key = drop
     if thr[p] < DROP_ALL_KEPT:
-        call(dropout_backward, (dH, H, rows, key, p, thr[p], fl[0, p], fl[1, p]))
+        call(dropout_backward, (dH, H, code, rows, key, p, thr[p], fl[0, p], fl[1, p]))
 
 
 @_inner
@@ -191,7 +191,7 @@ def backward_batch(Xb, S, order, first, m, Yb, yb, swb, theta, grad, layers, cod
             dZp = matrix(ws, layers[p, DZ_OFF] * cap, m, pzc)
             H = matrix(ws, layers[p, H_OFF] * cap, m, units)
             if drop is not None:
-                _drop_backward(drop, p, dHprev, H)
+                _drop_backward(drop, p, dHprev, H, code)
             if iws is not None:  # maxout
                 A = matrix(iws, layers[p, ARG_OFF] * cap, m, units)
                 call(maxout_backward, (dHprev, A, pieces, dZp))
