@@ -6,10 +6,14 @@ PyTorch's ``nn.Dropout(0.2)`` beside its plain loop (issue 31).
 Uses the bench's own data and models (``fastmlp._bench``: ``make_data``,
 ``fastmlp_model``, ``TorchMLP``, the FULL sizes; "big" is the 20000 x 784 fit,
 hidden (256, 128), batch 256, 3 epochs, "small" the 4000 x 40 one).  The
-contenders run round after round, interleaved (``_bench.interleaved_best``), each
-once untimed first (compilation); the table keeps each one's best round.  PyTorch
-is skipped when it does not import.
+contenders run once untimed (compilation), then round after round, interleaved,
+every other round in reverse order (so a neighbour's after-effects, a spinning
+thread pool, hit each alike); printed: each one's best and median round and the
+ratios of the medians.  PyTorch is skipped when it does not import.
 """
+
+import gc
+import time
 
 import argparse
 import warnings
@@ -55,15 +59,24 @@ def main(argv=None):
             contenders["torch"] = lambda: _bench.TorchMLP(c, d, k).fit(X, y)
             contenders[f"torch Dropout({args.rate})"] = \
                 lambda: TorchDropoutMLP(c, d, k, args.rate).fit(X, y)
-        best = _bench.interleaved_best(contenders, args.repeat)
-        base = best["fastmlp 0.0"]
+        times = {key: [] for key in contenders}
+        for f in contenders.values():
+            f()
+        for r in range(args.repeat):
+            keys = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
+            for key in keys:
+                gc.collect()
+                t0 = time.perf_counter()
+                contenders[key]()
+                times[key].append(time.perf_counter() - t0)
+        med = {key: float(np.median(t)) for key, t in times.items()}
         print(f"## {name}: {c}")
-        for key, sec in best.items():
-            line = f"{key:>22}: {sec:.3f} s"
+        for key, t in times.items():
+            line = f"{key:>22}: best {min(t):.3f} s, median {med[key]:.3f} s"
             if key.startswith("fastmlp"):
-                line += f"  ({sec / base:.3f} x fastmlp without dropout)"
-            elif key != "torch" and best.get("torch"):
-                line += f"  ({sec / best['torch']:.3f} x torch without dropout)"
+                line += f"  (median {med[key] / med['fastmlp 0.0']:.3f} x without dropout)"
+            elif key != "torch":
+                line += f"  (median {med[key] / med['torch']:.3f} x without dropout)"
             print(line, flush=True)
         # the accuracy each reaches (training rows; not timed), for the record
         for rate in (0.0, args.rate):
