@@ -458,3 +458,18 @@ def test_cuda_rate_zero_is_the_old_path(rng, tiny_cuda):
         a = MLPClassifier(**kw).fit(X, y)
         b = MLPClassifier(**kw, dropout=0.0).fit(X, y)
     _same(a, b)
+
+
+def test_onnx_export_is_the_model_without_dropout(rng):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from fastmlp.onnx import to_onnx
+
+    X, y = _X(rng, n=50), rng.integers(0, 3, 50)
+    clf = _clf(dtype="float32").fit(X, y)
+    sess = ort.InferenceSession(to_onnx(clf, zipmap=False).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    Xf = X.astype(np.float32)
+    label, proba = sess.run(None, {sess.get_inputs()[0].name: Xf})
+    np.testing.assert_allclose(proba, clf.predict_proba(Xf), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(label, clf.predict(Xf))
