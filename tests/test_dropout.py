@@ -473,3 +473,19 @@ def test_onnx_export_is_the_model_without_dropout(rng):
     label, proba = sess.run(None, {sess.get_inputs()[0].name: Xf})
     np.testing.assert_allclose(proba, clf.predict_proba(Xf), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(label, clf.predict(Xf))
+
+
+def test_cuda_sparse_chunks_keep_the_rows_masks(rng, tiny_cuda, config):
+    # the CUDA backend takes no CSR: a sparse X is densified a few rows at a time, each
+    # chunk its own Trainer whose rows carry their index in the data (the masks' key)
+    X = rng.normal(size=(24, 4))
+    X[rng.random(X.shape) < 0.5] = 0.0
+    y = rng.integers(0, 3, 24)
+    config(SPARSE_CHUNK_BYTES=10 * 4 * 8)  # chunks of 10 rows: three per epoch
+    kw = dict(hidden_layer_sizes=(5,), solver="sgd", max_iter=2, batch_size=5, dropout=0.5,
+              random_state=0, dtype="float64", learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(backend="cpu", **kw).fit(X, y)
+        b = MLPClassifier(backend="cuda", **kw).fit(sp.csr_matrix(X), y)
+    _same(a, b, exact=False)
