@@ -79,7 +79,8 @@ def kernel_mask(seed, epoch, layer, rows, units, rate, dtype=np.float64):
 
 def test_kernel_masks_are_the_numpy_definition(rng):
     rows = rng.integers(0, 2 ** 40, 300)  # row indices beyond 2^32 are hashed too
-    for seed, epoch, layer, rate in ((0, 0, 0, 0.5), (12345, 7, 2, 0.2), (2 ** 31 - 2, 999, 5, 0.9)):
+    cases = ((0, 0, 0, 0.5), (12345, 7, 2, 0.2), (2 ** 31 - 2, 999, 5, 0.9))
+    for seed, epoch, layer, rate in cases:
         H = kernel_mask(seed, epoch, layer, rows, 37, rate)
         keep = np_keep(seed, epoch, layer, rows, 37, rate)
         np.testing.assert_array_equal(H != 0, keep)
@@ -159,7 +160,8 @@ def test_lbfgs_refuses_dropout(rng):
     with pytest.raises(ValueError, match="lbfgs needs a deterministic objective"):
         MLPClassifier((4,), solver="lbfgs", dropout=0.2, backend="cpu").fit(X, y)
     with pytest.raises(ValueError, match="lbfgs"):
-        MLPRegressor(hidden_layer_sizes=(4, 3), solver="lbfgs", dropout=(0.0, 0.1), backend="cpu").fit(X, X[:, 0])
+        MLPRegressor(hidden_layer_sizes=(4, 3), solver="lbfgs", dropout=(0.0, 0.1),
+                     backend="cpu").fit(X, X[:, 0])
     # rate 0 is no dropout: lbfgs runs
     MLPRegressor(hidden_layer_sizes=(4, 3), solver="lbfgs", dropout=(0.0, 0.0), max_iter=3,
                  backend="cpu").fit(X, X[:, 0])

@@ -159,8 +159,8 @@ def kernels(T, R):
 
     @cuda.jit(device=True)
     def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                  X, Y, y, sw, order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad, state1, state2, solver,
-                  momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
+                  X, Y, y, sw, order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
+                  state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                   ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
         thread's share of the batch's loss contribution (float64).
@@ -277,8 +277,8 @@ def kernels(T, R):
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
     def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
                      X, Y, y, sw, order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
-                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps,
+                     alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
         loss_acc[0] += the summed loss contributions.  A cooperative launch."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
@@ -303,8 +303,8 @@ def kernels(T, R):
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
     def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
                      X, Y, y, sw, order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
-                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps,
+                     alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
         sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
@@ -314,8 +314,8 @@ def kernels(T, R):
         b_reg = cuda.local.array(R, dtype=theta.dtype)
         part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
                          X, Y, y, sw, order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
-                         state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                         ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
+                         state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps,
+                         alpha, ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
         if kind == LOSS or (kind == BACKWARD and alpha != of(alpha, 0.0)):
             block_sum_add(red, part, 1.0, loss_acc)
 
