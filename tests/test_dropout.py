@@ -344,14 +344,29 @@ def test_warm_start_goes_on_with_new_masks(rng):
     assert len(_clf(max_iter=1, **kw).fit(X, y).loss_curve_) == 1
 
 
-def test_early_stopping_validates_without_dropout(rng):
-    X, y = _X(rng, n=80), rng.integers(0, 2, 80)
-    clf = _clf(early_stopping=True, validation_fraction=0.25, max_iter=4).fit(X, y)
-    assert len(clf.validation_scores_) == 4
-    # the recorded score is the restored best model's accuracy on its validation rows,
-    # computed by predict (no dropout): a model at its best epoch predicts those rows
-    assert np.isfinite(clf.validation_loss_curve_).all()
-    assert clf.best_validation_score_ == max(clf.validation_scores_)
+def test_early_stopping_validates_without_dropout(rng, monkeypatch):
+    import fastmlp._estimator as est_module
+
+    X, y = _X(rng, n=120), rng.integers(0, 3, 120)
+    split = []
+    real = est_module.validation_split
+
+    def recording(*args, **kw):
+        split.append(real(*args, **kw))
+        return split[-1]
+
+    monkeypatch.setattr(est_module, "validation_split", recording)
+    clf = _clf(early_stopping=True, validation_fraction=0.25, max_iter=1,
+               dropout=0.5).fit(X, y)
+    # one epoch: the model is that epoch's weights, and its recorded validation score
+    # and loss are those of predict on the held-out rows (no masks)
+    val = split[0][1]
+    assert clf.validation_scores_[0] == clf.score(X[val], y[val])
+    P = clf.predict_proba(X[val])
+    loss = -np.mean(np.log(np.clip(P[np.arange(len(val)), y[val]], 1e-300, 1)))
+    assert abs(clf.validation_loss_curve_[0] - loss) < 1e-9
+    longer = _clf(early_stopping=True, validation_fraction=0.25, max_iter=4).fit(X, y)
+    assert len(longer.validation_scores_) == 4
 
 
 @pytest.mark.parametrize("densify_above", [1.0, 0.0])
