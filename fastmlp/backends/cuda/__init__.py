@@ -29,7 +29,9 @@ Data movement: a Trainer sends X, Y/y and the sample weights to the device
 once; each epoch sends the row order and the per-batch weight scales and
 reads back one float64 (the epoch loss).  ``snapshot``/``finish`` copy the
 parameters back.  Prediction sends each chunk of rows and reads back its
-output.
+output.  Dropout sends its per-layer thresholds and scales once; an epoch
+passes its key as an argument (and, for a chunk of a sparse X, the rows'
+indices in the data), and the masks are computed in the GEMM epilogues.
 
 Compilation: the kernels compile on their first launch in a process, per
 dtype and network kind (no on-disk cache: they are closures built per tile
