@@ -354,8 +354,8 @@ class Trainer:
         return (
             self.X, self.S, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
             s.param, s.pieces, s.out_code, self.alpha, *_optimizer_arrays(o), o.hyper,
-            self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, part,
-            self.parts, self.sync, self.red, self._drop,
+            self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, self._drop, part,
+            self.parts, self.sync, self.red,
         )
 
     def _epoch(self, order, part):

@@ -399,8 +399,8 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
 
 @_kernel
 def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
-                velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, part, parts,
-                sync, red, drop):
+                velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, drop, part,
+                parts, sync, red):
     """One epoch of minibatch training, entirely compiled; with parts = 2, this
     thread's share of a split epoch.
 
