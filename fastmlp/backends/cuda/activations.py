@@ -27,6 +27,32 @@ drop_keep = cuda.jit(device=True)(scalar.dropout_keep)
 
 
 @cuda.jit(device=True)
+def dropout_h(h, drows, dkey, dl, r, u, dthr, dscale):
+    """A hidden activation h as it is stored: h * dscale where unit u of batch row r
+    (data row drows[r]) of layer dl is kept (``scalar.dropout_keep``), 0 where it is
+    dropped; h itself without dropout (dthr == ``scalar.DROP_ALL_KEPT``).  Applied
+    wherever a phase writes a hidden layer's output."""
+    if dthr < DROP_ALL_KEPT:
+        if drop_keep(dkey, dl, drows[r], u, dthr):
+            return h * dscale
+        return of(h, 0.0)
+    return h
+
+
+@cuda.jit(device=True)
+def dropout_dh(dh, h, drows, dkey, dl, r, u, dthr, dscale, dkeep):
+    """(dH, H) of unit u of batch row r of layer dl back through ``dropout_h``: (dh *
+    dscale, h * dkeep) where kept (h * dkeep: the activation before its scale, for act'),
+    (0, h) where dropped; (dh, h) without dropout.  Applied where a phase computes a
+    hidden layer's dH, before act'."""
+    if dthr < DROP_ALL_KEPT:
+        if drop_keep(dkey, dl, drows[r], u, dthr):
+            return dh * dscale, h * dkeep
+        return of(dh, 0.0), h
+    return dh, h
+
+
+@cuda.jit(device=True)
 def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dthr, dscale):
     """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
 
@@ -40,11 +66,7 @@ def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dt
         i = t // units
         u = t - i * units
         maxout_unit(Z, b, i, u, pieces, H, argmax)
-        if dthr < DROP_ALL_KEPT:
-            if drop_keep(dkey, dl, drows[i], u, dthr):
-                H[i, u] = H[i, u] * dscale
-            else:
-                H[i, u] = of(dscale, 0.0)
+        H[i, u] = dropout_h(H[i, u], drows, dkey, dl, i, u, dthr, dscale)
 
 
 @cuda.jit(device=True)

@@ -37,8 +37,8 @@ import functools
 from numba import cuda
 
 from ._common import d_backward_tile, d_tile_origin, d_tiles_along
-from ..scalar import DROP_ALL_KEPT, of
-from .activations import act, act_grad, drop_keep
+from ..scalar import of
+from .activations import act, act_grad, dropout_dh, dropout_h
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +52,7 @@ def gemm_phases(T, R):
         """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M).
 
         Dropout (when dthr < ``scalar.DROP_ALL_KEPT``): H = act(Z) * dscale where unit col of
-        data row drows[row] of layer dl is kept (``scalar.dropout_keep``), else 0.
+        data row drows[row] of layer dl is kept, else 0 (``activations.dropout_h``).
         """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -96,13 +96,8 @@ def gemm_phases(T, R):
                             z = acc[a, c] + theta[b_off + col]
                             Z[row, col] = z
                             slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
-                            h = act(code, z, param, slope)
-                            if dthr < DROP_ALL_KEPT:
-                                if drop_keep(dkey, dl, drows[row], col, dthr):
-                                    h = h * dscale
-                                else:
-                                    h = of(h, 0.0)
-                            H[row, col] = h
+                            H[row, col] = dropout_h(act(code, z, param, slope), drows, dkey,
+                                                    dl, row, col, dthr, dscale)
                         else:
                             Z[row, col] = acc[a, c]
 
@@ -118,7 +113,7 @@ def gemm_phases(T, R):
         (times act' when ``fuse``).  With dropout in the previous layer dl (dthr <
         ``scalar.DROP_ALL_KEPT``): dH * dscale where kept, 0 where dropped, and act'
         reads Hc * dkeep (the activation before its dropout scale), as the CPU's
-        ``dropout_backward``.
+        ``dropout_backward`` (``activations.dropout_dh``).
         """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -190,14 +185,8 @@ def gemm_phases(T, R):
                     acc[0, 0] = s
                     cuda.syncthreads()
                 if r < n and i < K:
-                    dh = acc[0, 0]
-                    h = Hc[r, i]
-                    if dthr < DROP_ALL_KEPT:
-                        if drop_keep(dkey, dl, drows[r], i, dthr):
-                            dh = dh * dscale
-                            h = h * dkeep
-                        else:
-                            dh = of(dh, 0.0)
+                    dh, h = dropout_dh(acc[0, 0], Hc[r, i], drows, dkey, dl, r, i, dthr,
+                                       dscale, dkeep)
                     if fuse:
                         slope = theta[sl_off + i] if sl_off >= 0 else of(param, 0.0)
                         out[r, i] = dh * act_grad(code, Zc[r, i], h, param, slope)
