@@ -37,7 +37,9 @@ from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activ
 from ._solvers import (History, LocalEngine, densify, fit_lbfgs, fit_stochastic,
                        validation_split)
 from .backends import BACKENDS, get_backend
-from .backends.layout import OptimizerState, is_packed_view, make_layout, pack, unpack
+from .backends.layout import (
+    Dropout, OptimizerState, is_packed_view, make_layout, pack, unpack,
+)
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -256,6 +258,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         prelu_init=0.25,
         elu_alpha=1.0,
         maxout_pieces=2,
+        dropout=0.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -286,6 +289,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         self.prelu_init = prelu_init
         self.elu_alpha = elu_alpha
         self.maxout_pieces = maxout_pieces
+        self.dropout = dropout
 
     # ------------------------------------------------------------------ params
     def _hidden_sizes(self):
@@ -344,6 +348,56 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if not isinstance(self.verbose, (bool, np.bool_, numbers.Integral)):
             raise TypeError(f"verbose must be a bool or an int, got {self.verbose!r}.")
+        rates = self._dropout_rates()
+        if self.solver == "lbfgs" and any(r > 0 for r in rates):
+            raise ValueError(
+                f"dropout={self.dropout!r} needs solver='sgd' or 'adam': lbfgs needs a "
+                "deterministic objective (its line search compares losses of one function), "
+                "and dropout draws new masks for every evaluation. Set dropout=0.0 or use a "
+                "stochastic solver.")
+
+    def _dropout_rates(self):
+        """The dropout rate of each hidden layer (a list of floats), or a TypeError /
+        ValueError naming the parameter."""
+        n_hidden = len(self._hidden_sizes())
+        d = self.dropout
+        if isinstance(d, (list, tuple)):
+            if len(d) != n_hidden:
+                raise ValueError(
+                    f"dropout has {len(d)} rates but the network has {n_hidden} hidden "
+                    f"layer(s) (hidden_layer_sizes={self.hidden_layer_sizes!r}): give one "
+                    "rate per hidden layer, or one float for all of them.")
+            rates, names = list(d), [f"dropout[{i}]" for i in range(len(d))]
+        elif isinstance(d, numbers.Real) and not isinstance(d, bool):
+            rates, names = [d] * n_hidden, ["dropout"] * n_hidden
+            if not n_hidden:
+                _check_number("dropout", d, low=0.0, high=1.0, high_open=True)
+        else:
+            raise TypeError("dropout must be a float in [0, 1) or a tuple with one such rate "
+                            f"per hidden layer, got {d!r} ({type(d).__name__}).")
+        for name, r in zip(names, rates):
+            _check_number(name, r, low=0.0, high=1.0, high_open=True)
+        return [float(r) for r in rates]
+
+    def _dropout_for_fit(self, rng, first_pass):
+        """The ``Dropout`` of a stochastic fit (None when every rate is 0), on the draft.
+
+        Its seed is drawn once per model, scikit-learn's way: one
+        ``rng.randint(2**31 - 1)`` from the fit's RandomState, after the initial
+        weights (only when a rate is > 0, so a fit without dropout draws exactly
+        the numbers it always drew), and kept in ``_dropout_seed`` so that
+        warm_start and partial_fit go on with new masks, not the first epoch's
+        again (the masks are keyed by the epoch's number, counted over the
+        whole loss curve).
+        """
+        rates = self._dropout_rates()
+        if not any(r > 0 for r in rates):
+            return None
+        seed = None if first_pass else getattr(self, "_dropout_seed", None)
+        if seed is None:
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+        self._dropout_seed = seed
+        return Dropout(tuple(rates), seed)
 
     def _activation_param(self):
         name = self._activation_name
@@ -521,6 +575,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True.")  # sklearn
         rng = check_random_state(self.random_state)
         if first_pass:
+            draft.__dict__.pop("_dropout_seed", None)  # a new model draws its own
             spec = draft._make_spec(data.X.shape[1], data.n_outputs, data.out_activation)
             theta = draft._init_theta(spec, rng)
         else:
@@ -538,6 +593,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """SGD / Adam on this draft: the early-stopping split, the local engine, the
         shared loop (``_solvers.fit_stochastic``), then its result published here."""
         opt = self._optimizer(theta, first_pass, incremental)
+        dropout = self._dropout_for_fit(rng, first_pass)
         history = self._history(first_pass)
         X_all, sample_weight = data.X, data.sample_weight
         validation = None
@@ -550,7 +606,8 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             swv = None if sample_weight is None else sample_weight[val_idx]
             data = data.subset(train_idx)
             validation = functools.partial(self._validation_metrics, spec, Xv=Xv, yv=yv, swv=swv)
-        engine = LocalEngine(backend, spec, data, self.alpha, rng, self.shuffle, validation)
+        engine = LocalEngine(backend, spec, data, self.alpha, rng, self.shuffle, validation,
+                             dropout)
         callbacks = self._epoch_callbacks(owner, X_all, data.raw_all,
                                           1 if incremental else self.max_iter, sample_weight)
         fit = fit_stochastic(self, engine, theta, opt, history, incremental=incremental,
@@ -827,6 +884,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Scale of elu for z < 0 (> 0).
     maxout_pieces : int, default=2
         Affine pieces per maxout unit (>= 2).
+    dropout : float or tuple of float, default=0.0
+        Inverted dropout of the hidden units during sgd / adam training: one rate
+        in [0, 1) for every hidden layer, or a tuple with one rate per hidden
+        layer.  Each unit is zeroed with that probability and the kept ones are
+        scaled by 1 / (1 - rate); ``predict`` is unchanged (no dropout at
+        inference).  The masks are drawn inside the kernels from a counter-based
+        hash of (seed, epoch, row index in the training data, layer, unit), so
+        the same fit gives the same masks on the CPU and the GPU, with any
+        number of threads and any ``batch_size`` split; the seed is one draw
+        from ``random_state``.  0.0 (the default) runs the code of a fit without
+        dropout, bit for bit.  Not with ``solver="lbfgs"`` (a ValueError:
+        L-BFGS needs a deterministic objective), nor with the dask estimators
+        (they do not take the parameter).  A parameter scikit-learn lacks.
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
 
@@ -909,6 +979,7 @@ feature_names_in_ :
         prelu_init=0.25,
         elu_alpha=1.0,
         maxout_pieces=2,
+        dropout=0.0,
         class_weight=None,
     ):
         super().__init__(
@@ -920,7 +991,7 @@ feature_names_in_ :
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
-            elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
+            elu_alpha=elu_alpha, maxout_pieces=maxout_pieces, dropout=dropout,
         )
         self.class_weight = class_weight
 
@@ -1164,6 +1235,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         prelu_init=0.25,
         elu_alpha=1.0,
         maxout_pieces=2,
+        dropout=0.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -1174,7 +1246,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope, prelu_init=prelu_init,
-            elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
+            elu_alpha=elu_alpha, maxout_pieces=maxout_pieces, dropout=dropout,
         )
         self.loss = loss
 

@@ -13,7 +13,9 @@ NumPy arrays only:
 - ``_network``: what the layout is built from (activation, its parameter,
   maxout pieces, hidden widths, dtype), a dict of plain values;
 - ``_opt_state``: the optimizer state ``partial_fit`` continues from, a dict
-  of arrays.
+  of arrays;
+- ``_dropout_seed``: the seed of a fit with dropout (an int in [0, 2^31 - 1)),
+  which ``partial_fit`` and ``warm_start`` go on drawing masks from.
 
 Loading (``restore``) rebuilds the layout with ``make_layout``, the code ``fit``
 uses, and then checks every loaded array's type, shape, dtype and finiteness
@@ -50,7 +52,7 @@ _DERIVED = ("_spec", "_theta", "_label_binarizer")
 _FITTED = ("intercepts_", "prelu_alphas_", "n_outputs_", "out_activation_",
            "n_layers_", "_network", "_opt_state", "loss_curve_", "loss_", "best_loss_",
            "n_iter_", "t_", "validation_scores_", "validation_loss_curve_",
-           "best_validation_score_", "_no_improvement_count")
+           "best_validation_score_", "_no_improvement_count", "_dropout_seed")
 
 _CLASSIFIER_OUTPUTS = ("softmax", "logistic")
 _REGRESSOR_OUTPUTS = ("identity", "exp")
@@ -329,3 +331,5 @@ def _history(d):
     for name in ("n_iter_", "t_", "_no_improvement_count"):
         if name in d:
             d[name] = _int(name, d[name], 0, 2 ** 62)
+    if "_dropout_seed" in d:
+        d["_dropout_seed"] = _int("_dropout_seed", d["_dropout_seed"], 0, 2 ** 31 - 2)

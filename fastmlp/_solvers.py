@@ -302,11 +302,14 @@ class LocalEngine:
     its training part); rng and shuffle: the epochs' order, drawn as
     scikit-learn draws it; validation(theta) -> (score, loss) of the held-out
     rows (early stopping).  A sparse X goes to the backend as CSR, or as dense
-    rows a chunk at a time where ``densify`` says so.
+    rows a chunk at a time where ``densify`` says so.  dropout: None or a
+    ``backends.layout.Dropout``, handed to the trainer with each epoch's index.
     """
 
-    def __init__(self, backend, spec, data, alpha, rng=None, shuffle=False, validation=None):
+    def __init__(self, backend, spec, data, alpha, rng=None, shuffle=False, validation=None,
+                 dropout=None):
         self.backend, self.spec, self.data, self.alpha = backend, spec, data, alpha
+        self.dropout = dropout
         self.rng, self.shuffle, self.validation = rng, shuffle, validation
         self.n_train = data.n
         self.weight_sum = float(data.n if data.sample_weight is None
@@ -317,17 +320,17 @@ class LocalEngine:
         d = self.data
         if densify(self.backend, d.X):
             self.trainer = SparseRowsTrainer(self.backend, self.spec, d, batch_size, theta, opt,
-                                             self.alpha)
+                                             self.alpha, self.dropout)
         else:
             self.trainer = self.backend.Trainer(self.spec, d.X, d.Y, d.y, d.sw, batch_size,
-                                                theta, opt, self.alpha)
+                                                theta, opt, self.alpha, dropout=self.dropout)
         self.order = np.arange(self.n_train)
 
     def epoch(self, index):
         """One compiled epoch over the rows in a fresh order; the summed batch losses x rows."""
         if self.shuffle:
             self.order = _fastpath.shuffled(self.order, self.rng)  # = sklearn.utils.shuffle
-        return self.trainer.epoch(np.ascontiguousarray(self.order, dtype=np.int64))
+        return self.trainer.epoch(np.ascontiguousarray(self.order, dtype=np.int64), index)
 
     def snapshot(self):
         return self.trainer.snapshot()
@@ -379,22 +382,23 @@ class SparseRowsTrainer:
     GPU trainer copies them back at ``finish``).
     """
 
-    def __init__(self, backend, spec, data, batch_size, theta, opt, alpha):
-        self.backend, self.spec, self.data = backend, spec, data
+    def __init__(self, backend, spec, data, batch_size, theta, opt, alpha, dropout=None):
+        self.backend, self.spec, self.data, self.dropout = backend, spec, data, dropout
         self.batch_size, self.theta, self.opt, self.alpha = batch_size, theta, opt, alpha
         row_bytes = data.X.shape[1] * np.dtype(spec.dtype).itemsize
         rows = max(1, int(_config.SPARSE_CHUNK_BYTES) // max(1, row_bytes))
         self.chunk = max(1, rows // batch_size) * batch_size
 
-    def epoch(self, order):
+    def epoch(self, order, index=0):
         d = self.data
         total = 0.0
         for start in range(0, order.shape[0], self.chunk):
             idx = order[start:start + self.chunk]
             trainer = self.backend.Trainer(
                 self.spec, d.X[idx].toarray(), _rows(d.Y, idx), _rows(d.y, idx),
-                _rows(d.sw, idx), self.batch_size, self.theta, self.opt, self.alpha)
-            part = trainer.epoch(np.arange(idx.shape[0], dtype=np.int64))
+                _rows(d.sw, idx), self.batch_size, self.theta, self.opt, self.alpha,
+                dropout=self.dropout, rows=np.ascontiguousarray(idx, dtype=np.int64))
+            part = trainer.epoch(np.arange(idx.shape[0], dtype=np.int64), index)
             self.theta = trainer.finish()
             trainer = None  # this chunk's dense rows go before the next chunk's come
             total += part

@@ -689,7 +689,7 @@ def test_constructor_parameters_match_sklearn():
         theirs = Theirs().get_params()
         ours = Ours().get_params()
         added = dict(backend="auto", dtype="float32", negative_slope=0.01, prelu_init=0.25,
-                     elu_alpha=1.0, maxout_pieces=2, **extra)
+                     elu_alpha=1.0, maxout_pieces=2, dropout=0.0, **extra)
         if Ours is MLPRegressor and not sklearn_features.LOSS:  # scikit-learn < 1.7
             added["loss"] = "squared_error"
         assert ours == {**theirs, **added}

@@ -31,6 +31,9 @@ CASES = {
     "adam-float64": (MLPClassifier, dict(solver="adam", batch_size=100, dtype="float64")),
     "lbfgs-float32": (MLPClassifier, dict(solver="lbfgs", dtype="float32")),
     "partial_fit-float64": (MLPRegressor, dict(solver="adam", batch_size=128, dtype="float64")),
+    # dropout's masks are keyed by the row's index in the data, not by the half it lands in
+    "dropout-float32": (MLPClassifier, dict(solver="adam", batch_size=100, dtype="float32",
+                                            dropout=(0.3, 0.1))),
 }
 
 

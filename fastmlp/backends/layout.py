@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._registry import ACTIVATIONS, ADAM, MAXOUT, PRELU
+from .scalar import DROP_ALL_KEPT, dropout_key
 
 # columns of the `layers` table (the kernels import these names)
 W_OFF, FAN_IN, ZCOLS, B_OFF, A_OFF, UNITS, Z_OFF, H_OFF, DZ_OFF, DH_OFF, ARG_OFF = range(11)
@@ -94,6 +95,41 @@ class OptimizerState:
     def steps(self):
         """Adam steps taken so far."""
         return int(self.hyper[ADAM_T])
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Inverted dropout of a stochastic fit's hidden layers, as the trainers take it.
+
+    rates: one rate in [0, 1) per hidden layer (0: none there).  seed: an int in
+    [0, 2^31), drawn once per model from the fit's ``random_state``.  A unit's mask is
+    ``scalar.dropout_keep(key(epoch), layer, row, unit, threshold)``: a function of
+    the seed, the epoch count, the row's index in the training data, the layer and
+    the unit, the same on every backend, thread count and batch split.
+    """
+
+    rates: tuple
+    seed: int
+
+    def arrays(self, spec):
+        """(thresholds, scales) for the kernels: int64 (L,) keep thresholds
+        round((1 - rate) 2^32) (``DROP_ALL_KEPT`` for the output layer and rate 0) and
+        (2, L) in the model's dtype: 1 / (1 - rate) and 1 - rate (1 where none)."""
+        L = spec.n_layers
+        thr = np.full(L, DROP_ALL_KEPT, dtype=np.int64)
+        fl = np.ones((2, L), dtype=spec.dtype)
+        for l, rate in enumerate(self.rates):
+            if rate > 0:
+                keep = 1.0 - float(rate)
+                thr[l] = min(DROP_ALL_KEPT, int(round(keep * 2.0 ** 32)))
+                fl[0, l] = 1.0 / keep
+                fl[1, l] = keep
+        return thr, fl
+
+    def key(self, epoch):
+        """The key of epoch number ``epoch`` (the fit's epochs counted over warm starts
+        and partial_fit calls: the length of the loss curve before it)."""
+        return int(dropout_key(int(self.seed), int(epoch)))
 
 
 def make_layout(n_features, hidden, n_outputs, activation, param, pieces, out_code, dtype):

@@ -319,3 +319,53 @@ def pointwise_output(out_code, o):
     if out_code == OUT_EXP:
         return math.exp(o)
     return o
+
+
+# --- dropout masks, drawn from a counter-based hash ----------------------------
+# A unit's mask is a function of (seed, epoch, row of the data, layer, unit) only, so
+# both backends, any thread count and any batch split draw the same masks, and none
+# is ever stored.  Arithmetic is on 32-bit values held in int64 (every product below
+# 2^63), so the CPU, the GPU and the CUDA simulator (Python integers) agree without
+# unsigned types (numba turns int64-uint64 mixes into float64).
+
+M32 = 0xFFFFFFFF  # 2^32 - 1: the hash's values are in [0, 2^32)
+DROP_ALL_KEPT = 1 << 32  # a keep threshold that keeps every unit (no dropout there)
+_WEYL = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive units over [0, 2^32)
+
+
+@register_jitable
+def mix32(x):
+    """A bijective 32-bit integer finaliser (Wellons' lowbias32, hash-prospector's
+    [16 21f0aaad 15 735a2d97 15], bias ~0.11): x in [0, 2^32) -> [0, 2^32).
+    Both multipliers are below 2^31, so every product fits an int64."""
+    x ^= x >> 16
+    x = (x * 0x21F0AAAD) & M32
+    x ^= x >> 15
+    x = (x * 0x735A2D97) & M32
+    x ^= x >> 15
+    return x
+
+
+@register_jitable
+def dropout_key(seed, epoch):
+    """The key of one epoch of one fit: seed (from random_state) and the epoch count."""
+    return mix32(mix32(seed & M32) ^ (epoch & M32))
+
+
+@register_jitable
+def dropout_row_key(key, layer, row):
+    """The key of one row (its index in the training data) at one hidden layer."""
+    return mix32(mix32((key + layer) & M32) ^ (row & M32))
+
+
+@register_jitable
+def dropout_bits(row_key, unit):
+    """32 uniform bits for one unit of one row: the unit is kept when they are below
+    the layer's threshold round((1 - rate) 2^32)."""
+    return mix32((row_key + unit * _WEYL) & M32)
+
+
+@register_jitable
+def dropout_keep(key, layer, row, unit, threshold):
+    """Whether unit ``unit`` of hidden layer ``layer`` is kept for data row ``row``."""
+    return dropout_bits(dropout_row_key(key, layer, row), unit) < threshold

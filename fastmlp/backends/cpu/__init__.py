@@ -260,9 +260,13 @@ class Trainer:
     batches' rows are then not gathered).  Y: (n, k) float targets or (0, k);
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     opt: ``fastmlp.backends.layout.OptimizerState``, updated in place.
+    dropout: None, or a ``fastmlp.backends.layout.Dropout`` (masks drawn in the
+    kernels); rows: None, or (n,) int64 the index in the training data of each
+    row of X (a chunk of a larger data set), which keys the dropout masks.
     """
 
-    def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
+    def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha, dropout=None,
+                 rows=None):
         self.spec = spec
         # what the fit does not have is None from here on (see _given)
         (self.X, self.S), self.Y, self.y, self.sw = _dense_or_csr(X), _given(Y), _given(y), \
@@ -287,6 +291,10 @@ class Trainer:
         self.Yb = None if self.Y is None else np.empty((self.cap, Y.shape[1]), dtype=spec.dtype)
         self.yb = None if self.y is None else np.empty(self.cap, dtype=np.int64)
         self.swb = None if self.sw is None else np.empty(self.cap, dtype=spec.dtype)
+        self.dropout = dropout
+        self.rows = rows
+        self._drop_arrays = dropout.arrays(spec) if dropout is not None else None
+        self._drop = None  # the epoch's dropout arguments of train_epoch (see epoch)
         # BLAS runs on one thread in every epoch: a multi-threaded GEMM rounds float32
         # differently (OpenBLAS, measured: 784 -> (256, 128), batch 256), and BLAS's thread
         # count differs between a joblib worker and the main process; the epoch's own
@@ -297,8 +305,13 @@ class Trainer:
         """Whether each batch's halves run in two threads (see ``train_epoch``)."""
         return self.threads > 1
 
-    def epoch(self, order):
-        """One epoch over the rows in ``order``; returns the summed batch losses x rows."""
+    def epoch(self, order, index=0):
+        """One epoch over the rows in ``order``; returns the summed batch losses x rows.
+        index: the epoch's number in the fit (keys the dropout masks)."""
+        if self.dropout is not None:
+            gid = order if self.rows is None else np.ascontiguousarray(self.rows[order],
+                                                                       dtype=np.int64)
+            self._drop = (gid, *self._drop_arrays, self.dropout.key(index))
         with serial_blas():
             if self.split:
                 return self._split_epoch(order)
@@ -341,7 +354,7 @@ class Trainer:
         return (
             self.X, self.S, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
             s.param, s.pieces, s.out_code, self.alpha, *_optimizer_arrays(o), o.hyper,
-            self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, part,
+            self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, self._drop, part,
             self.parts, self.sync, self.red,
         )
 

@@ -171,3 +171,58 @@ def maxout_forward_parallel(Z, b, pieces, H, argmax):
         lo = t * _ROWS_PER_TASK
         hi = min(n, lo + _ROWS_PER_TASK)
         maxout_forward(Z[lo:hi], b, pieces, H[lo:hi], argmax[lo:hi])
+
+
+# --- dropout (masks from ``scalar.dropout_bits``, never stored) --------------
+
+dropout_row_key = njit(inline="always")(scalar.dropout_row_key)
+dropout_bits = njit(inline="always")(scalar.dropout_bits)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def dropout_forward(H, rows, key, layer, threshold, scale):
+    """Inverted dropout of a hidden layer's output, in place: H[i, j] *= scale where
+    unit j of data row rows[i] is kept, else 0 (``scalar.dropout_bits`` < threshold).
+
+    H: (n, m) the activation (after ``bias_act_forward`` / ``maxout_forward``);
+    rows: (n,) int64 indices of the batch's rows in the training data (not their
+    places in the batch); scale = 1 / (1 - rate) in H's dtype.
+    """
+    n, m = H.shape
+    zero = H.dtype.type(0)
+    for i in range(n):
+        rk = dropout_row_key(key, layer, rows[i])
+        for j in range(m):  # (one store, a select: the loop vectorises)
+            h = H[i, j]
+            H[i, j] = h * scale if dropout_bits(rk, j) < threshold else zero
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def dropout_backward(dH, H, code, rows, key, layer, threshold, scale, keep):
+    """Back through ``dropout_forward``, in place, before the activation's own backward:
+    dH[i, j] *= scale where kept, else 0; and H[i, j] *= keep (= 1 - rate) where kept,
+    so that act' reads (to rounding) the activation itself, not its dropped copy.
+
+    dH, H: (n, m); code: the activation; the other arguments as
+    ``dropout_forward``'s.  H is no longer needed as the next layer's input once its
+    weight gradient is computed.  relu has a loop of its own, without the hash:
+    relu' is 0 wherever the dropped output is 0 (dropped or z <= 0) and 1 elsewhere,
+    so dH * scale where H != 0 (0 elsewhere) and H as it is give relu's backward the
+    same dZ (about half of dropout's cost in a relu fit).
+    """
+    n, m = dH.shape
+    zero = dH.dtype.type(0)
+    if code == RELU:
+        for i in range(n):
+            for j in range(m):
+                d = dH[i, j]
+                dH[i, j] = d * scale if H[i, j] != zero else zero
+        return
+    for i in range(n):
+        rk = dropout_row_key(key, layer, rows[i])
+        for j in range(m):  # (stores of selects, not branches: the loop vectorises)
+            kept = dropout_bits(rk, j) < threshold
+            d = dH[i, j]
+            h = H[i, j]
+            dH[i, j] = d * scale if kept else zero
+            H[i, j] = h * keep if kept else h

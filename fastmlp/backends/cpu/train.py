@@ -54,8 +54,10 @@ from ..layout import (
     A_OFF, ADAM_T, ARG_OFF, B_OFF, BETA1, BETA2, DH_OFF, DZ_OFF, EPS, FAN_IN, H_OFF, LR,
     MOMENTUM, NESTEROV, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
+from ..scalar import DROP_ALL_KEPT
 from .activations import (
-    act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
+    act_backward, bias_act_forward, dropout_backward, dropout_forward, maxout_backward,
+    maxout_forward, prelu_slope_grad,
 )
 from .blas import gemm
 from .calls import call
@@ -83,8 +85,28 @@ def _add_bias(Z, b):
             Z[i, j] += b[j]
 
 
+@inline
+def _drop_forward(drop, l, H):
+    """Dropout of hidden layer l's output H (m, units), when the layer has a rate
+    (``activations.dropout_forward``).  drop = (rows of the block in the data,
+    keep thresholds (L,), [scale; keep] (2, L) in the model's dtype, the epoch's key)."""
+    rows, thr, fl, key = drop
+    if thr[l] < DROP_ALL_KEPT:
+        call(dropout_forward, (H, rows, key, l, thr[l], fl[0, l]))
+
+
+@inline
+def _drop_backward(drop, p, dH, H, code):
+    """Back through hidden layer p's dropout: dH masked and scaled, H unscaled in place
+    (``activations.dropout_backward``), before the activation's backward."""
+    rows, thr, fl, key = drop
+    if thr[p] < DROP_ALL_KEPT:
+        call(dropout_backward, (dH, H, code, rows, key, p, thr[p], fl[0, p], fl[1, p]))
+
+
 @_inner
-def forward_batch(Xb, S, rows, first, m, theta, layers, code, param, pieces, ws, iws, cap):
+def forward_batch(Xb, S, rows, first, m, theta, layers, code, param, pieces, ws, iws, cap,
+                  drop):
     """Forward pass of m <= cap rows; returns the logits view (m, n_out).
 
     Per layer: Z = Hprev @ W through BLAS, then the bias and activation while
@@ -93,8 +115,11 @@ def forward_batch(Xb, S, rows, first, m, theta, layers, code, param, pieces, ws,
     Xb (m, n_features) dense with S None, or Xb None and the CSR rows
     ``first:first + m`` of ``rows`` (of X itself, rows None) of
     S = (data, indices, indptr), multiplied where they lie
-    (``dense.csr_matmul``).  (Tests are on the arguments themselves: numba
-    leaves out the branch of an argument that is None.)
+    (``dense.csr_matmul``).  drop: None (no dropout: predict, lbfgs, a fit
+    without it), or the block's dropout arguments (see ``_drop_forward``),
+    applied to each hidden layer's output after its activation.  (Tests are on
+    the arguments themselves: numba leaves out the branch of an argument that
+    is None.)
     """
     L = layers.shape[0]
     out = matrix(ws, 0, m, layers[L - 1, ZCOLS])  # (reassigned: the output layer's Z)
@@ -119,24 +144,28 @@ def forward_batch(Xb, S, rows, first, m, theta, layers, code, param, pieces, ws,
             H = matrix(ws, layers[l, H_OFF] * cap, m, units)
             A = matrix(iws, layers[l, ARG_OFF] * cap, m, units)
             call(maxout_forward, (Z, b, pieces, H, A))
+            if drop is not None:
+                _drop_forward(drop, l, H)
         else:
             # H is Z itself (its columns are the H columns) unless prelu keeps Z
             H = matrix(ws, layers[l, H_OFF] * cap, m, units)
             a_off = layers[l, A_OFF]
             slopes = vector(theta, a_off, zc) if a_off >= 0 else b
             call(bias_act_forward, (Z, b, code, param, slopes, H))
+            if drop is not None:
+                _drop_forward(drop, l, H)
     return out
 
 
 @inline
 def backward_batch(Xb, S, order, first, m, Yb, yb, swb, theta, grad, layers, code, param,
-                   pieces, out_code, scale, ws, iws, cap):
+                   pieces, out_code, scale, ws, iws, cap, drop):
     """Loss and backward pass of the m rows that ``forward_batch`` just ran.
 
     Writes grad = scale * sum_i w_i dl_i/dtheta (no L2 term: see
     ``finish_gradient``) and returns sum_i w_i l_i.  The rows are Xb (dense),
     or with S = (data, indices, indptr) the CSR rows ``first:first + m`` of
-    ``order`` (or of X, order None).
+    ``order`` (or of X, order None).  drop: as ``forward_batch``'s.
     """
     L = layers.shape[0]
     n_out = layers[L - 1, ZCOLS]
@@ -160,12 +189,14 @@ def backward_batch(Xb, S, order, first, m, Yb, yb, swb, theta, grad, layers, cod
             pzc = layers[p, ZCOLS]
             units = layers[p, UNITS]
             dZp = matrix(ws, layers[p, DZ_OFF] * cap, m, pzc)
+            H = matrix(ws, layers[p, H_OFF] * cap, m, units)
+            if drop is not None:
+                _drop_backward(drop, p, dHprev, H, code)
             if iws is not None:  # maxout
                 A = matrix(iws, layers[p, ARG_OFF] * cap, m, units)
                 call(maxout_backward, (dHprev, A, pieces, dZp))
             else:
                 Z = matrix(ws, layers[p, Z_OFF] * cap, m, pzc)
-                H = matrix(ws, layers[p, H_OFF] * cap, m, units)
                 a_off = layers[p, A_OFF]
                 if code == PRELU:
                     call(prelu_slope_grad, (dHprev, Z, vector(grad, a_off, units)))
@@ -176,7 +207,7 @@ def backward_batch(Xb, S, order, first, m, Yb, yb, swb, theta, grad, layers, cod
 
 
 def _rows_forward_backward(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta, grad,
-                           layers, code, param, pieces, out_code, scale, ws, iws, cap):
+                           layers, code, param, pieces, out_code, scale, ws, iws, cap, drop):
     """Forward and backward pass of rows lo:hi of the block that starts at row ``start``.
 
     With an ``order`` (an epoch), the block's rows are order[start + lo:start + hi],
@@ -186,7 +217,10 @@ def _rows_forward_backward(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb
     matrix, with X and Xb None: its rows are not gathered, the first layer
     multiplies them where they lie (``dense.csr_matmul`` / ``csr_grads``).
     Uses the workspace (ws, iws), writes grad = scale * sum_i w_i dl_i/dtheta
-    and returns sum_i w_i l_i.
+    and returns sum_i w_i l_i.  drop: None, or the epoch's dropout arguments
+    (rows, thresholds, scales, key) with ``rows`` (n,) the data row of each entry
+    of ``order``: the block's rows[start + lo:start + hi] key its masks, so a
+    row's mask does not depend on its batch or on the split.
     """
     m = hi - lo
     first = start + lo
@@ -215,10 +249,14 @@ def _rows_forward_backward(X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb
         Yt = Y[first:first + m] if Y is not None else Y
         yt = y[first:first + m] if y is not None else y
         swt = sw[first:first + m] if sw is not None else sw
+    block = drop  # (None stays None; a slice of rows has the type of rows)
+    if drop is not None:
+        gid, thr, fl, key = drop
+        block = (gid[first:first + m], thr, fl, key)
     call(forward_batch, (Xt, S, order, first, m, theta, layers, code, param, pieces, ws, iws,
-                         cap))
+                         cap, block))
     return backward_batch(Xt, S, order, first, m, Yt, yt, swt, theta, grad, layers, code, param,
-                          pieces, out_code, scale, ws, iws, cap)
+                          pieces, out_code, scale, ws, iws, cap, block)
 
 
 @inline
@@ -318,7 +356,7 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     scale, lam = batch_scale(swb, None, 0, m, alpha)
     data = call(rows_forward_backward, (Xb, None, Yb, yb, swb, None, 0, 0, m, Xb, Yb, yb, swb,
                                         theta, grad, layers, code, param, pieces, out_code,
-                                        scale, ws, iws, cap))
+                                        scale, ws, iws, cap, None))
     sq = finish_gradient(theta, grad, 1, layers, lam, 0, theta.shape[0])
     return data * scale + 0.5 * lam * sq
 
@@ -352,7 +390,7 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
         m = min(cap, n - start)
         total += call(rows_forward_backward, (X, S, Y, y, sw, None, start, 0, m, X, Y, y, sw,
                                               theta, g, layers, code, param, pieces, out_code,
-                                              1.0, ws, iws, cap))
+                                              1.0, ws, iws, cap, None))
         if not single:
             for j in range(grad.shape[0]):
                 grad[j] += gbuf[j]
@@ -361,8 +399,8 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
 
 @_kernel
 def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
-                velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, part, parts,
-                sync, red):
+                velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, drop, part,
+                parts, sync, red):
     """One epoch of minibatch training, entirely compiled; with parts = 2, this
     thread's share of a split epoch.
 
@@ -395,6 +433,12 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     the same whatever the thread count).  BLAS runs on one thread either way.
     Returns the epoch's total (every part).  With parts = 1, part is 0 or -1
     and sync is not read.
+
+    drop: None (no dropout: this code is then not compiled), or (rows, thr, fl,
+    key): rows (n,) int64 the data row of each entry of ``order``, thr (L,) int64
+    each layer's keep threshold (``scalar.DROP_ALL_KEPT``: no dropout there), fl
+    (2, L) each layer's 1 / (1 - rate) and 1 - rate in the model's dtype, key the
+    epoch's ``scalar.dropout_key``.
     """
     n = order.shape[0]
     P = theta.shape[0]
@@ -417,7 +461,7 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
             red[q] = _rows_forward_backward_inline(
                 X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
                 grad[q * P:(q + 1) * P], layers, code, param, pieces, out_code, scale,
-                ws[q * ws_part:(q + 1) * ws_part], _part_of(iws, q, parts), cap)
+                ws[q * ws_part:(q + 1) * ws_part], _part_of(iws, q, parts), cap, drop)
         if threads > 1 and not call(barrier, (sync, threads)):
             return np.nan
         data = 0.0  # the parts' sums added in one order, by every thread
@@ -489,7 +533,7 @@ def predict_forward(X, theta, layers, code, param, pieces, out_code, apply_out, 
     for start in range(0, n, cap):
         stop = min(n, start + cap)
         O = call(forward_batch, (X[start:stop], None, None, start, stop - start, theta, layers,
-                                 code, param, pieces, ws, iws, cap))
+                                 code, param, pieces, ws, iws, cap, None))
         # the logits are the identity output's predictions (a copy; the slice assignment
         # out[...] = O compiled a shape-error message: 2.5 s of predict's 4 s)
         output_activation(out_code if apply_out else OUT_IDENTITY, O, out[start:stop])
@@ -507,5 +551,5 @@ def predict_csr(S, theta, layers, code, param, pieces, out_code, apply_out, ws, 
     for start in range(0, n, cap):
         m = min(n, start + cap) - start
         O = call(forward_batch, (None, S, None, start, m, theta, layers, code, param, pieces, ws,
-                                 iws, cap))
+                                 iws, cap, None))
         output_activation(out_code if apply_out else OUT_IDENTITY, O, out[start:start + m])

@@ -32,7 +32,9 @@ Data movement: a Trainer sends X, Y/y and the sample weights to the device
 once; each epoch sends the row order and the per-batch weight scales and
 reads back one float64 (the epoch loss).  ``snapshot``/``finish`` copy the
 parameters back.  Prediction sends each chunk of rows and reads back its
-output.
+output.  Dropout sends its per-layer thresholds and scales once; an epoch
+passes its key as an argument (and, for a chunk of a sparse X, the rows'
+indices in the data), and the masks are computed in the GEMM epilogues.
 
 Sparse X (``TAKES_CSR``): Trainer, FullBatch, predict and loss_grad take a
 scipy CSR matrix (of the model's dtype) as X.  It goes to the device as its
@@ -175,9 +177,12 @@ class Trainer:
     y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
     opt: ``fastmlp.backends.layout.OptimizerState`` with host arrays (LR is
     read each epoch, ADAM_T advanced each epoch).
+    dropout: None or a ``fastmlp.backends.layout.Dropout``; rows: None or (n,) int64
+    the index in the training data of each row of X (keys the dropout masks).
     """
 
-    def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha):
+    def __init__(self, spec, X, Y, y, sw, batch_size, theta, opt, alpha, dropout=None,
+                 rows=None):
         self.spec = spec
         self.cap = int(batch_size)
         self.theta = theta
@@ -189,22 +194,31 @@ class Trainer:
                             np.ascontiguousarray(y), np.ascontiguousarray(sw), opt.state1,
                             opt.state2, csr=csr)
         self.table = schedule(spec.layers, spec.code, True, sparse=csr is not None)
+        self.dropout, self.rows = dropout, rows
+        if dropout is not None:
+            self.prog.set_dropout(*dropout.arrays(spec))
 
     @property
     def last_driver(self):
         """"persistent" or "launches": the driver that ran the last epoch."""
         return self.prog.last_driver
 
-    def epoch(self, order):
+    def epoch(self, order, index=0):
         """One epoch over the rows in ``order``; returns the summed batch losses x rows
-        (inf or NaN when a batch's loss overflowed: the epoch runs on, as on the CPU)."""
+        (inf or NaN when a batch's loss overflowed: the epoch runs on, as on the CPU).
+        index: the epoch's number in the fit (keys the dropout masks)."""
         order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.shape[0]
         n_batches = (n + self.cap - 1) // self.cap
         h = self.opt.hyper
         t0 = float(h[ADAM_T])
         steps = step_sizes(self.opt.solver, h[LR], h[BETA1], h[BETA2], t0, n_batches)
-        self.prog.set_epoch(order, epoch_scales(self.sw_host, order, self.cap, n_batches, steps))
+        gid, key = None, 0
+        if self.dropout is not None:
+            key = self.dropout.key(index)
+            gid = None if self.rows is None else self.rows[order]
+        self.prog.set_epoch(order, epoch_scales(self.sw_host, order, self.cap, n_batches, steps),
+                            gid, key)
         hyper = (h[MOMENTUM], h[NESTEROV] != 0.0, h[BETA1], h[BETA2], h[EPS])
         total = self.prog.run(self.table, n_batches, n, solver=self.opt.solver, hyper=hyper,
                               alpha=self.alpha)

@@ -16,27 +16,57 @@ and NaN/inf must propagate so that a diverging fit is detected.
 from numba import cuda
 
 from .. import scalar
-from ..scalar import of
+from ..scalar import DROP_ALL_KEPT, of
 from ..._registry import MAXOUT, PRELU
 
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
 maxout_unit = cuda.jit(device=True)(scalar.maxout_unit)
 maxout_unit_backward = cuda.jit(device=True)(scalar.maxout_unit_backward)
+drop_keep = cuda.jit(device=True)(scalar.dropout_keep)
 
 
 @cuda.jit(device=True)
-def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride):
+def dropout_h(h, drows, dkey, dl, r, u, dthr, dscale):
+    """A hidden activation h as it is stored: h * dscale where unit u of batch row r
+    (data row drows[r]) of layer dl is kept (``scalar.dropout_keep``), 0 where it is
+    dropped; h itself without dropout (dthr == ``scalar.DROP_ALL_KEPT``).  Applied
+    wherever a phase writes a hidden layer's output."""
+    if dthr < DROP_ALL_KEPT:
+        if drop_keep(dkey, dl, drows[r], u, dthr):
+            return h * dscale
+        return of(h, 0.0)
+    return h
+
+
+@cuda.jit(device=True)
+def dropout_dh(dh, h, drows, dkey, dl, r, u, dthr, dscale, dkeep):
+    """(dH, H) of unit u of batch row r of layer dl back through ``dropout_h``: (dh *
+    dscale, h * dkeep) where kept (h * dkeep: the activation before its scale, for act'),
+    (0, h) where dropped; (dh, h) without dropout.  Applied where a phase computes a
+    hidden layer's dH, before act'."""
+    if dthr < DROP_ALL_KEPT:
+        if drop_keep(dkey, dl, drows[r], u, dthr):
+            return dh * dscale, h * dkeep
+        return of(dh, 0.0), h
+    return dh, h
+
+
+@cuda.jit(device=True)
+def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dthr, dscale):
     """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
 
     Z: (m, units * pieces) bare GEMM output, b: (units * pieces,), H: (m, units),
     argmax: (m, units) int32 (first piece on ties).  Grid-stride over m*units.
+    Dropout (dthr < ``scalar.DROP_ALL_KEPT``): H[i, u] *= dscale where unit u of data
+    row drows[i] of layer dl is kept, else 0 (as ``dense.forward_tiles``).
     """
     n, units = H.shape
     for t in range(g, n * units, stride):
         i = t // units
         u = t - i * units
         maxout_unit(Z, b, i, u, pieces, H, argmax)
+        H[i, u] = dropout_h(H[i, u], drows, dkey, dl, i, u, dthr, dscale)
 
 
 @cuda.jit(device=True)

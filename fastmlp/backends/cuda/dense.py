@@ -38,7 +38,7 @@ from numba import cuda
 
 from ._common import d_backward_tile, d_tile_origin, d_tiles_along
 from ..scalar import of
-from .activations import act, act_grad
+from .activations import act, act_grad, dropout_dh, dropout_h
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,8 +48,12 @@ def gemm_phases(T, R):
 
     @cuda.jit(device=True)
     def forward_tiles(A, theta, w_off, b_off, a_off, M, code, param, fuse, Z, H,
-                      first, step, sA, sB, acc, a_reg, b_reg):
-        """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M)."""
+                      first, step, sA, sB, acc, a_reg, b_reg, drows, dkey, dl, dthr, dscale):
+        """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M).
+
+        Dropout (when dthr < ``scalar.DROP_ALL_KEPT``): H = act(Z) * dscale where unit col of
+        data row drows[row] of layer dl is kept, else 0 (``activations.dropout_h``).
+        """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         n, K = A.shape
@@ -92,19 +96,24 @@ def gemm_phases(T, R):
                             z = acc[a, c] + theta[b_off + col]
                             Z[row, col] = z
                             slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
-                            H[row, col] = act(code, z, param, slope)
+                            H[row, col] = dropout_h(act(code, z, param, slope), drows, dkey,
+                                                    dl, row, col, dthr, dscale)
                         else:
                             Z[row, col] = acc[a, c]
 
     @cuda.jit(device=True)
     def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, code, param,
-                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc):
+                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc,
+                       drows, dkey, dl, dthr, dscale, dkeep):
         """dW, db (and dH(l-1) when ``with_inputs``) of one layer; returns this thread's
         share of sum(W^2) (0 when lam == 0).
 
         Hp: (m, K) layer input; dZ: (m, M); Zc, Hc: the previous layer's cache and
         ``sl_off`` its prelu slopes (for act' when ``fuse``); out: (m, K) receives dH
-        (times act' when ``fuse``).
+        (times act' when ``fuse``).  With dropout in the previous layer dl (dthr <
+        ``scalar.DROP_ALL_KEPT``): dH * dscale where kept, 0 where dropped, and act'
+        reads Hc * dkeep (the activation before its dropout scale), as the CPU's
+        ``dropout_backward`` (``activations.dropout_dh``).
         """
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -176,11 +185,13 @@ def gemm_phases(T, R):
                     acc[0, 0] = s
                     cuda.syncthreads()
                 if r < n and i < K:
+                    dh, h = dropout_dh(acc[0, 0], Hc[r, i], drows, dkey, dl, r, i, dthr,
+                                       dscale, dkeep)
                     if fuse:
                         slope = theta[sl_off + i] if sl_off >= 0 else of(param, 0.0)
-                        out[r, i] = acc[0, 0] * act_grad(code, Zc[r, i], Hc[r, i], param, slope)
+                        out[r, i] = dh * act_grad(code, Zc[r, i], h, param, slope)
                     else:
-                        out[r, i] = acc[0, 0]
+                        out[r, i] = dh
         return sq
 
     return forward_tiles, backward_tiles

@@ -42,7 +42,7 @@ grid of any size covers it, as its own launch or one step of the persistent kern
 from numba import cuda
 
 from ..scalar import of
-from .activations import act
+from .activations import act, dropout_h
 
 # The most feature groups of ``csr_backward_phase`` (work items: groups x zcols; a power
 # of two): more would make more threads each read all of the batch's indices for fewer
@@ -52,9 +52,11 @@ CSR_GROUPS_MAX = 256
 
 @cuda.jit(device=True)
 def csr_forward_phase(data, indices, indptr, order, start, theta, w_off, b_off, a_off, code,
-                      param, fuse, Z, H, g, stride):
+                      param, fuse, Z, H, g, stride, drows, dkey, dl, dthr, dscale):
     """Z = X_b @ W for the m = Z.shape[0] CSR rows ``order[start:start + m]``; with ``fuse``:
-    Z += b and H = act(Z) (prelu slopes at ``a_off`` when >= 0).
+    Z += b and H = act(Z) (prelu slopes at ``a_off`` when >= 0), through layer dl's
+    dropout (``activations.dropout_h``: drows, dkey, dthr, dscale as ``dense.forward_tiles``
+    takes them; dthr ``scalar.DROP_ALL_KEPT`` for none).
 
     data, indices, indptr: the CSR arrays of X (n, fan_in); W (fan_in, zcols) and b read
     from the flat ``theta`` at w_off, b_off.  Z: (m, zcols) written; H: (m, units) written
@@ -72,7 +74,8 @@ def csr_forward_phase(data, indices, indptr, order, start, theta, w_off, b_off, 
             z = s + theta[b_off + j]
             Z[i, j] = z
             slope = theta[a_off + j] if a_off >= 0 else of(z, 0.0)
-            H[i, j] = act(code, z, param, slope)
+            H[i, j] = dropout_h(act(code, z, param, slope), drows, dkey, dl, i, j, dthr,
+                                dscale)
         else:
             Z[i, j] = s
 

@@ -52,7 +52,7 @@ from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, PRELU
 from ..layout import (
     A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
-from ..scalar import of
+from ..scalar import DROP_ALL_KEPT, of
 from .. import cuda_simulated
 from ._common import (
     EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, driver,
@@ -161,8 +161,20 @@ def kernels(T, R):
                 swb[i] = sw[order[start + i]]
 
     @cuda.jit(device=True)
+    def drop_threshold(dthr, l):
+        """Layer l's keep threshold; ``DROP_ALL_KEPT`` (no dropout) when dthr is empty."""
+        return dthr[l] if dthr.shape[0] > 0 else DROP_ALL_KEPT
+
+    @cuda.jit(device=True)
+    def drop_scale(dfl, k, l, like):
+        """dfl[k, l] (1 / (1 - rate) for k = 0, 1 - rate for k = 1) in like's type; 1 when
+        there is no dropout."""
+        return dfl[k, l] if dfl.shape[1] > 0 else of(like, 1.0)
+
+    @cuda.jit(device=True)
     def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                  X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
+                  X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
+                  n_rows, theta, grad,
                   state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
                   ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
@@ -176,6 +188,11 @@ def kernels(T, R):
         X is the dense data (n, d), or (0, d) with a CSR matrix in data, indices,
         indptr (``sparse.py``; empty with a dense X); Xb the batch buffer (cap, d), or
         (0, d) where the rows are not gathered (CSR).
+
+        Dropout: gid (n_rows,) the data row of each entry of ``order`` (keys the masks),
+        dkey the epoch's ``scalar.dropout_key``, dthr (L,) int64 keep thresholds and dfl
+        (2, L) the scales 1 / (1 - rate) and 1 - rate; dthr empty: no dropout (the
+        masks' code is skipped, the arithmetic is that of a fit without it).
         """
         first = cuda.blockIdx.x
         step = cuda.gridDim.x
@@ -187,6 +204,7 @@ def kernels(T, R):
         L = layers.shape[0]
         gscale = of(alpha, scales[b, 0])  # gradient scale: 1 / (weight sum of the batch)
         lscale = scales[b, 1]  # loss scale: rows / weight sum (training), 1 (full-batch sums)
+        drows = gid[start:start + m]  # the batch's data rows (read by dropout only)
         part = 0.0  # float64: the loss sum
         if kind == GATHER:
             gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride)
@@ -217,11 +235,14 @@ def kernels(T, R):
                 if l == L - 1:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
                                       layers[l, W_OFF], bo, -1, IDENTITY, param, True,
-                                      ws[:m, zo:zo + zc], ws[:m, zo:zo + zc], g, stride)
+                                      ws[:m, zo:zo + zc], ws[:m, zo:zo + zc], g, stride,
+                                      drows, dkey, l, DROP_ALL_KEPT, param)
                 else:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
                                       layers[l, W_OFF], bo, ao, code, param, code != MAXOUT,
-                                      ws[:m, zo:zo + zc], ws[:m, ho:ho + units], g, stride)
+                                      ws[:m, zo:zo + zc], ws[:m, ho:ho + units], g, stride,
+                                      drows, dkey, l, drop_threshold(dthr, l),
+                                      drop_scale(dfl, 0, l, param))
             elif kind == FORWARD:
                 if l == 0:
                     Hp = Xb[:m]
@@ -231,15 +252,19 @@ def kernels(T, R):
                 Z = ws[:m, zo:zo + zc]
                 if l == L - 1:  # logits: bias only, the loss applies the output function
                     forward_tiles(Hp, theta, layers[l, W_OFF], bo, -1, zc, IDENTITY, param,
-                                  True, Z, Z, first, step, sA, sB, acc, a_reg, b_reg)
+                                  True, Z, Z, first, step, sA, sB, acc, a_reg, b_reg,
+                                  drows, dkey, l, DROP_ALL_KEPT, param)
                 else:
                     forward_tiles(Hp, theta, layers[l, W_OFF], bo, ao, zc, code, param,
                                   code != MAXOUT, Z, ws[:m, ho:ho + units], first, step,
-                                  sA, sB, acc, a_reg, b_reg)
+                                  sA, sB, acc, a_reg, b_reg, drows, dkey, l,
+                                  drop_threshold(dthr, l), drop_scale(dfl, 0, l, param))
             elif kind == MAXOUT_FWD:
                 a0 = layers[l, ARG_OFF]
                 maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], pieces,
-                                     ws[:m, ho:ho + units], iws[:m, a0:a0 + units], g, stride)
+                                     ws[:m, ho:ho + units], iws[:m, a0:a0 + units], g, stride,
+                                     drows, dkey, l, drop_threshold(dthr, l),
+                                     drop_scale(dfl, 0, l, param))
             elif kind == HIDDEN_BWD:
                 a0 = layers[l, ARG_OFF]
                 dho = layers[l, DH_OFF]
@@ -260,7 +285,8 @@ def kernels(T, R):
                 elif l == 0:
                     sq = backward_tiles(Xb[:m], dZ, theta, grad, layers[l, W_OFF], bo, lam,
                                         False, code, param, dZ, dZ, -1, False, dZ,
-                                        first, step, sA, sB, acc)
+                                        first, step, sA, sB, acc, drows, dkey, l,
+                                        DROP_ALL_KEPT, param, param)
                 else:
                     p = l - 1
                     pu = layers[p, UNITS]
@@ -272,7 +298,10 @@ def kernels(T, R):
                     sq = backward_tiles(ws[:m, pho:pho + pu], dZ, theta, grad, layers[l, W_OFF],
                                         bo, lam, True, code, param, ws[:m, pzo:pzo + pu],
                                         ws[:m, pho:pho + pu], layers[p, A_OFF], fuse,
-                                        ws[:m, oo:oo + pu], first, step, sA, sB, acc)
+                                        ws[:m, oo:oo + pu], first, step, sA, sB, acc,
+                                        drows, dkey, p, drop_threshold(dthr, p),
+                                        drop_scale(dfl, 0, p, param),
+                                        drop_scale(dfl, 1, p, param))
                 part = lscale * (of(alpha, 0.5) * alpha * sq)  # = rows x the batch's L2 term
         return part
 
@@ -282,9 +311,9 @@ def kernels(T, R):
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
     def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
-                     X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
-                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+                     X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
+                     n_rows, theta, grad, state1, state2, solver, momentum, nesterov, beta1, c1,
+                     beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
         loss_acc[0] += the summed loss contributions.  A cooperative launch."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
@@ -299,18 +328,18 @@ def kernels(T, R):
             for p in range(table.shape[0]):
                 part += run_phase(table[p, 0], table[p, 1], b, layers, code, param, pieces,
                                   out_code, apply_out, X, data, indices, indptr, Y, y, sw,
-                                  order, scales, n_rows, theta, grad, state1, state2, solver,
-                                  momentum, nesterov, beta1, c1, beta2, c2, eps, alpha, ws, iws,
-                                  Xb, Yb, yb, swb, P,
+                                  order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
+                                  state1, state2, solver, momentum, nesterov, beta1, c1, beta2,
+                                  c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P,
                                   sA, sB, acc, a_reg, b_reg)
                 grid.sync()
         block_sum_add(red, part, 1.0, loss_acc)
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
     def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                     X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta, grad,
-                     state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                     ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+                     X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
+                     n_rows, theta, grad, state1, state2, solver, momentum, nesterov, beta1, c1,
+                     beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
         sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
         sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
@@ -319,9 +348,10 @@ def kernels(T, R):
         a_reg = cuda.local.array(R, dtype=theta.dtype)
         b_reg = cuda.local.array(R, dtype=theta.dtype)
         part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                         X, data, indices, indptr, Y, y, sw, order, scales, n_rows, theta,
-                         grad, state1, state2, solver, momentum, nesterov, beta1, c1, beta2,
-                         c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg)
+                         X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl,
+                         scales, n_rows, theta, grad, state1, state2, solver, momentum, nesterov,
+                         beta1, c1, beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, sA, sB,
+                         acc, a_reg, b_reg)
         if kind == LOSS or ((kind == BACKWARD or kind == CSR_BACKWARD)
                             and alpha != of(alpha, 0.0)):
             block_sum_add(red, part, 1.0, loss_acc)
@@ -384,20 +414,37 @@ class Program:
         self.P = cuda.device_array((1 if grad else self.cap, k), dtype=dt)
         self.acc = cuda.device_array(1, dtype=np.float64)
         self.order = cuda.device_array(0, dtype=np.int64)
+        # dropout: the data row of each entry of order (order itself unless the rows are a
+        # chunk of the data), the epoch's key, thresholds and scales (empty: none)
+        self.gid = self.order
+        self.drop_key = 0
+        self.dthr = cuda.device_array(0, dtype=np.int64)
+        self.dfl = cuda.device_array((2, 0), dtype=dt)
         self.scales = cuda.to_device(np.ones((1, 3), dtype=np.float64))  # predict: one batch
         self._zero = np.zeros(1, dtype=np.float64)
         self._grids = {}
         self.last_driver = None
 
-    def set_epoch(self, order, scales):
+    def set_dropout(self, thresholds, scales):
+        """Send the dropout's per-layer keep thresholds and scales
+        (``layout.Dropout.arrays``), once per fit."""
+        self.dthr = cuda.to_device(np.ascontiguousarray(thresholds, dtype=np.int64))
+        self.dfl = cuda.to_device(np.ascontiguousarray(scales, dtype=self.spec.dtype))
+
+    def set_epoch(self, order, scales, gid=None, key=0):
         """Send an epoch's row order (int64) and per-batch (gradient, loss, step) scales
-        (float64, ``epoch_scales``)."""
+        (float64, ``epoch_scales``); with dropout, the data rows of the order's entries
+        (gid; None: order itself) and the epoch's key."""
         if self.order.shape[0] != order.shape[0]:
             self.order = cuda.device_array(order.shape[0], dtype=np.int64)
         if self.scales.shape[0] != scales.shape[0]:
             self.scales = cuda.device_array(scales.shape, dtype=np.float64)
         self.order.copy_to_device(order)
         self.scales.copy_to_device(scales)
+        self.gid = self.order
+        if gid is not None:
+            self.gid = cuda.to_device(np.ascontiguousarray(gid, dtype=np.int64))
+        self.drop_key = int(key)
 
     def send_rows(self, data, indices, indptr, room=0):
         """Send a predict chunk's CSR rows (its ``indptr`` from 0) into the device arrays,
@@ -418,8 +465,9 @@ class Program:
             e = dt(np.finfo(dt).smallest_subnormal)
         return (self.layers, int(s.code), dt(s.param), int(s.pieces), int(s.out_code),
                 bool(apply_out), self.X, self.data, self.indices, self.indptr, self.Y, self.y,
-                self.sw, self.order, self.scales, int(n_rows), self.theta, self.grad, self.state1,
-                self.state2, int(solver),
+                self.sw, self.order, self.gid, int(self.drop_key), self.dthr, self.dfl,
+                self.scales, int(n_rows), self.theta, self.grad, self.state1, self.state2,
+                int(solver),
                 dt(momentum), bool(nesterov), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
                 dt(1.0 - float(beta2)), e, dt(alpha), self.ws, self.iws, self.Xb, self.Yb,
                 self.yb, self.swb, self.P, self.acc)
