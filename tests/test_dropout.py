@@ -492,13 +492,16 @@ def test_onnx_export_is_the_model_without_dropout(rng):
     np.testing.assert_array_equal(label, clf.predict(Xf))
 
 
-def test_cuda_sparse_chunks_keep_the_rows_masks(rng, tiny_cuda, config):
-    # the CUDA backend takes no CSR: a sparse X is densified a few rows at a time, each
-    # chunk its own Trainer whose rows carry their index in the data (the masks' key)
+@pytest.mark.parametrize("densify_above", [0.25, 1.0])
+def test_cuda_sparse_keeps_the_rows_masks(rng, tiny_cuda, config, densify_above):
+    # half the entries non-zero: above 0.25 a sparse X is densified a few rows at a time,
+    # each chunk its own Trainer whose rows carry their index in the data (the masks' key);
+    # with 1.0 the CUDA backend takes the CSR matrix (its CSR_FORWARD phase drops units)
     X = rng.normal(size=(24, 4))
     X[rng.random(X.shape) < 0.5] = 0.0
     y = rng.integers(0, 3, 24)
-    config(SPARSE_CHUNK_BYTES=10 * 4 * 8)  # chunks of 10 rows: three per epoch
+    # chunks of 10 rows: three per epoch
+    config(SPARSE_CHUNK_BYTES=10 * 4 * 8, SPARSE_DENSIFY_ABOVE=densify_above)
     kw = dict(hidden_layer_sizes=(5,), solver="sgd", max_iter=2, batch_size=5, dropout=0.5,
               random_state=0, dtype="float64", learning_rate_init=0.05)
     with warnings.catch_warnings():
