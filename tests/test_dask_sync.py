@@ -339,3 +339,37 @@ def test_an_overflowing_loss_and_a_diverging_fit_as_the_local_fit(client):
         with pytest.raises(ValueError, match="non-finite parameter weights"):
             est.fit(*blocks)
     assert not hasattr(est, "coefs_")
+
+
+def test_dropout_step_synchronous_equals_the_local_fit(client):
+    """Each block draws the local fit's masks for its rows of a minibatch (keyed by their
+    index in the training rows and the epoch), so the step-synchronous fit with dropout
+    is the local fit, early stopping and warm start included; the averaging modes
+    refuse dropout."""
+    X, y = _blobs(3)
+    params = dict(BASE, solver="adam", dropout=(0.3,), early_stopping=True,
+                  validation_fraction=0.2, n_iter_no_change=50, max_iter=6)
+    local, remote = _fit_both(MLPClassifier, DaskMLPClassifier, params, X, y)
+    _assert_same_fit(remote, local)
+    assert remote._dropout_seed == local._dropout_seed
+    no_drop = MLPClassifier(**dict(params, dropout=0.0)).fit(X, y)
+    assert not np.allclose(no_drop.coefs_[0], local.coefs_[0])  # the masks did something
+    # warm start: the next epochs' masks continue from the loss curve's length
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local.set_params(warm_start=True, max_iter=3).fit(X, y)
+        remote.set_params(warm_start=True, max_iter=3).fit(*_blocks(X, y))
+    _assert_same_fit(remote, local)
+    with pytest.raises(ValueError, match="dropout.*sync='step'"):
+        DaskMLPClassifier(**dict(params, sync="epoch")).fit(*_blocks(X, y))
+
+
+def test_dropout_regressor_sgd_with_weights(client):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, 6))
+    y = X @ rng.normal(size=6) + 0.1 * rng.normal(size=600)
+    w = rng.uniform(0.2, 2.0, size=600)
+    params = dict(BASE, solver="sgd", momentum=0.9, dropout=0.25, learning_rate_init=0.01,
+                  max_iter=5, hidden_layer_sizes=(10, 7))
+    local, remote = _fit_both(MLPRegressor, DaskMLPRegressor, params, X, y, sample_weight=w)
+    _assert_same_fit(remote, local)

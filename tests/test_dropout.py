@@ -417,12 +417,14 @@ def test_a_tampered_seed_is_refused(rng):
         MLPClassifier().__setstate__(state)
 
 
-def test_dask_estimators_do_not_take_dropout():
+def test_dask_estimators_take_dropout():
+    """A parameter of the dask estimators too (their fits: tests/test_dask_sync.py)."""
     dask_est = pytest.importorskip("fastmlp.dask")
     for cls in (dask_est.DaskMLPClassifier, dask_est.DaskMLPRegressor):
-        assert "dropout" not in cls().get_params()
-        with pytest.raises(TypeError, match="dropout"):
-            cls(dropout=0.2)
+        assert cls().get_params()["dropout"] == 0.0
+        est = clone(cls(dropout=(0.2, 0.1), hidden_layer_sizes=(4, 3)))
+        assert est.dropout == (0.2, 0.1)
+        assert est._local_params()["dropout"] == (0.2, 0.1)  # what the local fit gets
 
 
 # ------------------------------------------------------------------ CPU and CUDA (simulator)
@@ -509,3 +511,43 @@ def test_cuda_sparse_keeps_the_rows_masks(rng, tiny_cuda, config, densify_above)
         a = MLPClassifier(backend="cpu", **kw).fit(X, y)
         b = MLPClassifier(backend="cuda", **kw).fit(sp.csr_matrix(X), y)
     _same(a, b, exact=False)
+
+
+@pytest.mark.parametrize("act", ["tanh", "maxout"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_full_batch_sums_with_masks_cpu_and_cuda(rng, tiny_cuda, act, sparse):
+    """The full-batch sums under one epoch's masks (a dask block's share of a
+    step-synchronous minibatch): the CUDA backend's equal the CPU's, and the masks of a
+    row follow its index in the training rows, not its place in X."""
+    cb = pytest.importorskip("fastmlp.backends.cuda")
+    spec = make_layout(5, (4, 3), 3, act, 0.0, 2, OUTPUTS["softmax"], np.float64)
+    theta = rng.normal(size=spec.n_params) * 0.5
+    X = rng.normal(size=(11, 5))
+    if sparse:
+        X[rng.random(X.shape) < 0.6] = 0.0
+        X = sp.csr_matrix(X)
+    y = rng.integers(0, 3, 11).astype(np.int64)
+    Y, sw = np.zeros((0, 3)), rng.uniform(0.5, 2.0, 11)
+    rows = rng.permutation(40)[:11]  # the rows' indices in some training set
+    drop = Dropout((0.4, 0.3), 77)
+    out = {}
+    for name, be in (("cpu", cpu), ("cuda", cb)):
+        g = np.empty_like(theta)
+        loss = be.FullBatch(spec, X, Y, y, sw, dropout=drop, rows=rows, epoch=5)(theta, g)
+        out[name] = (loss, g)
+    assert out["cuda"][0] == pytest.approx(out["cpu"][0], rel=1e-10)
+    np.testing.assert_allclose(out["cuda"][1], out["cpu"][1], rtol=1e-9, atol=1e-12)
+    # row i's masks are those of its index rows[i]: the same rows reversed give the same sums
+    g = np.empty_like(theta)
+    rev = slice(None, None, -1)
+    Xr = np.ascontiguousarray(X[rev]) if not sparse else sp.csr_matrix(X.toarray()[rev])
+    loss = cpu.FullBatch(spec, Xr, Y, y[rev].copy(), sw[rev].copy(), dropout=drop,
+                         rows=rows[rev], epoch=5)(theta, g)
+    assert loss == pytest.approx(out["cpu"][0], rel=1e-12)
+    np.testing.assert_allclose(g, out["cpu"][1], rtol=1e-10, atol=1e-13)
+    # and they are masks: without dropout, or in another epoch, the sums differ
+    plain = cpu.FullBatch(spec, X, Y, y, sw)(theta, np.empty_like(theta))
+    other = cpu.FullBatch(spec, X, Y, y, sw, dropout=drop, rows=rows, epoch=6)(
+        theta, np.empty_like(theta))
+    assert plain != pytest.approx(out["cpu"][0], rel=1e-6)
+    assert other != pytest.approx(out["cpu"][0], rel=1e-6)

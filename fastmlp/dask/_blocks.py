@@ -177,10 +177,13 @@ def _block_epoch(part, shared, spec, seed, epoch, batch_size, alpha, shuffle, le
 class _Step:
     """What every block of a synchronous step gets: the current parameters and, for
     each block (by its index along the rows), its rows of the step's minibatch (positions
-    in the block's training rows, in the minibatch's order)."""
+    in the block's training rows, in the minibatch's order).  With dropout (a
+    ``layout.Dropout``, else None): ``gids``, each block's rows as indices in the local
+    fit's training rows (the masks' key), and the epoch's number."""
 
-    def __init__(self, theta, rows):
+    def __init__(self, theta, rows, dropout=None, gids=None, epoch=0):
         self.theta, self.rows = theta, rows
+        self.dropout, self.gids, self.epoch = dropout, gids, epoch
 
 
 def _block_step(part, step, spec):
@@ -196,7 +199,11 @@ def _block_step(part, step, spec):
     if idx is None or idx.shape[0] == 0:
         return 0.0, 0.0, grad.astype(np.float64)
     sw = _rows(d.sw, idx)
-    sums = part.backend.FullBatch(spec, d.X[idx], _rows(d.Y, idx), _rows(d.y, idx), sw)
+    drop = {}
+    if step.dropout is not None:  # the local epoch's masks for these rows
+        drop = dict(dropout=step.dropout, rows=step.gids[part.block], epoch=step.epoch)
+    sums = part.backend.FullBatch(spec, d.X[idx], _rows(d.Y, idx), _rows(d.y, idx), sw,
+                                  **drop)
     loss = sums(step.theta, grad)
     wsum = float(idx.shape[0]) if sw.shape[0] == 0 else float(sw.sum(dtype=np.float64))
     return float(loss), wsum, grad.astype(np.float64, copy=False)

@@ -113,8 +113,9 @@ class ClusterEngine:
     """
 
     def __init__(self, cluster, spec, summaries, weight_sum, seed, params, net, sync="epoch",
-                 rng=None, train_rows=None):
+                 rng=None, train_rows=None, dropout=None):
         self.cluster, self.spec, self.weight_sum, self.seed = cluster, spec, weight_sum, seed
+        self.dropout = dropout  # (step-synchronous only: the estimators check)
         self.alpha, self.shuffle = params.alpha, params.shuffle
         self.sync, self.rng, self.train_rows = sync, rng, train_rows
         self.rows = [int(s[0]) for s in summaries]  # training rows of each part
@@ -154,10 +155,10 @@ class ClusterEngine:
     def epoch(self, index):
         """One epoch; the summed batch losses x rows (inf or NaN where a loss overflowed)."""
         if self.sync == "step":
-            return self._step_epoch()
+            return self._step_epoch(index)
         return self._averaged_epoch(index)
 
-    def _step_epoch(self):
+    def _step_epoch(self, index):
         """The local fit's epoch, one round per minibatch (see ``_SyncStep``)."""
         if self.shuffle:
             self.order = _fastpath.shuffled(self.order, self.rng)  # the local fit's draw
@@ -169,8 +170,12 @@ class ClusterEngine:
             b = seq_block[start:start + self.batch_size]
             p = seq_pos[start:start + self.batch_size]
             rows = {int(i): p[b == i] for i in np.unique(b)}
-            data, wsum, gsum = self.cluster.round(_block_step, _Step(self.theta.copy(), rows),
-                                                  self.spec)
+            gids = None
+            if self.dropout is not None:  # the rows' indices in the training rows: the masks'
+                seq = self.order[start:start + self.batch_size]
+                gids = {i: seq[b == i] for i in rows}
+            step = _Step(self.theta.copy(), rows, self.dropout, gids, index)
+            data, wsum, gsum = self.cluster.round(_block_step, step, self.spec)
             toc = time.perf_counter()
             loss = self.stepper(self.theta, self.opt, data, wsum, gsum)
             self.client_seconds += time.perf_counter() - toc

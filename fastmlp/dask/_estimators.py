@@ -207,11 +207,21 @@ class _DaskMLPMixin:
         net = _Net(d, n_outputs, out)
         rng = check_random_state(self.random_state)
         if first_pass:
+            local.__dict__.pop("_dropout_seed", None)  # a new model draws its own
             spec = local._make_spec(d, n_outputs, out)
             theta = local._init_theta(spec, rng)
         else:
             spec = local._same_network(net)
             theta = local._current_theta().astype(spec.dtype, copy=True)
+        dropout = None
+        if self.solver != "lbfgs":  # (lbfgs with dropout > 0: refused by _validate_params)
+            # drawn where the local fit draws it: after the weights, before the split
+            dropout = local._dropout_for_fit(rng, first_pass)
+            if dropout is not None and not step:
+                raise ValueError(
+                    f"dropout={self.dropout!r} needs sync='step' (the local fit's minibatches, "
+                    "whose masks are the local fit's); the averaging modes (sync="
+                    f"{self.sync!r}) do not draw masks.")
         n = int(X.shape[0])
         starts = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         holdout, train_rows, seed = None, None, 0
@@ -238,7 +248,7 @@ class _DaskMLPMixin:
                 if not W > 0:
                     raise ValueError("Sample weights must contain at least one non-zero number.")
                 engine = ClusterEngine(cluster, spec, summaries, W, seed, local, net, sync,
-                                       rng, train_rows)
+                                       rng, train_rows, dropout)
                 if self.solver == "lbfgs":
                     fit = fit_lbfgs(local, engine, spec, theta, n_outputs, out)
                     local._publish_lbfgs(spec, fit, net, first_pass)
@@ -485,7 +495,8 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
         minibatch steps, the local fit's model (one round trip per minibatch);
         ``"epoch"``: parameter averaging once per epoch (one round trip per
         epoch, another model); an int K: averaging after every K local
-        minibatch steps of each block (in between).
+        minibatch steps of each block (in between).  ``dropout`` > 0 needs
+        ``"step"`` (each block draws the local fit's masks for its rows).
     hidden_layer_sizes, activation, solver, alpha, ... :
         As in :class:`fastmlp.MLPClassifier`.
 
@@ -552,6 +563,7 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
         elu_alpha=1.0,
         maxout_pieces=2,
         class_weight=None,
+        dropout=0.0,
         client=None,
         sync="step",
     ):
@@ -565,7 +577,7 @@ class DaskMLPClassifier(_DaskMLPMixin, MLPClassifier):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope,
             prelu_init=prelu_init, elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
-            class_weight=class_weight,
+            class_weight=class_weight, dropout=dropout,
         )
         self.client = client
         self.sync = sync
@@ -725,6 +737,7 @@ class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
         prelu_init=0.25,
         elu_alpha=1.0,
         maxout_pieces=2,
+        dropout=0.0,
         client=None,
         sync="step",
     ):
@@ -738,6 +751,7 @@ class DaskMLPRegressor(_DaskMLPMixin, MLPRegressor):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, dtype=dtype, negative_slope=negative_slope,
             prelu_init=prelu_init, elu_alpha=elu_alpha, maxout_pieces=maxout_pieces,
+            dropout=dropout,
         )
         self.client = client
         self.sync = sync

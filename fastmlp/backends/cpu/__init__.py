@@ -382,11 +382,19 @@ class FullBatch:
 
     X: (n, d) C-contiguous, spec.dtype, or a CSR matrix of spec.dtype.
     Y: (n, k) float targets or (0, k); y: (n,) int64 labels or (0,);
-    sw: (n,) weights or (0,).
+    sw: (n,) weights or (0,).  dropout: None, or a ``layout.Dropout`` whose
+    masks for ``rows`` (n,) (each row's index in the training data) and epoch
+    number ``epoch`` apply, as the training epoch draws them (the dask
+    estimators' step-synchronous minibatch shares).
     """
 
-    def __init__(self, spec, X, Y, y, sw):
+    def __init__(self, spec, X, Y, y, sw, dropout=None, rows=None, epoch=0):
         self.spec = spec
+        self.drop = None
+        if dropout is not None:
+            thr, fl = dropout.arrays(spec)
+            self.drop = (np.ascontiguousarray(rows, dtype=np.int64), thr, fl,
+                         dropout.key(epoch))
         # what the fit does not have is None from here on (see _given)
         (self.X, self.S), self.Y, self.y, self.sw = _dense_or_csr(X), _given(Y), _given(y), \
             _given(sw)
@@ -407,7 +415,7 @@ class FullBatch:
         s = self.spec
         return float(loss_grad_sum(
             self.X, self.S, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
-            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap))
+            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap, self.drop))
 
 
 def predict(spec, theta, X, apply_out):

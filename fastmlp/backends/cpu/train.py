@@ -363,11 +363,14 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
 
 @_kernel
 def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
-                  ws, iws, cap):
+                  ws, iws, cap, drop):
     """Unnormalised full-batch sums over all rows of X, in chunks of ``cap`` rows.
 
     X: (n, d) dense with S None, or None with S = (data, indices, indptr) of a
-    CSR matrix (see ``rows_forward_backward``).
+    CSR matrix (see ``rows_forward_backward``).  drop: None (lbfgs), or the
+    dropout arguments of ``train_epoch`` with ``rows`` (n,) the data row of each
+    row of X: the sums of a dask block's share of a step-synchronous minibatch
+    under the masks the local epoch draws for those rows.
 
     grad = sum_i w_i dl_i/dtheta (no L2 term, no division by the weight sum);
     returns sum_i w_i l_i.  Memory is one chunk's workspace whatever n is; a
@@ -390,7 +393,7 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
         m = min(cap, n - start)
         total += call(rows_forward_backward, (X, S, Y, y, sw, None, start, 0, m, X, Y, y, sw,
                                               theta, g, layers, code, param, pieces, out_code,
-                                              1.0, ws, iws, cap, None))
+                                              1.0, ws, iws, cap, drop))
         if not single:
             for j in range(grad.shape[0]):
                 grad[j] += gbuf[j]

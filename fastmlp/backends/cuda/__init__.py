@@ -252,10 +252,12 @@ class FullBatch:
 
     X: (n, d) C-contiguous, spec.dtype, or a CSR matrix (the chunks are then
     ranges of its rows).  Y: (n, k) float targets or (0, k);
-    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).
+    y: (n,) int64 labels or (0,); sw: (n,) weights or (0,).  dropout, rows,
+    epoch: as the CPU backend's ``FullBatch`` takes them (the masks of ``rows``,
+    each row's index in the training data, in epoch number ``epoch``).
     """
 
-    def __init__(self, spec, X, Y, y, sw):
+    def __init__(self, spec, X, Y, y, sw, dropout=None, rows=None, epoch=0):
         self.spec = spec
         n = X.shape[0]
         self.n = n
@@ -266,8 +268,12 @@ class FullBatch:
         self.prog = Program(spec, self.cap, zeros, X, np.ascontiguousarray(Y),
                             np.ascontiguousarray(y), np.ascontiguousarray(sw), state1=zeros,
                             csr=csr)
+        gid, key = None, 0
+        if dropout is not None:
+            self.prog.set_dropout(*dropout.arrays(spec))
+            gid, key = rows, dropout.key(epoch)
         self.prog.set_epoch(np.arange(n, dtype=np.int64),
-                            np.ones((self.n_batches, 3), dtype=np.float64))
+                            np.ones((self.n_batches, 3), dtype=np.float64), gid, key)
         self.table = schedule(spec.layers, spec.code, True, sparse=csr is not None)
         self._zeros = zeros
 
