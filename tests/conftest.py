@@ -91,3 +91,19 @@ def config():
 def rng(request):
     """A fresh generator per test, seeded from the test's id (reproducible, not shared)."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of two worker processes, one thread each, and its Client, per test
+    module (the dask test files')."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit="2GiB")
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()

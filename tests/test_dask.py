@@ -14,18 +14,6 @@ import distributed  # noqa: E402
 import dask_ml.wrappers as wrappers  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="2GiB")
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
 def _blobs(rng, n=600, d=6, k=3):
     centers = rng.normal(scale=4.0, size=(k, d))
     y = rng.integers(0, k, size=n)

@@ -23,36 +23,11 @@ import fastmlp.dask as fdask  # noqa: E402
 DaskMLPClassifier, DaskMLPRegressor = fdask.DaskMLPClassifier, fdask.DaskMLPRegressor
 from fastmlp.dask import _cluster, _engine  # noqa: E402
 
-ROWS = (100, 250, 50, 200)  # four blocks of unequal size
+from dask_data import ROWS, blobs as _blobs, blocks as _blocks  # noqa: E402
 # L-BFGS amplifies rounding-level differences over long runs (tests/test_parity.py);
 # 30 iterations keep the comparison one of the objective, not of the chaos
 LBFGS = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=30, random_state=0,
              backend="cpu", dtype="float64")
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="2GiB")
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
-def _blobs(seed=0, n=600, d=8, k=3):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=2.0, size=(k, d))
-    y = rng.integers(0, k, size=n)
-    return centers[y] + rng.normal(size=(n, d)), y
-
-
-def _blocks(X, *others):
-    out = [da.from_array(X, chunks=(ROWS, X.shape[1]))]
-    out += [da.from_array(a, chunks=(ROWS,) + a.shape[1:]) for a in others]
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -24,34 +24,9 @@ import distributed  # noqa: E402
 from fastmlp.dask import DaskMLPClassifier, DaskMLPRegressor  # noqa: E402
 from fastmlp.dask import _cluster, _engine  # noqa: E402
 
-ROWS = (100, 250, 50, 200)  # four blocks of unequal size, two per worker
+from dask_data import ROWS, blobs as _blobs, blocks as _blocks  # noqa: E402
 BASE = dict(hidden_layer_sizes=(12,), batch_size=48, max_iter=12, random_state=0,
             backend="cpu", dtype="float64")
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="2GiB")
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
-def _blobs(seed=0, n=600, d=8, k=3):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=2.0, size=(k, d))
-    y = rng.integers(0, k, size=n)
-    return centers[y] + rng.normal(size=(n, d)), y
-
-
-def _blocks(X, *others):
-    out = [da.from_array(X, chunks=(ROWS, X.shape[1]))]
-    out += [da.from_array(a, chunks=(ROWS,) + a.shape[1:]) for a in others]
-    return out
 
 
 def _fit_both(est_cls, dask_cls, params, X, y, sample_weight=None):
