@@ -21,10 +21,9 @@ changed by editing this file, which also invalidates the kernel cache
 (``fastmlp/backends/_cache.py``); ``override`` refuses it.
 
 Process-wide state outside this module: while a CPU fit runs an sgd or adam
-epoch, or an lbfgs evaluation whose GEMMs are small (see
-``CPU_SERIAL_GEMM_BELOW``), the BLAS libraries of the *whole process* (NumPy's and SciPy's OpenBLAS/MKL, through threadpoolctl) are
-limited to one thread, and restored when the last such fit in any thread
-finishes.  Other code that calls BLAS from another thread during that time
+epoch or an lbfgs fit, the BLAS libraries of the *whole process* (NumPy's and
+SciPy's OpenBLAS/MKL, through threadpoolctl) are limited to one thread, and
+restored when the last such fit in any thread finishes.  Other code that calls BLAS from another thread during that time
 runs single-threaded too.
 """
 
@@ -79,39 +78,46 @@ CPU_SPLIT_PREDICT_MIN_NNZ = 100_000
 # keeping each GEMM large enough for BLAS to run at full speed.
 FULL_BATCH_CHUNK_ROWS = 4096
 
-# BLAS threads during CPU training.  An sgd / adam epoch always runs BLAS on
-# one thread: its parallelism is its own (the halves, below), and a
-# multi-threaded OpenBLAS GEMM rounds float32 differently from a one-thread
-# one, which would make the model depend on BLAS's thread count (a joblib
-# worker has one, the main process all cores).  lbfgs's full-batch sums
-# (only their loops are serial) let BLAS own the cores, except where the
-# largest GEMM has fewer multiply-adds than this: there BLAS runs on one thread: OpenBLAS's second thread
-# did not pay below it on a quiet 2-core machine (32x128x128: 1.04x,
-# 100x40x100: 0.99x) while its hand-offs made such GEMMs several times
-# slower when other processes loaded the cores; from about 1e6 up (100^3:
-# 1.4x, 256x784x256: 1.9x) two threads win.  The limit is process-wide (it
-# is threadpoolctl's): see the module docstring.  0 never limits.
-CPU_SERIAL_GEMM_BELOW = 1_000_000
-
-# Training steps of at least CPU_SPLIT_MIN_ROWS rows whose largest GEMM has
-# fewer than CPU_SPLIT_GEMM_BELOW multiply-adds split each batch between two
-# threads of compiled code (each with one-thread BLAS): each half is
-# gathered, run forward and backward by its own thread, and each thread then
-# sums the two gradients, adds the L2 term and steps half of the parameters
-# (``fastmlp.backends.cpu.sync``).  Measured on 2 cores (benchmarks/RESULTS.md,
-# 2026-12-06, Intel Xeon with AVX-512) against the one-thread epoch with two
-# BLAS threads: digits demo 0.092 vs 0.096 s; 784 -> (256, 128) batch 256
-# 0.257 vs 0.318 s; 784 -> (256,) batch 1024 0.171 vs 0.212 s;
-# 784 -> (1024, 1024) batch 256 1.07 vs 1.13 s; 100 -> (2048, 2048) batch 512
-# 2.48 vs 2.63 s: ahead at every size tried, so there is no upper limit by
-# default.  (With numba's parallel loop and a one-thread step, as before,
-# the medium case had lost: 1.53x vs 1.15x its floor on an AMD machine.)
-# Where only one thread may run (one core, numba's thread count 1, a joblib
-# worker), the same halves run one after the other in one thread: the halves
-# depend on the batch alone, so the model is bitwise the same for any thread
-# count.  CPU_SPLIT_MIN_ROWS = 0 never splits (and gives other roundings).
+# Threads of CPU training.  BLAS always runs on one thread inside a CPU fit:
+# a multi-threaded OpenBLAS GEMM rounds differently from a one-thread one
+# (float32 and float64: an lbfgs fit of 6000 x 300, (256, 128) gave other
+# weights with OPENBLAS_NUM_THREADS=1 and 2), so the model would depend on
+# BLAS's thread count (a joblib worker has one, the main process all cores).
+# The parallelism is fastmlp's own: each minibatch (sgd, adam) or the whole
+# data (lbfgs's full-batch sums) is cut into parts by its size alone; each part
+# is gathered, run forward and backward with its own workspace and gradient;
+# then the parts' gradients are added in part order, each thread adding (and
+# stepping) its slices of the parameters (``backends/cpu/train.py``, the
+# barrier in ``backends/cpu/sync.py``).  Threads take whole parts, so the
+# arithmetic and its order depend on the parts only: the weights are bitwise
+# the same on 1, 2, 3, 4, 8 ... threads, inside joblib's workers or not.
+#
+# Parts of a minibatch: 2 from CPU_SPLIT_MIN_ROWS rows; doubling, up to
+# CPU_SPLIT_MAX_PARTS, while each part keeps CPU_SPLIT_PART_ROWS rows; halved
+# while the parts' extra gradients (parts - 1 copies of the parameters) would
+# pass CPU_SPLIT_MAX_BYTES.  The full-batch sums of n rows: 1 part, doubling
+# the same way.  More parts cost time on one thread (each part packs the
+# weights for its GEMMs again and writes a gradient that is added later).
+# Measured on the 2-core AMD EPYC, one thread, fit time against 2 parts
+# (benchmarks/RESULTS.md, "Every core"): 784 -> (256, 128), batch 256:
+# 4 parts of 64 rows 1.26x, 8 parts of 32 rows 1.64x; batch 512: 4 parts of
+# 128 rows 1.06x; batch 1024: 4 / 8 parts of 256 / 128 rows 0.99x / 1.04x;
+# 40 -> (100, 100), batch 100: 1 part 1.00x, 4 parts 1.19x.  Hence parts of
+# at least 128 rows beyond two.  CPU_SPLIT_MIN_ROWS = 0 never splits (and
+# gives other roundings).
 CPU_SPLIT_MIN_ROWS = 64
-CPU_SPLIT_GEMM_BELOW = float("inf")
+CPU_SPLIT_PART_ROWS = 128
+CPU_SPLIT_MAX_PARTS = 16
+CPU_SPLIT_MAX_BYTES = 2**28
+
+# Threads that run the parts: 0 (the default) takes numba's thread count
+# (NUMBA_NUM_THREADS, numba.set_num_threads: the knob for fastmlp's compiled
+# parallelism) capped by the BLAS thread limit in force (the cores by default;
+# a joblib worker's share of them; threadpoolctl.threadpool_limits), then the
+# largest power of two that divides the parts.  A positive value replaces the
+# first two (tests and benchmarks: more threads than cores).  The result never
+# depends on it.
+CPU_THREADS = 0
 
 # CUDA launch configuration.  Every CUDA kernel runs blocks of CUDA_TILE x
 # CUDA_TILE threads (the GEMM tiles' shape; the elementwise phases use the same

@@ -9,8 +9,8 @@ from fastmlp.backends import cpu
 
 def test_override_restores_and_reset_restores_defaults():
     before = _config.current()
-    with _config.override(PREDICT_CHUNK_ROWS=7, CPU_SERIAL_GEMM_BELOW=0):
-        assert _config.PREDICT_CHUNK_ROWS == 7 and _config.CPU_SERIAL_GEMM_BELOW == 0
+    with _config.override(PREDICT_CHUNK_ROWS=7, CPU_SPLIT_PART_ROWS=0):
+        assert _config.PREDICT_CHUNK_ROWS == 7 and _config.CPU_SPLIT_PART_ROWS == 0
         with _config.override(PREDICT_CHUNK_ROWS=3):  # nests
             assert _config.current()["PREDICT_CHUNK_ROWS"] == 3
         assert _config.PREDICT_CHUNK_ROWS == 7
@@ -57,13 +57,32 @@ def test_cpu_backend_reads_settings_at_call_time(rng, monkeypatch):
             np.zeros(0, np.float32), 8, clf._theta.copy(), clf._new_optimizer(clf._theta), 0.0)
     assert cpu.Trainer(*args).parts == 1
 
-    # halved batches (in two threads where numba's thread count allows), whatever the threads: batches of at least CPU_SPLIT_MIN_ROWS rows and GEMMs below the limit
-    args = args[:5] + (64,) + args[6:]
-    assert cpu.Trainer(*args).split == cpu._can_split()
-    assert cpu.Trainer(*args).parts == 2
-    with _config.override(CPU_SPLIT_GEMM_BELOW=64 * 3 * 4):  # the 64 x 3 x 4 GEMM is not below
-        assert cpu.Trainer(*args).parts == 1
+    # batches cut into parts by their size alone (run in several threads where they may)
+    def parts(cap):
+        return cpu.Trainer(*args[:5], cap, *args[6:]).parts
+
+    assert cpu.Trainer(*args[:5], 64, *args[6:]).split == (cpu.epoch_threads(2) > 1)
+    assert [parts(c) for c in (63, 64, 255, 256, 511, 512, 1024, 4096)] == [1, 2, 2, 2, 2, 4,
+                                                                          8, 16]
+    with _config.override(CPU_SPLIT_MAX_PARTS=4):
+        assert [parts(c) for c in (64, 512, 4096)] == [2, 4, 4]
+    with _config.override(CPU_SPLIT_PART_ROWS=16):
+        assert [parts(c) for c in (63, 64, 100, 128)] == [1, 4, 4, 8]
+    # the parts' extra gradients (parts - 1 parameter vectors) within CPU_SPLIT_MAX_BYTES
+    size = clf._spec.n_params * clf._spec.dtype.itemsize
+    with _config.override(CPU_SPLIT_MAX_BYTES=3 * size):
+        assert [parts(c) for c in (64, 512, 4096)] == [2, 4, 4]
+    with _config.override(CPU_SPLIT_MAX_BYTES=size - 1):
+        assert parts(4096) == 1
     with _config.override(CPU_SPLIT_MIN_ROWS=65):
-        assert cpu.Trainer(*args).parts == 1
+        assert parts(64) == 1 and parts(512) == 4
     with _config.override(CPU_SPLIT_MIN_ROWS=0):
-        assert cpu.Trainer(*args).parts == 1
+        assert parts(64) == 1 and parts(4096) == 1
+    # lbfgs's full-batch sums: parts of n rows, from 1
+    assert [cpu.split_parts(clf._spec, n) for n in (1, 255, 256, 2048, 10**6)] == [1, 1, 2, 16,
+                                                                                    16]
+    # the threads: the largest power of two dividing the parts, up to the threads allowed
+    assert [cpu.epoch_threads(p, 3) for p in (1, 2, 4, 8)] == [1, 2, 2, 2]
+    assert [cpu.epoch_threads(p, 8) for p in (1, 2, 4, 16)] == [1, 2, 4, 8]
+    with _config.override(CPU_THREADS=4):
+        assert cpu.cpu_threads() == (4 if cpu.sync.SPLIT else 1)

@@ -8,7 +8,6 @@ from numba import njit
 from threadpoolctl import threadpool_info
 
 from fastmlp import MLPClassifier
-from fastmlp._config import CPU_SERIAL_GEMM_BELOW
 from fastmlp.backends import cpu
 from fastmlp.backends.cpu import sync as cpu_sync
 
@@ -31,19 +30,15 @@ def test_serial_blas_limits_and_restores():
     assert not any(cpu._one_thread._users.values())
 
 
-def test_host_blas_serial_leaves_the_kernels_blas_alone():
-    """lbfgs limits NumPy's BLAS (not the kernels'); mixed with serial_blas, all comes back."""
+def test_host_blas_serial_holds_every_blas_and_restores():
+    """lbfgs holds every BLAS library at one thread; mixed with serial_blas, all comes back."""
     libs = cpu._blas_controller().lib_controllers
     before = {lib.filepath: lib.num_threads for lib in libs}
-    kernel = cpu._kernel_blas_path()
     with cpu.host_blas_serial():
-        now = {lib.filepath: lib.num_threads for lib in libs}
-        if kernel is not None:
-            assert now[kernel] == before[kernel]
-            assert all(n == 1 for path, n in now.items() if path != kernel)
+        assert _blas_threads() == [1]
         with cpu.serial_blas():
             assert _blas_threads() == [1]
-        assert {lib.filepath: lib.num_threads for lib in libs} == now
+        assert _blas_threads() == [1]
     assert {lib.filepath: lib.num_threads for lib in libs} == before
     assert not any(cpu._one_thread._users.values())
 
@@ -97,12 +92,27 @@ def test_concurrent_small_fits_restore_the_thread_count(rng):
     assert not any(cpu._one_thread._users.values())
 
 
-def test_which_steps_run_serial(rng):
-    X = rng.standard_normal((64, 4)).astype(np.float32)
-    y = rng.integers(0, 2, 64)
-    small = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, backend="cpu").fit(X, y)
-    assert cpu.gemm_size(small._spec, 64) == 64 * 8 * 4 < CPU_SERIAL_GEMM_BELOW
-    assert cpu.gemm_size(small._spec, 10**6) >= CPU_SERIAL_GEMM_BELOW
+def test_every_cpu_step_runs_blas_on_one_thread(rng, monkeypatch):
+    """sgd / adam epochs and lbfgs's full-batch sums, large or small, run BLAS on one
+    thread (its rounding would depend on its thread count); afterwards it is restored."""
+    before = _blas_threads()
+    seen = []
+    for name in ("train_epoch", "loss_grad_sum"):
+        real = getattr(cpu, name)
+
+        def spy(*args, _real=real, _name=name):
+            seen.append((_name, tuple(_blas_threads())))
+            return _real(*args)
+
+        monkeypatch.setattr(cpu, name, spy)
+    X = rng.standard_normal((300, 200))
+    y = rng.integers(0, 2, 300)
+    for solver in ("adam", "lbfgs"):
+        MLPClassifier(hidden_layer_sizes=(300,), solver=solver, max_iter=2,
+                      backend="cpu").fit(X, y)
+    assert {name for name, _ in seen} == {"train_epoch", "loss_grad_sum"}
+    assert all(threads == (1,) for _, threads in seen), seen
+    assert _blas_threads() == before
 
 
 def _fit_split_flag(queue):
@@ -226,7 +236,7 @@ def test_barrier_returns_false_when_aborted():
 
 
 def test_split_epoch_error_in_the_helper_is_raised_and_fit_unchanged(rng, monkeypatch):
-    """Part 1 (the helper thread) fails: part 0 is released from its barrier, the fit
+    """Thread 1 (a helper thread) fails: thread 0 is released from its barrier, the fit
     raises that error, the estimator keeps its earlier state, and later fits work."""
     X = rng.standard_normal((200, 5))
     y = rng.integers(0, 3, 200)
@@ -236,7 +246,7 @@ def test_split_epoch_error_in_the_helper_is_raised_and_fit_unchanged(rng, monkey
     parts_seen = []
 
     def failing(*args):
-        part = args[-4]
+        part = args[-5]  # (..., part, threads, parts, sync, red)
         parts_seen.append(part)
         if part == 1:
             raise RuntimeError("part 1 failed")

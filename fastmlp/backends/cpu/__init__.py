@@ -28,7 +28,6 @@ refresh_numba_cache(Path(__file__).parent, _ext.state())
 from ... import _config  # read at call time: an override is seen by the next call
 from ..._registry import SGD
 from ..layout import FAN_IN, ZCOLS, csr_arrays
-from .blas import kernel_blas_path
 from .sync import ABORT, SYNC_SIZE, publish, wait_change
 from .train import loss_grad_batch, loss_grad_sum, predict_csr, predict_forward, train_epoch
 
@@ -107,38 +106,13 @@ def serial_blas():
     return _one_thread.hold(_blas_controller().lib_controllers)
 
 
-def _kernel_blas_path():
-    """The file of the BLAS the kernels' GEMMs call, or None if it cannot be told."""
-    path = kernel_blas_path()
-    if path is not None:
-        return path
-    # the adapters: numba's np.dot, i.e. SciPy's BLAS
-    paths = [lib.filepath for lib in _blas_controller().lib_controllers
-             if "scipy" in lib.filepath.replace("libscipy_openblas", "")]
-    return paths[0] if len(paths) == 1 else None
-
-
 def host_blas_serial():
-    """The BLAS libraries the kernels do not use on one thread while the block runs.
-
-    An lbfgs fit alternates compiled full-batch calls (two BLAS threads) with
-    small NumPy vector work; where the two use different OpenBLAS copies (the
-    kernels SciPy's, see ``blas``), two thread pools spin.  Two thread
-    pools spinning on two cores slowed a 20000 x 100 fit 2.5x here (12.6 s vs
-    5.0 s with NumPy's pool on one thread); the NumPy-side work is too small to
-    need a second thread.  Where the kernels' library cannot be told apart,
-    nothing is limited.
-    """
-    kernel = _kernel_blas_path()
-    if kernel is None:
-        return _one_thread.hold([])
-    return _one_thread.hold([lib for lib in _blas_controller().lib_controllers
-                             if lib.filepath != kernel])
-
-
-def gemm_size(spec, rows):
-    """Multiply-adds of the largest GEMM of a training step on ``rows`` rows."""
-    return max(rows * int(r[FAN_IN]) * int(r[ZCOLS]) for r in spec.layers)
+    """Every BLAS library on one thread while an lbfgs fit runs (``_solvers``): its
+    full-batch sums run BLAS on one thread (``FullBatch``), and SciPy's L-BFGS-B
+    between them calls BLAS too (dot products over the parameters), whose rounding
+    would otherwise depend on BLAS's thread count; one-thread BLAS also keeps two
+    thread pools from spinning on the same cores."""
+    return serial_blas()
 
 
 def _workspaces(spec, cap, parts=1):
@@ -171,11 +145,9 @@ def _optimizer_arrays(opt):
     return None, opt.state1, opt.state2
 
 
-def _can_split():
-    """Whether split epochs (compiled code in two threads) may run: numba's thread
-    count, the user's knob for fastmlp's compiled parallelism (``NUMBA_NUM_THREADS``,
-    ``numba.set_num_threads``, per calling thread), is at least 2, and the atomic
-    barrier is on (``sync.SPLIT``).
+def _numba_threads():
+    """numba's thread count, the user's knob for fastmlp's compiled parallelism
+    (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``, per calling thread).
 
     Read without starting numba's thread pool, which training does not use: while
     the pool has not started, nobody has called ``set_num_threads`` (it starts the
@@ -185,11 +157,102 @@ def _can_split():
     import numba
     from numba.np.ufunc import parallel
 
-    if not sync.SPLIT:  # no atomic barrier (see sync): one thread
-        return False
     if getattr(parallel, "_is_initialized", True):
-        return numba.get_num_threads() >= 2
-    return numba.config.NUMBA_NUM_THREADS >= 2
+        return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _blas_threads():
+    """The thread count the BLAS libraries were given by whoever set it (their default:
+    the cores; ``OPENBLAS_NUM_THREADS`` and the like; a joblib worker's share of the
+    cores; ``threadpoolctl.threadpool_limits``), the smallest of them; None without a
+    BLAS.  Where a fit in this process holds BLAS at one thread (``serial_blas``), the
+    count it saved."""
+    counts = []
+    with _one_thread._lock:
+        for lib in _blas_controller().lib_controllers:
+            counts.append(_one_thread._original.get(lib.filepath, lib.num_threads))
+    return min(counts) if counts else None
+
+
+def cpu_threads():
+    """How many threads a CPU epoch may run in: numba's thread count, capped by the
+    BLAS thread limit in force (``_blas_threads``: the epoch's threads replace BLAS's,
+    so a joblib worker or a ``threadpool_limits`` block that gives BLAS one thread
+    gets one-thread epochs), and 1 without the atomic barrier (``sync.SPLIT``)."""
+    if not sync.SPLIT:  # no atomic barrier (see sync): one thread
+        return 1
+    if int(_config.CPU_THREADS) > 0:  # set by hand (tests, benchmarks)
+        return int(_config.CPU_THREADS)
+    n = _numba_threads()
+    blas = _blas_threads()
+    if blas is not None:
+        n = min(n, blas)
+    return max(1, int(n))
+
+
+def _can_split():
+    """Whether split epochs (compiled code in several threads) may run (``cpu_threads``
+    is at least 2)."""
+    return cpu_threads() >= 2
+
+
+def _parts_within_memory(spec, parts):
+    """``parts`` halved until the parts' gradients beyond the first fit in
+    ``CPU_SPLIT_MAX_BYTES`` (at least 1)."""
+    size = spec.n_params * spec.dtype.itemsize
+    while parts > 1 and (parts - 1) * size > _config.CPU_SPLIT_MAX_BYTES:
+        parts //= 2
+    return parts
+
+
+def epoch_parts(spec, cap):
+    """How many parts ``train_epoch`` cuts each batch of ``cap`` rows into: a fixed
+    function of the batch size, the network's size and the settings, never of the
+    thread count, so that the model is the same on any number of threads.
+
+    Two for a batch of at least ``CPU_SPLIT_MIN_ROWS`` rows; more, doubling up to
+    ``CPU_SPLIT_MAX_PARTS``, while each part keeps ``CPU_SPLIT_PART_ROWS`` rows; fewer
+    where the parts' gradients would pass ``CPU_SPLIT_MAX_BYTES`` (see ``_config``
+    for the measurements behind the defaults).  1: no split.
+    """
+    if not 0 < int(_config.CPU_SPLIT_MIN_ROWS) <= cap:
+        return 1
+    return _parts_within_memory(spec, _doublings(2, cap))
+
+
+def _doublings(parts, rows):
+    """parts, doubled up to CPU_SPLIT_MAX_PARTS while each of ``rows`` rows' parts
+    keeps CPU_SPLIT_PART_ROWS rows."""
+    most = int(_config.CPU_SPLIT_MAX_PARTS)
+    each = max(1, int(_config.CPU_SPLIT_PART_ROWS))
+    parts = min(parts, max(1, most))
+    while parts * 2 <= most and parts * 2 * each <= rows:
+        parts *= 2
+    return parts
+
+
+def split_parts(spec, n):
+    """How many parts the full-batch sums (``loss_grad_sum``) cut n rows into: a fixed
+    function of n, the network's size and the settings (as ``epoch_parts``), doubling
+    while each part keeps ``CPU_SPLIT_PART_ROWS`` rows."""
+    if int(_config.CPU_SPLIT_MIN_ROWS) <= 0:
+        return 1
+    return _parts_within_memory(spec, _doublings(1, n))
+
+
+def epoch_threads(parts, threads=None):
+    """The threads that run a split epoch (or full-batch sums) of ``parts`` parts: the
+    largest power of two dividing ``parts`` not above ``threads`` (default
+    ``cpu_threads()``), so that every thread does as many parts; with
+    ``CPU_THREADS`` set by hand, that many (at most ``parts``)."""
+    if threads is None and int(_config.CPU_THREADS) > 0 and sync.SPLIT:
+        return max(1, min(parts, int(_config.CPU_THREADS)))
+    n = cpu_threads() if threads is None else threads
+    t = 1
+    while t * 2 <= min(n, parts) and parts % (t * 2) == 0:
+        t *= 2
+    return t
 
 
 _GO, _DONE = 0, 1
@@ -250,6 +313,52 @@ class _Helper:
         self.start(None)
 
 
+class _Team:
+    """Helper threads (``_Helper``) that run a compiled kernel beside the calling thread:
+    ``run(kernel, args_of, threads, sync)`` calls ``kernel(*args_of(i))`` in threads
+    i = 1 .. threads - 1 and ``kernel(*args_of(0))`` here, and returns thread 0's
+    result.  If one raises, the others are released from their barrier
+    (``sync[ABORT]``) and the error is raised here.  The helpers are started on
+    first use and kept (their owner's finalizer stops them)."""
+
+    def __init__(self, owner):
+        self._helpers = []
+        self._owner = weakref.ref(owner)
+
+    def run(self, kernel, args_of, threads, sync):
+        while len(self._helpers) < threads - 1:
+            helper = _Helper()
+            weakref.finalize(self._owner(), helper.stop)
+            self._helpers.append(helper)
+        sync[:] = 0
+
+        def job(args):
+            def run():
+                try:
+                    kernel(*args)
+                except BaseException:
+                    sync[ABORT] = 1  # releases the other threads from their barrier
+                    raise
+            return run
+
+        started = []
+        try:
+            for i, helper in enumerate(self._helpers[:threads - 1], start=1):
+                helper.start(job(args_of(i)))
+                started.append(helper)
+            result = kernel(*args_of(0))
+        except BaseException:
+            sync[ABORT] = 1
+            raise
+        finally:
+            for helper in started:
+                helper.wait()
+        for helper in started:
+            if helper.error is not None:
+                raise helper.error
+        return result
+
+
 class Trainer:
     """Holds one fit's data, parameters, optimizer state and workspaces.
 
@@ -275,17 +384,16 @@ class Trainer:
         self.theta = theta
         self.opt = opt
         self.alpha = float(alpha)
-        # large enough batches: rows halved (see train.train_epoch), by the batch alone, so
-        # the model is the same whether the halves run in two threads or in one
-        split_rows = int(_config.CPU_SPLIT_MIN_ROWS)
-        self.parts = parts = 2 if (0 < split_rows <= self.cap and gemm_size(spec, self.cap)
-                                   < _config.CPU_SPLIT_GEMM_BELOW) else 1
-        self.threads = 2 if parts > 1 and _can_split() else 1
+        # each batch cut into parts by its size alone (see train.train_epoch and
+        # epoch_parts), run in as many threads as may run (epoch_threads): the model is
+        # the same whether the parts run in one thread or several
+        self.parts = parts = epoch_parts(spec, self.cap)
+        self.threads = epoch_threads(parts)
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
         self.ws, self.iws = _workspaces(spec, self.cap, parts)
         self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)  # the split's barrier (see sync)
         self.red = np.zeros(2 * parts)                   # its parts' loss and sum(w^2)
-        self._helper = None                              # part 1's thread, from the first epoch
+        self._team = _Team(self)                         # threads 1 .. threads - 1
         d = X.shape[1]
         self.Xb = None if self.S is not None else np.empty((self.cap, d), dtype=spec.dtype)
         self.Yb = None if self.Y is None else np.empty((self.cap, Y.shape[1]), dtype=spec.dtype)
@@ -298,11 +406,11 @@ class Trainer:
         # BLAS runs on one thread in every epoch: a multi-threaded GEMM rounds float32
         # differently (OpenBLAS, measured: 784 -> (256, 128), batch 256), and BLAS's thread
         # count differs between a joblib worker and the main process; the epoch's own
-        # threads (the halves) are its parallelism
+        # threads (the parts) are its parallelism
 
     @property
     def split(self):
-        """Whether each batch's halves run in two threads (see ``train_epoch``)."""
+        """Whether each batch's parts run in several threads (see ``train_epoch``)."""
         return self.threads > 1
 
     def epoch(self, order, index=0):
@@ -315,51 +423,24 @@ class Trainer:
         with serial_blas():
             if self.split:
                 return self._split_epoch(order)
-            return self._epoch(order, -1 if self.parts > 1 else 0)  # -1: both halves here
+            return train_epoch(*self._epoch_args(order, 0, 1))  # every part in this thread
 
     def _split_epoch(self, order):
-        """The epoch as two threads of ``train_epoch`` (parts 0 and 1) meeting at
-        barriers: part 1 in the trainer's helper thread, part 0 here.  If one
-        raises, the other is released (``sync[ABORT]``) and the error raised here."""
-        self.sync[:] = 0
-        if self._helper is None:
-            self._helper = _Helper()
-            weakref.finalize(self, self._helper.stop)
-        helper = self._helper
-        args = self._epoch_args(order, 1)
-        sync = self.sync
+        """The epoch as ``threads`` threads of ``train_epoch`` meeting at barriers:
+        threads 1, 2, ... in the trainer's helper threads, thread 0 here."""
+        threads = self.threads
+        return self._team.run(train_epoch, lambda i: self._epoch_args(order, i, threads),
+                              threads, self.sync)
 
-        def part1():
-            try:
-                train_epoch(*args)
-            except BaseException:
-                sync[ABORT] = 1  # releases part 0 from its barrier
-                raise
-
-        helper.start(part1)
-        try:
-            total = self._epoch(order, 0)
-        except BaseException:
-            self.sync[ABORT] = 1
-            raise
-        finally:
-            helper.wait()
-        if helper.error is not None:
-            raise helper.error
-        return total
-
-    def _epoch_args(self, order, part):
+    def _epoch_args(self, order, part, threads):
         s = self.spec
         o = self.opt
         return (
             self.X, self.S, self.Y, self.y, self.sw, order, self.theta, self.grad, s.layers, s.code,
             s.param, s.pieces, s.out_code, self.alpha, *_optimizer_arrays(o), o.hyper,
             self.ws, self.iws, self.cap, self.Xb, self.Yb, self.yb, self.swb, self._drop, part,
-            self.parts, self.sync, self.red,
+            threads, self.parts, self.sync, self.red,
         )
-
-    def _epoch(self, order, part):
-        return train_epoch(*self._epoch_args(order, part))
 
     def snapshot(self):
         """A host copy of the current parameters (for early stopping)."""
@@ -399,23 +480,42 @@ class FullBatch:
         (self.X, self.S), self.Y, self.y, self.sw = _dense_or_csr(X), _given(Y), _given(y), \
             _given(sw)
         n = X.shape[0]
-        self.cap = max(1, min(n, int(_config.FULL_BATCH_CHUNK_ROWS)))
-        self.ws, self.iws = _workspaces(spec, self.cap)
-        self.gbuf = np.empty(spec.n_params, dtype=spec.dtype) if n > self.cap else \
-            np.empty(0, dtype=spec.dtype)
-        self.serial_blas = gemm_size(spec, self.cap) < _config.CPU_SERIAL_GEMM_BELOW
+        # the rows cut into parts by n alone, run in as many threads as may run (see
+        # train.loss_grad_sum): the sums do not depend on the thread count
+        self.parts = parts = split_parts(spec, n)
+        self.threads = epoch_threads(parts)
+        self.cap = max(1, min(-(-n // parts), int(_config.FULL_BATCH_CHUNK_ROWS)))
+        self.ws, self.iws = _workspaces(spec, self.cap, self.threads)
+        chunked = -(-n // parts) > self.cap  # a part of several chunks: a chunk buffer
+        self.gbuf = np.empty(self.threads * spec.n_params * chunked, dtype=spec.dtype)
+        self.grad = np.empty(parts * spec.n_params if parts > 1 else 0, dtype=spec.dtype)
+        self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)
+        self.red = np.zeros(parts)
+        self._team = _Team(self)
 
     def __call__(self, theta, grad):
-        if self.serial_blas:
-            with serial_blas():
-                return self._call(theta, grad)
-        return self._call(theta, grad)
+        # BLAS on one thread always: a multi-threaded GEMM's rounding depends on BLAS's
+        # thread count; the parts are the parallelism
+        with serial_blas():
+            return self._call(theta, grad)
 
     def _call(self, theta, grad):
         s = self.spec
-        return float(loss_grad_sum(
-            self.X, self.S, self.Y, self.y, self.sw, theta, grad, self.gbuf, s.layers, s.code,
-            s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap, self.drop))
+        g = self.grad if self.parts > 1 else grad
+        threads = self.threads
+
+        def args_of(i):
+            return (self.X, self.S, self.Y, self.y, self.sw, theta, g, self.gbuf, s.layers,
+                    s.code, s.param, s.pieces, s.out_code, self.ws, self.iws, self.cap,
+                    self.drop, i, threads, self.parts, self.sync, self.red)
+
+        if threads > 1:
+            total = self._team.run(loss_grad_sum, args_of, threads, self.sync)
+        else:
+            total = loss_grad_sum(*args_of(0))
+        if self.parts > 1:
+            grad[:] = g[:grad.shape[0]]
+        return float(total)
 
 
 def predict(spec, theta, X, apply_out):

@@ -301,8 +301,8 @@ def _add_into(g, other):
 
 
 @inline
-def _l2_into(g, other, w, lam, parts):
-    """g += other (when parts > 1) + lam * w; returns sum(w^2).  (Zero-based loops over
+def _l2_into(g, last, w, lam, parts):
+    """g += last (when parts > 1) + lam * w; returns sum(w^2).  (Zero-based loops over
     slices: with an offset of unknown sign numba checks every index for wraparound,
     and the loop no longer vectorises: 5x slower here.)"""
     sq = 0.0
@@ -310,7 +310,7 @@ def _l2_into(g, other, w, lam, parts):
         for j in range(g.shape[0]):
             x = w[j]
             sq += x * x
-            g[j] += other[j] + lam * x
+            g[j] += last[j] + lam * x
     else:
         for j in range(g.shape[0]):
             x = w[j]
@@ -321,16 +321,21 @@ def _l2_into(g, other, w, lam, parts):
 
 @inline
 def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
-    """On the parameters lo:hi: grad[:P] += the other part's gradient (grad[P:2P] when
-    parts is 2) and, on the weights only (not biases or prelu slopes), lam * w.
-    Returns sum(w^2) over the weights in lo:hi.
+    """On the parameters lo:hi: grad[:P] = the sum of the ``parts`` parts' gradients
+    (grad[q * P:(q + 1) * P], q = 0 .. parts - 1, added in that order) and, on the
+    weights only (not biases or prelu slopes), + lam * w.  Returns sum(w^2) over the
+    weights in lo:hi.
 
-    One pass over the parameters does the sum of a split batch, the L2 term
-    and the squared norm that the loss reports.
+    Parts 1 .. parts - 2 are added in passes of their own; the last part's pass
+    also does the L2 term and the squared norm that the loss reports.  Every
+    element's sum is the same whichever thread does which range lo:hi, so the
+    model does not depend on the thread count.
     """
     P = theta.shape[0]
     g = grad[:P]
-    other = grad[P:2 * P] if parts > 1 else grad[:P]
+    for q in range(1, parts - 1):
+        _add_into(g[lo:hi], grad[q * P + lo:q * P + hi])
+    last = grad[(parts - 1) * P:parts * P]
     sq = 0.0
     done = lo  # entries before this are finished
     for l in range(layers.shape[0]):
@@ -340,11 +345,11 @@ def finish_gradient(theta, grad, parts, layers, lam, lo, hi):
         if end <= off:
             continue  # this layer's weights lie outside lo:hi
         if parts > 1:
-            _add_into(g[done:off], other[done:off])
-        sq += _l2_into(g[off:end], other[off:end], theta[off:end], lam, parts)
+            _add_into(g[done:off], last[done:off])
+        sq += _l2_into(g[off:end], last[off:end], theta[off:end], lam, parts)
         done = end
     if parts > 1:
-        _add_into(g[done:hi], other[done:hi])
+        _add_into(g[done:hi], last[done:hi])
     return sq
 
 
@@ -361,36 +366,20 @@ def loss_grad_batch(Xb, Yb, yb, swb, theta, grad, layers, code, param, pieces, o
     return data * scale + 0.5 * lam * sq
 
 
-@_kernel
-def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
-                  ws, iws, cap, drop):
-    """Unnormalised full-batch sums over all rows of X, in chunks of ``cap`` rows.
-
-    X: (n, d) dense with S None, or None with S = (data, indices, indptr) of a
-    CSR matrix (see ``rows_forward_backward``).  drop: None (lbfgs), or the
-    dropout arguments of ``train_epoch`` with ``rows`` (n,) the data row of each
-    row of X: the sums of a dask block's share of a step-synchronous minibatch
-    under the masks the local epoch draws for those rows.
-
-    grad = sum_i w_i dl_i/dtheta (no L2 term, no division by the weight sum);
-    returns sum_i w_i l_i.  Memory is one chunk's workspace whatever n is; a
-    chunk's gradient goes to ``gbuf`` and is added to ``grad`` (with a single
-    chunk it is written to ``grad`` directly).  The caller adds the penalty and
-    divides by the weight sum, so blocks of rows held in different places
-    (dask workers) can be summed first.
-    """
-    n = 0
-    if X is not None:
-        n = X.shape[0]
-    if S is not None:
-        n = S[2].shape[0] - 1
-    single = n <= cap
+@inline
+def _chunk_sums(X, S, Y, y, sw, lo, hi, theta, grad, gbuf, layers, code, param, pieces,
+                out_code, ws, iws, cap, drop):
+    """The unnormalised sums of rows lo:hi of X (or of the CSR rows of S), in chunks of
+    ``cap`` rows, into ``grad``; returns sum_i w_i l_i.  A chunk's gradient goes to
+    ``gbuf`` and is added to ``grad``, the chunks in order (a single chunk is written
+    to ``grad`` directly)."""
+    single = hi - lo <= cap
     g = grad if single else gbuf
     if not single:
         grad[:] = 0.0
     total = 0.0
-    for start in range(0, n, cap):
-        m = min(cap, n - start)
+    for start in range(lo, hi, cap):
+        m = min(cap, hi - start)
         total += call(rows_forward_backward, (X, S, Y, y, sw, None, start, 0, m, X, Y, y, sw,
                                               theta, g, layers, code, param, pieces, out_code,
                                               1.0, ws, iws, cap, drop))
@@ -401,11 +390,72 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
 
 
 @_kernel
+def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces, out_code,
+                  ws, iws, cap, drop, part, threads, parts, sync, red):
+    """Unnormalised full-batch sums over all rows of X; with threads > 1, thread
+    ``part``'s share of them.
+
+    X: (n, d) dense with S None, or None with S = (data, indices, indptr) of a
+    CSR matrix (see ``rows_forward_backward``).  drop: None (lbfgs), or the
+    dropout arguments of ``train_epoch`` with ``rows`` (n,) the data row of each
+    row of X: the sums of a dask block's share of a step-synchronous minibatch
+    under the masks the local epoch draws for those rows.
+
+    grad[:P] = sum_i w_i dl_i/dtheta (no L2 term, no division by the weight sum);
+    returns sum_i w_i l_i.  The caller adds the penalty and divides by the weight
+    sum, so blocks of rows held in different places (dask workers) can be summed
+    first.
+
+    The n rows are cut into ``parts`` consecutive pieces by n alone; part q's sums
+    go to grad[q * P:(q + 1) * P] (in chunks of ``cap`` rows: ``_chunk_sums``) and
+    the parts are added in their order, each thread adding the parameter slices of
+    its parts, as ``train_epoch`` does.  ``threads`` threads run this at once
+    (thread ``part`` doing parts part * parts // threads .. (part + 1) * parts //
+    threads - 1, each with its own ws, iws and gbuf: ``threads`` of them back to
+    back), meeting at barriers; the result does not depend on the thread count.
+    Memory: a chunk's workspace per thread, whatever n is.
+    """
+    n = 0
+    if X is not None:
+        n = X.shape[0]
+    if S is not None:
+        n = S[2].shape[0] - 1
+    P = theta.shape[0]
+    me = max(part, 0)
+    q0 = me * parts // threads
+    q1 = (me + 1) * parts // threads
+    ws_t = ws.shape[0] // threads
+    g_t = gbuf.shape[0] // threads
+    myws = ws[me * ws_t:(me + 1) * ws_t]
+    mygbuf = gbuf[me * g_t:(me + 1) * g_t]
+    myiws = _part_of(iws, me, threads)
+    for q in range(q0, q1):
+        lo = n * q // parts
+        hi = n * (q + 1) // parts
+        red[q] = _chunk_sums(X, S, Y, y, sw, lo, hi, theta, grad[q * P:(q + 1) * P], mygbuf,
+                             layers, code, param, pieces, out_code, myws, myiws, cap, drop)
+    if threads > 1 and not call(barrier, (sync, threads)):
+        return np.nan
+    g = grad[:P]
+    for q in range(q0, q1):
+        plo = P * q // parts
+        phi = P * (q + 1) // parts
+        for r in range(1, parts):
+            _add_into(g[plo:phi], grad[r * P + plo:r * P + phi])
+    if threads > 1 and not call(barrier, (sync, threads)):
+        return np.nan
+    total = 0.0
+    for q in range(parts):
+        total += red[q]
+    return total
+
+
+@_kernel
 def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces, out_code, alpha,
                 velocity, moment1, moment2, hyper, ws, iws, cap, Xb, Yb, yb, swb, drop, part,
-                parts, sync, red):
-    """One epoch of minibatch training, entirely compiled; with parts = 2, this
-    thread's share of a split epoch.
+                threads, parts, sync, red):
+    """One epoch of minibatch training, entirely compiled; with threads > 1, thread
+    ``part``'s share of a split epoch.
 
     Visits the rows of X in the given ``order`` in batches of ``cap`` rows
     (the last one shorter), gathering each batch into the preallocated
@@ -424,18 +474,22 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     the steps go on (finite gradients still move the weights) and the total
     is inf or NaN; the training loop decides (``_solvers.fit_stochastic``).
 
-    Split epochs (parts = 2): each batch's rows are cut into ``parts`` halves
-    by the batch alone; each part gathers, runs forward and backward its half
-    with its own workspace (ws, iws: ``parts`` of them back to back) and
-    gradient (grad: (parts * n_params,)); then each part sums the two
-    gradients, adds the L2 term and steps its half of the parameters.  ``red``
-    (2 * parts float64) carries the parts' loss and sum(w^2) shares, added in
-    one order.  ``Trainer`` runs the parts in two threads at once (part 0 and
-    part 1, meeting at barriers: ``sync.barrier``), or all in one thread
-    (part -1: the same arithmetic in the same order, so the model is bitwise
-    the same whatever the thread count).  BLAS runs on one thread either way.
-    Returns the epoch's total (every part).  With parts = 1, part is 0 or -1
-    and sync is not read.
+    Parts: each batch's rows are cut into ``parts`` pieces of (nearly) equal
+    size by the batch alone; each part gathers, runs forward and backward its
+    rows with its own workspace (ws, iws: ``parts`` of them back to back) and
+    gradient (grad: (parts * n_params,)).  Then the parameter vector is cut
+    into ``parts`` slices, and each slice gets the sum of the parts' gradients
+    (added in part order: ``finish_gradient``), the L2 term and the step.
+    ``red`` (2 * parts float64) carries the parts' loss and sum(w^2) shares,
+    added in one order.  ``threads`` threads run this function at once
+    (``Trainer``), thread ``part`` (0 .. threads - 1) doing the consecutive
+    parts and slices part * parts // threads .. (part + 1) * parts // threads - 1,
+    meeting at barriers (``sync.barrier``) after the gradients and after the
+    steps; with threads = 1 one thread does every part in turn.  The arithmetic
+    and its order depend on ``parts`` only, so the model is bitwise the same
+    whatever the thread count.  BLAS runs on one thread either way.  Returns
+    the epoch's total (every part), in every thread.  With threads = 1, sync is
+    not read.
 
     drop: None (no dropout: this code is then not compiled), or (rows, thr, fl,
     key): rows (n,) int64 the data row of each entry of ``order``, thr (L,) int64
@@ -446,9 +500,9 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     n = order.shape[0]
     P = theta.shape[0]
     ws_part = ws.shape[0] // parts
-    # the parts this thread computes: its own, or (part -1) all of them in their order
-    q0, q1 = (0, parts) if part < 0 else (part, part + 1)
-    threads = 1 if part < 0 else parts  # threads meeting at the barriers
+    # this thread's parts (and parameter slices)
+    q0 = part * parts // threads
+    q1 = (part + 1) * parts // threads
     t = hyper[ADAM_T]
     # scikit-learn reports (and decides tol / "adaptive" on) the squared error averaged
     # over the outputs, while its gradient follows their sum: k_loss divides the data term
@@ -457,10 +511,9 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     for start in range(0, n, cap):
         m = min(cap, n - start)
         scale, lam = batch_scale(sw, order, start, m, alpha)
-        half = (m + parts - 1) // parts
         for q in range(q0, q1):
-            lo = min(m, q * half)
-            hi = min(m, lo + half)
+            lo = m * q // parts
+            hi = m * (q + 1) // parts
             red[q] = _rows_forward_backward_inline(
                 X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
                 grad[q * P:(q + 1) * P], layers, code, param, pieces, out_code, scale,
@@ -491,7 +544,7 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
         for q in range(parts):
             sq += red[parts + q]
         loss = data * scale / k_loss + 0.5 * lam * sq
-        if part <= 0:
+        if part == 0:
             hyper[ADAM_T] = t  # steps taken
         total += loss * m
     return total
