@@ -927,12 +927,11 @@ feature_names_in_ :
     model or the new one, never a mix.  (scikit-learn keeps the weights
     reached when a fit is interrupted; fastmlp keeps the previous model.)
 
-    While a CPU sgd / adam fit runs (or an lbfgs fit whose largest matrix
-    product is small: ``fastmlp._config.CPU_SERIAL_GEMM_BELOW``), the BLAS
-    libraries are limited to one thread for the whole process (threadpoolctl):
-    the epoch's own two threads are its parallelism, and so the weights do not
-    depend on the number of threads; the limit is lifted when the last such
-    fit returns.
+    While a CPU fit runs (sgd, adam or lbfgs), the BLAS libraries are limited
+    to one thread for the whole process (threadpoolctl): the fit's own threads,
+    each on whole parts of every batch, are its parallelism, and so the weights
+    do not depend on the number of threads; the limit is lifted when the last
+    such fit returns.
 
     Examples
     --------
