@@ -6,8 +6,11 @@
 
 Cases (``fastmlp._bench``'s): "medium" = the bench's first fit (20000 x 784 ->
 (256, 128) -> 10, Adam, batch 256, 3 epochs, float32), "small" = its second
-(4000 x 40 -> (100, 100), batch 100, 20 epochs), and "lbfgs" (20000 x 100 ->
-(128,), float64, 100 iterations; no PyTorch contender).
+(4000 x 40 -> (100, 100), batch 100, 20 epochs), "medium-1024" (the medium
+case with batches of 1024 rows, which fastmlp cuts into 8 parts: up to 8
+threads; batches of 256 are cut into 2, see ``_config.CPU_SPLIT_PART_ROWS``),
+and "lbfgs" (20000 x 100 -> (128,), float64, 100 iterations, 16 parts; no
+PyTorch contender).
 
 Each (contender, thread count) runs in its own fresh process whose thread
 limits are set before anything is imported: ``NUMBA_NUM_THREADS`` (fastmlp's
@@ -26,7 +29,7 @@ import subprocess
 import sys
 import time
 
-CASES = ("medium", "small", "lbfgs")
+CASES = ("medium", "small", "medium-1024", "lbfgs")
 CONTENDERS = ("fastmlp", "scikit-learn", "PyTorch")
 PAUSE_S = 1.0
 
@@ -44,7 +47,9 @@ if case == "lbfgs":
     model = {"fastmlp": ours, "scikit-learn": theirs}[who]
     make = lambda: model
 else:
-    c = sizes["big" if case == "medium" else "small"]
+    c = dict(sizes["small" if case == "small" else "big"])
+    if case == "medium-1024":
+        c["batch"] = 1024 if not quick else 128
     X, y = _bench.make_data(c["n"], c["d"], c["k"])
     if who == "fastmlp":
         make = lambda: _bench.fastmlp_model(c)

@@ -118,3 +118,21 @@ def test_cpu_scaling_script_quick(capsys):
         cells = [c.strip() for c in r.strip("|").split("|")[2:]]
         assert len(cells) == 2 and cells[0].endswith("(1.00x)")
         assert all(float(c.split(" s")[0]) > 0 for c in cells)
+
+
+def test_cpu_parts_script_quick(capsys):
+    """benchmarks/cpu_parts.py fits with the parts forced (1, 2, 4, 8) on 1 and 2 threads
+    and prints each time with its ratio to 2 parts on as many threads."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_parts.py"
+    spec = importlib.util.spec_from_file_location("cpu_parts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 20 ->")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "2", "4", "8"]
+    two = rows[1].strip("|").split("|")
+    assert two[3].strip().endswith("(1.00x)") and two[4].strip().endswith("(1.00x)")
+    assert rows[0].strip("|").split("|")[4].strip() == "—"  # 2 threads on 1 part: not run
