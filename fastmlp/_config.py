@@ -65,8 +65,8 @@ SPARSE_CHUNK_BYTES = 8 * 2**20
 SPARSE_DENSIFY_ABOVE = 0.25
 
 # A CPU predict of a CSR matrix with at least this many non-zeros runs its rows in
-# two threads (halves, each its own workspace, BLAS on one thread), where
-# split epochs may run (numba's thread count >= 2).  The CSR product is serial,
+# several threads (consecutive row ranges, each its own workspace, BLAS on one
+# thread), as many as a fit's epochs may use (``CPU_THREADS``, below).  The CSR product is serial,
 # memory-latency-bound code: on the 2-core AMD EPYC a 20000 x 30000 matrix of
 # 18 non-zeros a row (benchmarks/RESULTS.md, "Sparse input") went from about
 # scipy's speed to ~1.8x less time.  Below ~1e5 non-zeros the hand-off costs

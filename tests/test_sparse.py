@@ -309,16 +309,28 @@ def test_wrong_width_is_an_error(rng):
         clf.predict(_csr(rng, 5, 13, 0.2))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("n", [2, 3, 41])
-def test_predict_split_between_two_threads(rng, config, n):
-    """A CSR predict of many non-zeros runs its halves in two threads
-    (_config.CPU_SPLIT_PREDICT_MIN_NNZ): the numbers of one thread, to rounding."""
+def test_predict_split_between_threads(rng, config, monkeypatch, n, threads):
+    """A CSR predict of many non-zeros runs consecutive row ranges in several threads
+    (_config.CPU_SPLIT_PREDICT_MIN_NNZ, CPU_THREADS): the numbers of one thread, to
+    rounding."""
     X = _csr(rng, 60, 30, 0.1)
     y = rng.integers(0, 3, 60)
     clf = _make("softmax", activation="maxout").fit(X, y)
     Xp = _csr(rng, n, 30, 0.2)
     config(CPU_SPLIT_PREDICT_MIN_NNZ=10**12, PREDICT_CHUNK_ROWS=4)
     one = clf.predict_proba(Xp)
-    config(CPU_SPLIT_PREDICT_MIN_NNZ=0)  # (BLAS may round rows of other chunk shapes apart)
+    config(CPU_SPLIT_PREDICT_MIN_NNZ=0, CPU_THREADS=threads)  # (BLAS may round rows of
+    # other chunk shapes apart)
+    from fastmlp.backends import cpu
+
+    calls = []
+    real = cpu.predict_csr
+    monkeypatch.setattr(cpu, "predict_csr", lambda S, *a: calls.append(S[2].shape[0] - 1)
+                        or real(S, *a))
     assert_allclose(clf.predict_proba(Xp), one, rtol=RTOL, atol=ATOL)
+    if cpu.sync.SPLIT:  # the row ranges, one a thread
+        assert sorted(calls) == sorted(n * (i + 1) // min(threads, n) - n * i // min(threads, n)
+                                       for i in range(min(threads, n)))
     assert_allclose(one, clf.predict_proba(Xp.toarray()), rtol=RTOL, atol=ATOL)

@@ -6,7 +6,8 @@ subject, and both packages give the estimators the same interface (``Trainer``,
 ``FullBatch``, ``predict``); the kernels inside differ (the GPU's are phases of
 one epoch kernel), while their per-element and per-row math is the one of
 ``fastmlp/backends/scalar.py``.  CPU only: ``blas`` (the GEMMs' BLAS calls) and
-``sync`` (the barrier of split epochs, which ``Trainer`` runs in two threads).
+``sync`` (the barrier of split epochs, whose parts ``Trainer`` and ``FullBatch`` run in
+several threads).
 """
 
 import threading
@@ -531,31 +532,41 @@ def predict(spec, theta, X, apply_out):
         predict_forward(X, *args, False)
         return out
     data, indices, indptr = csr_arrays(X)
-    if X.nnz < _config.CPU_SPLIT_PREDICT_MIN_NNZ or n < 2 or not _can_split():
+    threads = min(cpu_threads(), n)
+    if X.nnz < _config.CPU_SPLIT_PREDICT_MIN_NNZ or threads < 2:
         predict_csr((data, indices, indptr), *args)
         return out
-    # two threads, each on half of the rows with its own workspace, BLAS on one thread
-    # (the CSR product is serial code; two BLAS pools beside it would fight for the cores)
-    half = n // 2
-    ws1, iws1 = _workspaces(spec, cap)
+    # threads on consecutive row ranges, each with its own workspace, BLAS on one thread
+    # (the CSR product is serial code; BLAS pools beside it would fight for the cores)
+    bounds = [n * i // threads for i in range(threads + 1)]
+    pool = _predict_pool(threads - 1)
     with serial_blas():
-        other = _predict_pool().submit(
-            predict_csr, (data, indices, indptr[half:]), *args[:7], ws1, iws1, cap, out[half:])
-        predict_csr((data, indices, indptr[:half + 1]), *args[:10], out[:half])
-        other.result()
+        others = []
+        for lo, hi in zip(bounds[1:-1], bounds[2:]):
+            wsi, iwsi = _workspaces(spec, cap)
+            others.append(pool.submit(predict_csr, (data, indices, indptr[lo:hi + 1]),
+                                      *args[:7], wsi, iwsi, cap, out[lo:hi]))
+        predict_csr((data, indices, indptr[:bounds[1] + 1]), *args[:10], out[:bounds[1]])
+        for other in others:
+            other.result()
     return out
 
 
 _pool = None
+_pool_size = 0
 
 
-def _predict_pool():
-    """The one extra thread of a split sparse predict (started on first use)."""
-    global _pool
-    if _pool is None:
+def _predict_pool(workers):
+    """The extra threads of a split sparse predict (started on first use; replaced by a
+    larger pool when a predict needs more than ``workers`` threads)."""
+    global _pool, _pool_size
+    if _pool is None or _pool_size < workers:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(1, thread_name_prefix="fastmlp-predict")
+        old, _pool = _pool, ThreadPoolExecutor(workers, thread_name_prefix="fastmlp-predict")
+        _pool_size = workers
+        if old is not None:
+            old.shutdown(wait=False)
     return _pool
 
 

@@ -6,7 +6,7 @@ gain (``docs/user_guide/numba_internals.rst`` lists them with the figures):
 =========  ===============================================================
 ``blas``   the GEMMs call NumPy's own OpenBLAS (``cblas_?gemm``) by address
 ``views``  views of the flat buffers without reference counting
-``sync``   the atomic spin barrier of split epochs (two threads per batch)
+``sync``   the atomic spin barrier of split epochs (the threads of a batch's parts)
 =========  ===============================================================
 
 Each module defines its plain-numba version first (``np.dot``, a slice and

@@ -1,9 +1,10 @@
 """A spin barrier for compiled code running in two Python threads (split epochs).
 
-A split epoch runs ``train.train_epoch`` in two threads at once, each on half
-of every batch's rows (``nogil`` kernels, started by ``Trainer``); the
-threads meet twice per batch: once when both halves' gradients are written,
-once when both halves of the parameter vector are stepped.  The barrier is a
+A split epoch runs ``train.train_epoch`` in several threads at once, each on
+whole parts of every batch's rows (``nogil`` kernels, started by ``Trainer``;
+lbfgs's ``train.loss_grad_sum`` likewise); the threads meet twice per batch:
+once when every part's gradient is written, once when every slice of the
+parameter vector is stepped.  The barrier is a
 counter and a generation number in a small int64 array, changed with atomic
 instructions; a waiting thread spins (with the CPU's pause hint) and gives
 its core away (``sched_yield``) every ``_SPINS_PER_YIELD`` spins, so that
@@ -212,6 +213,6 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: Python threads under the GIL, a l
     def publish(arr, idx, val):  # noqa: F811
         arr[idx] = val
 
-#: whether an epoch may be split between two threads (``Trainer``): the atomic
+#: whether an epoch may be split between threads (``Trainer``): the atomic
 #: barrier, or the Python one under NUMBA_DISABLE_JIT
 SPLIT = ATOMIC or bool(config.DISABLE_JIT)

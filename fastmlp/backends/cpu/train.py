@@ -27,7 +27,7 @@ called once per batch or chunk (``forward_batch``, ``dense_grads``, the
 loss, the optimizer step, ...) are called through ``calls.call``, by address,
 so that their code is not linked into each caller and optimised again there
 (the first fit's compilation: 6.5-6.7 s -> 5.7-6.2 s).  Split epochs
-run ``train_epoch`` itself in two threads that meet at a barrier
+run ``train_epoch`` itself in several threads that meet at a barrier
 (``sync``), not a numba parallel loop, whose outlined body cost 4.5 s of a
 first fit's 15 s compilation.
 
