@@ -1,4 +1,4 @@
-"""A spin barrier for compiled code running in two Python threads (split epochs).
+"""A spin barrier for compiled code running in several Python threads (split epochs).
 
 A split epoch runs ``train.train_epoch`` in several threads at once, each on
 whole parts of every batch's rows (``nogil`` kernels, started by ``Trainer``;
