@@ -237,7 +237,8 @@ def test_lbfgs_memory_does_not_grow_with_rows(rng, monkeypatch):
     class Spy(real):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            spec_rows.append((self.X.shape[0], self.cap, self.ws.size))
+            spec_rows.append((self.X.shape[0], self.cap, self.ws.size // self.threads,
+                              self.parts))
 
     monkeypatch.setattr(cpu, "FullBatch", Spy)
     X = rng.standard_normal((1000, 5))
@@ -250,9 +251,10 @@ def test_lbfgs_memory_does_not_grow_with_rows(rng, monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         b = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(7,), max_iter=20, random_state=0,
                           **F64).fit(X, y)
-    (n1, cap1, ws1), (n2, cap2, ws2) = spec_rows
-    assert n1 == n2 == 1000 and cap1 == 64 and cap2 == 1000
-    assert ws1 * 1000 == ws2 * 64  # workspace proportional to the chunk, not to n
+    (n1, cap1, ws1, parts1), (n2, cap2, ws2, parts2) = spec_rows
+    # 1000 rows in 4 parts of 250 (see _config.CPU_SPLIT_PART_ROWS), each walked in chunks
+    assert n1 == n2 == 1000 and parts1 == parts2 == 4 and cap1 == 64 and cap2 == 250
+    assert ws1 * 250 == ws2 * 64  # a thread's workspace: one chunk's, not n's
     assert a.loss_ == pytest.approx(b.loss_, rel=1e-9)  # same fit, summed in another order
 
 
