@@ -25,6 +25,9 @@ step of the persistent epoch kernel.  Blocks are T x T threads.
     ``activations.hidden_backward_phase``).  The split of the tile range is
     ``_common.backward_tile``.
 
+The thread's (tx, ty) in its block come from the caller (``train.run_phase``: the
+thread indices plus a zero read from memory, so that the tile addresses derived from
+them are not computed once before the persistent kernel's loop and held in registers).
 Shared memory comes from the kernel (``sA`` (T R, T + 1), ``sB`` (T, T R + 1);
 the backward tiles use their (T, T + 1) corners), as do the register arrays.
 Every load is bounds-checked (zero outside), so no size needs to be a multiple
@@ -48,14 +51,13 @@ def gemm_phases(T, R):
 
     @cuda.jit(device=True)
     def forward_tiles(A, theta, w_off, b_off, a_off, M, code, param, fuse, Z, H,
-                      first, step, sA, sB, acc, a_reg, b_reg, drows, dkey, dl, dthr, dscale):
+                      first, step, tx, ty, sA, sB, acc, a_reg, b_reg, drows, dkey, dl, dthr,
+                      dscale):
         """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M).
 
         Dropout (when dthr < ``scalar.DROP_ALL_KEPT``): H = act(Z) * dscale where unit col of
         data row drows[row] of layer dl is kept, else 0 (``activations.dropout_h``).
         """
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
         n, K = A.shape
         tiles_x = d_tiles_along(M, TR)
         n_tiles = tiles_x * d_tiles_along(n, TR)
@@ -103,7 +105,7 @@ def gemm_phases(T, R):
 
     @cuda.jit(device=True)
     def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, code, param,
-                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc,
+                       Zc, Hc, sl_off, fuse, out, first, step, tx, ty, sA, sB, acc,
                        drows, dkey, dl, dthr, dscale, dkeep):
         """dW, db (and dH(l-1) when ``with_inputs``) of one layer; returns this thread's
         share of sum(W^2) (0 when lam == 0).
@@ -115,8 +117,6 @@ def gemm_phases(T, R):
         reads Hc * dkeep (the activation before its dropout scale), as the CPU's
         ``dropout_backward`` (``activations.dropout_dh``).
         """
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
         n, K = Hp.shape
         M = dZ.shape[1]
         wx = d_tiles_along(M, T)
