@@ -40,11 +40,12 @@ Buffers: ``theta``/``grad``/optimizer state are the rows of one device array
 the per-row buffers are 2-D device arrays of ``cap`` rows: the float workspace
 ``ws`` holds the buffer of ``c`` columns at column offset ``o`` of the
 ``layers`` table as the view ``ws[:m, o:o + c]``, and after the layers'
-columns the gathered batch (Xb, Yb, swb); ``iws`` likewise the maxout argmax
-and the batch's labels.  Nothing is allocated per batch or per epoch.  The
-kernels take ten arrays and no scalar (``META_ROWS``: the scalars, the layers
-table and the schedule are read from the small ``meta`` and ``fx`` where a
-phase uses them), so that the persistent kernel holds little across its loop.
+columns maxout's argmax (as floats) and the gathered batch (Xb, Yb, swb); the
+batch's labels are a segment of ``ix``.  Nothing is allocated per batch or per
+epoch.  The kernels take eight arrays and no scalar (``META_ROWS``: the
+scalars, the layers table and the schedule are read from ``meta``, the head of
+``ix``, and from ``fx`` where a phase uses them), so that the persistent kernel
+holds little across its loop.
 """
 
 import warnings
@@ -59,6 +60,10 @@ from ..layout import (
 from ..scalar import DROP_ALL_KEPT, of
 from .. import cuda_simulated
 from ._common import (
+    F_ALPHA, F_B1, F_B2, F_C1, F_C2, F_DFL, F_EPS, F_MOM, F_PARAM, META_COLS, META_ROWS,
+    M_APPLY, M_CODE, M_DCOLS, M_DKEY, M_DTHR, M_GID, M_GRAD, M_HASSW, M_HASY, M_HASYL, M_IND,
+    M_IP, M_L, M_NB, M_NEST, M_NF, M_NROWS, M_NTAB, M_ORD, M_OUT, M_PIECES, M_S1, M_S2,
+    M_SOLVER, M_SWB, M_XB, M_XDIRECT, M_YB, M_YLB, M_YO, M_ZERO, M_ARG,
     EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, driver,
     reg_block, tile,
 )
@@ -132,37 +137,32 @@ def phase_blocks(layers, table, cap, d, k, n_params, T, R):
 # The persistent kernel runs every phase in one loop, so whatever a kernel argument holds
 # (an array's pointer and shapes, which numba reads for negative indices; a scalar) is
 # live across the whole loop, in registers: with the 41 arguments of the first version
-# it needed 200-225 registers a thread (benchmarks/RESULTS.md).  So the kernels take ten
+# it needed 200-225 registers a thread (benchmarks/RESULTS.md).  So the kernels take eight
 # arrays and nothing else, and a phase reads what it needs from them where it uses it,
 # after the grid sync:
 #
-# ``meta`` int64 (META_ROWS + L + n_phases, META_COLS): row 0 the integer scalars and
-#     offsets (the ``M_`` slots below), rows META_ROWS .. META_ROWS + L - 1 the layers
-#     table (``layout``'s columns, and column ``M_DTHR`` the layer's dropout keep
-#     threshold, ``scalar.DROP_ALL_KEPT`` without dropout), then the schedule's
-#     (kind, layer) rows.
+# ``ix`` int64, flat: first ``meta``, (META_ROWS + L + n_phases) rows of META_COLS: row 0
+#     the integer scalars and offsets (the ``M_`` slots of ``_common.py``), rows
+#     META_ROWS .. META_ROWS + L - 1 the layers table (``layout``'s columns, and column
+#     ``M_DTHR`` the layer's dropout keep threshold, ``scalar.DROP_ALL_KEPT`` without
+#     dropout), then the schedule's (kind, layer) rows; meta[r * META_COLS + c] is row r,
+#     column c.  Then the epoch's row ``order`` (at M_ORD), the data rows of its entries
+#     for dropout (``gid``, at M_GID: the order itself unless a chunk's rows), the labels
+#     y (M_YO) and a CSR X's indptr and indices (M_IP, M_IND).
 # ``fx`` (theta's dtype) the float hyper-parameters (the ``F_`` slots), the dropout scales
 #     fx[F_DFL + l] = 1 / (1 - rate), fx[F_DFL + L + l] = 1 - rate (1 without), and
 #     from meta's M_NF on the values of a CSR X (``data``).
-# ``ix`` int64: the epoch's row ``order`` (at M_ORD), the data rows of its entries for
-#     dropout (``gid``, at M_GID: the order itself unless a chunk's rows), the labels y
-#     (M_YO) and a CSR X's indptr and indices (M_IP, M_IND).
 # ``D`` (rows, columns) the data's rows as the gather copies them: X (dense), Y, sw side
 #     by side (M_DCOLS columns); predict's chunk of X.
+# (The GEMM phases of ``dense.py`` read their epilogues' offsets, activation and dropout
+# from meta and fx too, where they store, not before their loops.)
 # ``scales`` float64 (n_batches, 3) per batch; ``params`` theta, grad and the optimizer
 #     states as rows (meta names the rows of grad and the states); ``ws`` the float
 #     workspace, whose columns after the layers' hold the batch (Xb, Yb, swb: D's
-#     columns, gathered, from M_XB); ``iws`` the int32 workspace (maxout's argmax, and
-#     the batch's labels yb at M_YLB); ``P`` predict's output; ``loss_acc``.
+#     columns, gathered, from M_XB) and before those maxout's argmax (from M_ARG, as
+#     floats: small integers, exact); the batch's labels yb are ix's segment at M_YLB;
+#     ``P`` predict's output; ``loss_acc``.
 # meta's M_ZERO slot holds 0 (see ``run_phase``).
-META_ROWS = 1  # the scalar rows before the layers
-(M_L, M_NTAB, M_NB, M_CODE, M_PIECES, M_OUT, M_APPLY, M_NROWS, M_SOLVER, M_NEST, M_DKEY,
- M_XDIRECT, M_GRAD, M_S1, M_S2, M_XB, M_YB, M_SWB, M_YLB, M_DCOLS, M_HASY, M_HASYL,
- M_HASSW, M_NF, M_ORD, M_GID, M_YO, M_IP, M_IND, M_ZERO) = range(30)
-M_DTHR = N_COLS  # the layers' rows: the dropout keep threshold after layout's columns
-META_COLS = max(30, N_COLS + 1)
-(F_PARAM, F_MOM, F_B1, F_C1, F_B2, F_C2, F_EPS, F_ALPHA) = range(8)
-F_DFL = 8  # fx: the dropout scales after the eight hyper-parameters
 
 
 _KERNELS = {}
@@ -181,24 +181,24 @@ def kernels(T, R):
     LR = META_ROWS  # meta's row of layer 0
 
     @cuda.jit(device=True)
-    def gather(meta, ix, D, start, m, ws, iws, g, stride):
+    def gather(meta, ix, D, start, m, ws, g, stride):
         """Rows order[start : start + m] of D (X where dense, Y, sw: M_DCOLS columns) into
-        ws from column M_XB on (Xb, Yb, swb), and of the labels y into iws's column M_YLB."""
-        nc = meta[0, M_DCOLS]
-        oo = meta[0, M_ORD] + start
-        xo = meta[0, M_XB]
+        ws from column M_XB on (Xb, Yb, swb), and of the labels y into ix from M_YLB on."""
+        nc = meta[M_DCOLS]
+        oo = meta[M_ORD] + start
+        xo = meta[M_XB]
         for t in range(g, m * nc, stride):
             i = t // nc
             j = t - i * nc
             ws[i, xo + j] = D[ix[oo + i], j]
-        if meta[0, M_HASYL] != 0:
-            yo = meta[0, M_YO]
-            lo = meta[0, M_YLB]
+        if meta[M_HASYL] != 0:
+            yo = meta[M_YO]
+            lo = meta[M_YLB]
             for i in range(g, m, stride):
-                iws[i, lo] = ix[yo + ix[oo + i]]
+                ix[lo + i] = ix[yo + ix[oo + i]]
 
     @cuda.jit(device=True)
-    def run_phase(kind, l, b, meta, fx, ix, D, scales, params, ws, iws, P, sA, sB, acc,
+    def run_phase(kind, l, b, ix, fx, D, scales, params, ws, P, sA, sB, acc,
                   a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
         thread's share of the batch's loss contribution (float64).
@@ -215,146 +215,137 @@ def kernels(T, R):
         column holds the keep thresholds (``DROP_ALL_KEPT`` where none: the masks' code
         is skipped, the arithmetic is that of a fit without it).
         """
+        meta = ix  # the scalars, layers and schedule: the head of ix (META_ROWS)
         # The block's and thread's indices plus meta's M_ZERO, which is 0: read from memory
         # after the grid sync, it keeps the compiler from computing what derives from them
         # (shared-memory addresses, the tiles' origins) once before the persistent kernel's
-        # loop and holding all of it in registers through every phase.
-        z = meta[0, M_ZERO]
-        first = cuda.blockIdx.x + z
-        step = cuda.gridDim.x + z
+        # loop and holding all of it in registers through every phase.  The masks change
+        # nothing (the hardware's limits) but tell the compiler the indices are not
+        # negative, so numba's negative-index fix-ups of what they index drop out.
+        z = meta[M_ZERO]
+        first = (cuda.blockIdx.x + z) & 0x7FFFFFFF
+        step = (cuda.gridDim.x + z) & 0x7FFFFFFF
         stride = step * NT
-        tx = cuda.threadIdx.x + z
-        ty = cuda.threadIdx.y + z
+        tx = (cuda.threadIdx.x + z) & 1023
+        ty = (cuda.threadIdx.y + z) & 1023
         g = first * NT + tx + ty * T
         cap = ws.shape[0]
         start = b * cap
-        m = min(cap, meta[0, M_NROWS] - start)
-        L = meta[0, M_L]
+        m = min(cap, meta[M_NROWS] - start)
+        L = meta[M_L]
+        row = (LR + l) * META_COLS  # layer l's row of meta (flat), then l - 1's and the last's
+        prev_row = row - META_COLS
+        out_row = (LR + L - 1) * META_COLS
         alpha = fx[F_ALPHA]
         theta = params[0]
         gscale = of(alpha, scales[b, 0])  # gradient scale: 1 / (weight sum of the batch)
         lscale = scales[b, 1]  # loss scale: rows / weight sum (training), 1 (full-batch sums)
         part = 0.0  # float64: the loss sum
         if kind == GATHER:
-            gather(meta, ix, D, start, m, ws, iws, g, stride)
+            gather(meta, ix, D, start, m, ws, g, stride)
         elif kind == STEP:
             # scales[b, 2]: the step size of batch b (lr, or Adam's bias-corrected lr_t)
-            step_phase(meta[0, M_SOLVER], theta, params[meta[0, M_GRAD]],
-                       params[meta[0, M_S1]], params[meta[0, M_S2]], of(alpha, scales[b, 2]),
-                       fx[F_MOM], meta[0, M_NEST], fx[F_B1], fx[F_C1], fx[F_B2], fx[F_C2],
+            step_phase(meta[M_SOLVER], theta, params[meta[M_GRAD]],
+                       params[meta[M_S1]], params[meta[M_S2]], of(alpha, scales[b, 2]),
+                       fx[F_MOM], meta[M_NEST], fx[F_B1], fx[F_C1], fx[F_B2], fx[F_C2],
                        fx[F_EPS], g, stride)
         elif kind == LOSS:
-            out_code = meta[0, M_OUT]
-            k = meta[LR + L - 1, ZCOLS]
-            zo = meta[LR + L - 1, Z_OFF]
-            dzo = meta[LR + L - 1, DZ_OFF]
-            yo = meta[0, M_YB]
+            out_code = meta[M_OUT]
+            k = meta[out_row + ZCOLS]
+            zo = meta[out_row + Z_OFF]
+            dzo = meta[out_row + DZ_OFF]
+            yo = meta[M_YB]
+            yl = meta[M_YLB]
             part = lscale * loss_phase(out_code, ws[:m, zo:zo + k],
-                                       ws[:(m if meta[0, M_HASY] != 0 else 0), yo:yo + k],
-                                       iws[:(m if meta[0, M_HASYL] != 0 else 0), meta[0, M_YLB]],
-                                       ws[:(m if meta[0, M_HASSW] != 0 else 0), meta[0, M_SWB]],
+                                       ws[:(m if meta[M_HASY] != 0 else 0), yo:yo + k],
+                                       ix[yl:yl + (m if meta[M_HASYL] != 0 else 0)],
+                                       ws[:(m if meta[M_HASSW] != 0 else 0), meta[M_SWB]],
                                        gscale, ws[:m, dzo:dzo + k], g, stride)
-            if out_code == OUT_IDENTITY and meta[0, M_SOLVER] != SUM_GRAD:
+            if out_code == OUT_IDENTITY and meta[M_SOLVER] != SUM_GRAD:
                 part /= k  # a training loss: scikit-learn's, averaged over the outputs
         elif kind == OUTPUT:
-            k = meta[LR + L - 1, ZCOLS]
-            zo = meta[LR + L - 1, Z_OFF]
-            output_phase(meta[0, M_OUT], meta[0, M_APPLY], ws[:m, zo:zo + k], P[:m], g,
+            k = meta[out_row + ZCOLS]
+            zo = meta[out_row + Z_OFF]
+            output_phase(meta[M_OUT], meta[M_APPLY], ws[:m, zo:zo + k], P[:m], g,
                          stride)
         else:
-            code = meta[0, M_CODE]
+            code = meta[M_CODE]
             param = fx[F_PARAM]
-            dkey = meta[0, M_DKEY]
-            go = meta[0, M_GID] + start
+            dkey = meta[M_DKEY]
+            go = meta[M_GID] + start
             drows = ix[go:go + m]  # the batch's data rows (read by dropout only)
-            zc = meta[LR + l, ZCOLS]
-            units = meta[LR + l, UNITS]
-            zo = meta[LR + l, Z_OFF]
-            ho = meta[LR + l, H_OFF]
-            bo = meta[LR + l, B_OFF]
-            ao = meta[LR + l, A_OFF]
+            zc = meta[row + ZCOLS]
+            units = meta[row + UNITS]
+            zo = meta[row + Z_OFF]
+            ho = meta[row + H_OFF]
+            bo = meta[row + B_OFF]
+            ao = meta[row + A_OFF]
+            d = meta[LR * META_COLS + FAN_IN]  # the features
             if kind == CSR_FORWARD:  # layer 0 of a CSR X, bias + act fused as in FORWARD
-                data = fx[meta[0, M_NF]:]
-                order = ix[meta[0, M_ORD]:]
-                indptr = ix[meta[0, M_IP]:]
-                indices = ix[meta[0, M_IND]:]
+                data = fx[meta[M_NF]:]
+                order = ix[meta[M_ORD]:]
+                indptr = ix[meta[M_IP]:]
+                indices = ix[meta[M_IND]:]
                 if l == L - 1:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
-                                      meta[LR + l, W_OFF], bo, -1, IDENTITY, param, True,
+                                      meta[row + W_OFF], bo, -1, IDENTITY, param, True,
                                       ws[:m, zo:zo + zc], ws[:m, zo:zo + zc], g, stride,
                                       drows, dkey, l, DROP_ALL_KEPT, param)
                 else:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
-                                      meta[LR + l, W_OFF], bo, ao, code, param, code != MAXOUT,
+                                      meta[row + W_OFF], bo, ao, code, param, code != MAXOUT,
                                       ws[:m, zo:zo + zc], ws[:m, ho:ho + units], g, stride,
-                                      drows, dkey, l, meta[LR + l, M_DTHR], fx[F_DFL + l])
+                                      drows, dkey, l, meta[row + M_DTHR], fx[F_DFL + l])
             elif kind == FORWARD:
-                d = meta[LR, FAN_IN]
                 if l == 0:  # predict's chunk in D, else the gathered batch Xb
-                    if meta[0, M_XDIRECT] != 0:
+                    if meta[M_XDIRECT] != 0:
                         Hp = D[:m, :d]
                     else:
-                        xo = meta[0, M_XB]
+                        xo = meta[M_XB]
                         Hp = ws[:m, xo:xo + d]
                 else:
-                    po = meta[LR + l - 1, H_OFF]
-                    Hp = ws[:m, po:po + meta[LR + l - 1, UNITS]]
-                Z = ws[:m, zo:zo + zc]
-                if l == L - 1:  # logits: bias only, the loss applies the output function
-                    forward_tiles(Hp, theta, meta[LR + l, W_OFF], bo, -1, zc, IDENTITY, param,
-                                  True, Z, Z, first, step, tx, ty, sA, sB, acc, a_reg, b_reg,
-                                  drows, dkey, l, DROP_ALL_KEPT, param)
-                else:
-                    forward_tiles(Hp, theta, meta[LR + l, W_OFF], bo, ao, zc, code, param,
-                                  code != MAXOUT, Z, ws[:m, ho:ho + units], first, step,
-                                  tx, ty, sA, sB, acc, a_reg, b_reg, drows, dkey, l,
-                                  meta[LR + l, M_DTHR], fx[F_DFL + l])
+                    po = meta[prev_row + H_OFF]
+                    Hp = ws[:m, po:po + meta[prev_row + UNITS]]
+                # the logits (l = L - 1): bias only, the loss applies the output function
+                forward_tiles(Hp, theta, meta[row + W_OFF], zc, first, step, tx, ty, sA, sB,
+                              acc, a_reg, b_reg, ws, meta, fx, start, l, l != L - 1)
             elif kind == MAXOUT_FWD:
-                a0 = meta[LR + l, ARG_OFF]
-                maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], meta[0, M_PIECES],
-                                     ws[:m, ho:ho + units], iws[:m, a0:a0 + units], g, stride,
-                                     drows, dkey, l, meta[LR + l, M_DTHR], fx[F_DFL + l])
+                a0 = meta[M_ARG] + meta[row + ARG_OFF]  # the argmax, stored as floats
+                maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], meta[M_PIECES],
+                                     ws[:m, ho:ho + units], ws[:m, a0:a0 + units], g, stride,
+                                     drows, dkey, l, meta[row + M_DTHR], fx[F_DFL + l])
             elif kind == HIDDEN_BWD:
-                a0 = meta[LR + l, ARG_OFF]
-                dho = meta[LR + l, DH_OFF]
-                dzo = meta[LR + l, DZ_OFF]
+                a0 = meta[M_ARG] + meta[row + ARG_OFF]
+                dho = meta[row + DH_OFF]
+                dzo = meta[row + DZ_OFF]
                 so = ao if ao >= 0 else bo  # prelu slopes (any vector otherwise)
-                grad = params[meta[0, M_GRAD]]
+                grad = params[meta[M_GRAD]]
                 hidden_backward_phase(code, ws[:m, dho:dho + units], ws[:m, zo:zo + zc],
-                                      ws[:m, ho:ho + units], iws[:m, a0:a0 + units],
-                                      meta[0, M_PIECES], param, theta[so:so + units],
+                                      ws[:m, ho:ho + units], ws[:m, a0:a0 + units],
+                                      meta[M_PIECES], param, theta[so:so + units],
                                       ws[:m, dzo:dzo + zc], grad[so:so + units], g, stride)
             elif kind == BACKWARD or kind == CSR_BACKWARD:
-                dzo = meta[LR + l, DZ_OFF]
+                dzo = meta[row + DZ_OFF]
                 dZ = ws[:m, dzo:dzo + zc]
                 lam = alpha * gscale
-                grad = params[meta[0, M_GRAD]]
+                grad = params[meta[M_GRAD]]
                 if kind == CSR_BACKWARD:  # layer 0 of a CSR X: dW, db, L2; no dH
-                    sq = csr_backward_phase(fx[meta[0, M_NF]:], ix[meta[0, M_IND]:],
-                                            ix[meta[0, M_IP]:], ix[meta[0, M_ORD]:], start, dZ,
-                                            theta, grad, meta[LR + l, W_OFF], bo,
-                                            meta[LR + l, FAN_IN], lam, g, stride)
+                    sq = csr_backward_phase(fx[meta[M_NF]:], ix[meta[M_IND]:],
+                                            ix[meta[M_IP]:], ix[meta[M_ORD]:], start, dZ,
+                                            theta, grad, meta[row + W_OFF], bo,
+                                            meta[row + FAN_IN], lam, g, stride)
                 elif l == 0:  # the gathered batch Xb
-                    xo = meta[0, M_XB]
-                    sq = backward_tiles(ws[:m, xo:xo + meta[LR, FAN_IN]], dZ, theta, grad,
-                                        meta[LR + l, W_OFF], bo, lam, False, code, param, dZ,
-                                        dZ, -1, False, dZ, first, step, tx, ty, sA, sB, acc,
-                                        drows, dkey, l, DROP_ALL_KEPT, param, param)
+                    xo = meta[M_XB]
+                    sq = backward_tiles(ws[:m, xo:xo + d], dZ, theta, grad,
+                                        meta[row + W_OFF], bo, lam, False, ws, first, step,
+                                        tx, ty, sA, sB, acc, meta, fx, start, 0)
                 else:
                     p = l - 1
-                    pu = meta[LR + p, UNITS]
-                    pzo = meta[LR + p, Z_OFF]
-                    pho = meta[LR + p, H_OFF]
-                    fuse = code != MAXOUT and code != PRELU
-                    # fused: dZ(l-1) = (dZ W^T) * act'; else dH(l-1), finished by HIDDEN_BWD
-                    oo = meta[LR + p, DZ_OFF] if fuse else meta[LR + p, DH_OFF]
+                    pu = meta[prev_row + UNITS]
+                    pho = meta[prev_row + H_OFF]
                     sq = backward_tiles(ws[:m, pho:pho + pu], dZ, theta, grad,
-                                        meta[LR + l, W_OFF], bo, lam, True, code, param,
-                                        ws[:m, pzo:pzo + pu], ws[:m, pho:pho + pu],
-                                        meta[LR + p, A_OFF], fuse, ws[:m, oo:oo + pu], first,
-                                        step, tx, ty, sA, sB, acc, drows, dkey, p,
-                                        meta[LR + p, M_DTHR], fx[F_DFL + p],
-                                        fx[F_DFL + L + p])
+                                        meta[row + W_OFF], bo, lam, True, ws, first, step,
+                                        tx, ty, sA, sB, acc, meta, fx, start, p)
                 part = lscale * (of(alpha, 0.5) * alpha * sq)  # = rows x the batch's L2 term
         return part
 
@@ -363,7 +354,7 @@ def kernels(T, R):
     sim = cuda_simulated()
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
-    def epoch_kernel(meta, fx, ix, D, scales, params, ws, iws, P, loss_acc):
+    def epoch_kernel(ix, fx, D, scales, params, ws, P, loss_acc):
         """Every phase of meta's schedule for its batches 0 .. M_NB - 1, a grid sync after
         each; loss_acc[0] += the summed loss contributions.  A cooperative launch."""
         sA = cuda.shared.array((TR, T1), dtype=ws.dtype)
@@ -372,18 +363,26 @@ def kernels(T, R):
         acc = cuda.local.array((R, R), dtype=ws.dtype)
         a_reg = cuda.local.array(R, dtype=ws.dtype)
         b_reg = cuda.local.array(R, dtype=ws.dtype)
-        grid = cuda.cg.this_grid()
-        part = 0.0
-        for b in range(meta[0, M_NB]):
-            for p in range(meta[0, M_NTAB]):
-                r = LR + meta[0, M_L] + p  # the schedule's row p
-                part += run_phase(meta[r, 0], meta[r, 1], b, meta, fx, ix, D, scales, params,
-                                  ws, iws, P, sA, sB, acc, a_reg, b_reg)
-                grid.sync()
-        block_sum_add(red, part, 1.0, loss_acc)
+        meta = ix
+        # the thread's loss sum in red[its index] (float64 shared), not in registers, added
+        # to phase by phase in the order a register sum would add
+        red[cuda.threadIdx.x + cuda.threadIdx.y * T] = 0.0
+        # phase q of the epoch: batch q // n_phases, the schedule's row q % n_phases (one
+        # counter, the counts read from meta each time: less held through the loop)
+        q = 0
+        while q < meta[M_NB] * meta[M_NTAB]:
+            n_phases = meta[M_NTAB]
+            b = q // n_phases
+            r = (LR + meta[M_L] + q - b * n_phases) * META_COLS  # the schedule's row
+            part = run_phase(meta[r], meta[r + 1], b, ix, fx, D, scales, params, ws, P,
+                             sA, sB, acc, a_reg, b_reg)
+            red[(cuda.threadIdx.x + cuda.threadIdx.y * T + meta[M_ZERO]) & 1023] += part  # f64
+            cuda.cg.this_grid().sync()  # (the grid's handle fetched here, not held)
+            q += 1
+        block_sum_add(red, red[cuda.threadIdx.x + cuda.threadIdx.y * T], 1.0, loss_acc)
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
-    def phase_kernel(kind, l, b, meta, fx, ix, D, scales, params, ws, iws, P, loss_acc):
+    def phase_kernel(kind, l, b, ix, fx, D, scales, params, ws, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
         sA = cuda.shared.array((TR, T1), dtype=ws.dtype)
         sB = cuda.shared.array((T, TR1), dtype=ws.dtype)
@@ -391,7 +390,7 @@ def kernels(T, R):
         acc = cuda.local.array((R, R), dtype=ws.dtype)
         a_reg = cuda.local.array(R, dtype=ws.dtype)
         b_reg = cuda.local.array(R, dtype=ws.dtype)
-        part = run_phase(kind, l, b, meta, fx, ix, D, scales, params, ws, iws, P, sA, sB, acc,
+        part = run_phase(kind, l, b, ix, fx, D, scales, params, ws, P, sA, sB, acc,
                          a_reg, b_reg)
         alpha = fx[F_ALPHA]
         if kind == LOSS or ((kind == BACKWARD or kind == CSR_BACKWARD)
@@ -415,20 +414,21 @@ def cooperative_blocks(kernel, args, block):
 # rows of the data a host chunk of ``D`` holds at most while it is filled
 _D_CHUNK_ELEMS = 1 << 22
 # the segments of ``ix``, in their order there
-_IX_SEGMENTS = ("y", "indptr", "indices", "order", "gid")
+_IX_SEGMENTS = ("meta", "y", "yb", "indptr", "indices", "order", "gid")
 
 
 class Program:
     """One network on the device for batches of up to ``cap`` rows, and the two drivers.
 
-    Holds the kernels' ten arrays (``META_ROWS``): the data's rows ``D`` (X where
+    Holds the kernels' eight arrays (``META_ROWS``): the data's rows ``D`` (X where
     dense, Y and sw side by side; empty for prediction), ``params`` (theta, grad and
     the optimizer state as its rows; ``theta``, ``grad``, ``state1``, ``state2`` are
-    views of them), the workspaces (with the batch buffers as column ranges), the
-    prediction buffer P, a float64 loss accumulator, the ``scales`` of an epoch, and
-    ``meta``, ``fx``, ``ix``: the scalars, the hyper-parameters and CSR values, the
-    order and the integer data.  ``run(table, n_batches, ...)`` executes a schedule
-    with the driver ``_config.CUDA_EPOCH_DRIVER`` selects.
+    views of them), the workspace ``ws`` (with maxout's argmax and the batch buffers
+    as column ranges), the prediction buffer P, a float64 loss accumulator, the
+    ``scales`` of an epoch, and ``ix`` and ``fx``: the scalars, layers and schedule
+    (``meta``), the order and the integer data; the hyper-parameters and a CSR X's
+    values.  ``run(table, n_batches, ...)`` executes a schedule with the driver
+    ``_config.CUDA_EPOCH_DRIVER`` selects.
 
     ``csr``: the host arrays (data, indices, indptr) of a CSR matrix X (X None;
     ``cuda.csr_rows``), sent here, or three empty arrays for a CSR predict, whose
@@ -498,12 +498,11 @@ class Program:
                 self.D[a:b].copy_to_device(h)
         else:
             self.D = cuda.device_array((0, 1), dt)
-        # the batch buffers as column ranges of the workspaces: Xb, Yb, swb (D's columns)
-        # after the layers' columns of ws, the labels yb after those of iws
-        xb = spec.ws_cols
+        # the workspace ws: the layers' columns, maxout's argmax (``layout``'s iws columns,
+        # stored as floats: small integers, exact), then the batch buffers Xb, Yb, swb (D's
+        # columns, gathered); the batch's labels yb are a segment of ix
+        xb = spec.ws_cols + spec.iws_cols
         self.ws = cuda.device_array((self.cap, max(xb + dcols, 1)), dtype=dt)
-        self.iws = cuda.device_array((self.cap, max(spec.iws_cols + int(has_y), 1)),
-                                     dtype=np.int32)
         self.P = cuda.device_array((1 if grad else self.cap, k), dtype=dt)
         self.acc = cuda.device_array(1, dtype=np.float64)
         self.scales = cuda.to_device(np.ones((1, 3), dtype=np.float64))  # predict: one batch
@@ -514,9 +513,14 @@ class Program:
         if csr[0].shape[0]:
             self.fx[self._nf:self._nf + csr[0].shape[0]].copy_to_device(csr[0])
         # ix: the integer arrays, each a segment (_IX_SEGMENTS), sent on change
-        self._ix_host = {"y": np.ascontiguousarray(y, dtype=np.int64) if has_y else empty,
+        self._ix_host = {"meta": None,
+                         "y": np.ascontiguousarray(y, dtype=np.int64) if has_y else empty,
+                         "yb": None,
                          "indptr": csr[2], "indices": csr[1], "order": empty, "gid": None}
         self._ix_room = {name: 0 for name in _IX_SEGMENTS}
+        # meta: room for the longest schedule (4 L + 3 phases), so that it never moves
+        self._ix_room["meta"] = (META_ROWS + 5 * L + 4) * META_COLS
+        self._ix_room["yb"] = self.cap if has_y else 0  # the batch's labels (GATHER)
         self._ix_off = {}
         self.ix = None
         self._ix_layout()
@@ -529,10 +533,9 @@ class Program:
                     M_OUT: int(spec.out_code), M_XDIRECT: int(self.x_direct),
                     M_GRAD: grad_row, M_S1: rows[0], M_S2: rows[1], M_XB: xb,
                     M_YB: xb + dx if has_Y else 0, M_SWB: xb + dx + ky if has_sw else 0,
-                    M_YLB: spec.iws_cols if has_y else 0,
+                    M_ARG: spec.ws_cols,
                     M_DCOLS: dcols if not self.x_direct else 0, M_HASY: int(has_Y),
                     M_HASYL: int(has_y), M_HASSW: int(has_sw), M_NF: self._nf}
-        self._meta = None  # (host copy, device array) last sent
         self._zero = np.zeros(1, dtype=np.float64)
         self._grids = {}
         self.last_driver = None
@@ -608,6 +611,9 @@ class Program:
         if eps > 0 and e == 0:  # below the dtype's tiniest: the tiniest, so sqrt(v) + eps > 0
             e = dt(np.finfo(dt).smallest_subnormal)
         L = s.layers.shape[0]
+        size = (META_ROWS + L + table.shape[0]) * META_COLS
+        if size > self._ix_room["meta"]:  # (before the offsets below are read)
+            self._ix_put("meta", self._ix_host["meta"], size)
         meta = np.zeros((META_ROWS + L + table.shape[0], META_COLS), dtype=np.int64)
         for slot, v in self._m0.items():
             meta[0, slot] = v
@@ -622,15 +628,14 @@ class Program:
         meta[0, M_ORD] = off["order"]
         meta[0, M_GID] = off["gid"] if self._ix_host["gid"] is not None else off["order"]
         meta[0, M_YO], meta[0, M_IP], meta[0, M_IND] = off["y"], off["indptr"], off["indices"]
+        meta[0, M_YLB] = off["yb"]
         meta[META_ROWS:META_ROWS + L, :N_COLS] = s.layers
         meta[META_ROWS:META_ROWS + L, M_DTHR] = self._dthr
         meta[META_ROWS + L:, :2] = table
-        last = self._meta
-        if last is None or last[0].shape != meta.shape:
-            self._meta = (meta, cuda.to_device(meta))
-        elif not np.array_equal(last[0], meta):
-            last[1].copy_to_device(meta)
-            self._meta = (meta, last[1])
+        meta = meta.reshape(-1)
+        last = self._ix_host["meta"]
+        if last is None or last.shape != meta.shape or not np.array_equal(last, meta):
+            self._ix_put("meta", meta)
         fp = np.empty(self._nf, dtype=dt)
         fp[:F_DFL] = (dt(s.param), dt(momentum), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
                       dt(1.0 - float(beta2)), e, dt(alpha))
@@ -638,8 +643,7 @@ class Program:
         if self._fp is None or not np.array_equal(self._fp, fp):
             self.fx[:self._nf].copy_to_device(fp)
             self._fp = fp
-        return (self._meta[1], self.fx, self.ix, self.D, self.scales, self.params, self.ws,
-                self.iws, self.P, self.acc)
+        return (self.ix, self.fx, self.D, self.scales, self.params, self.ws, self.P, self.acc)
 
 
     def run(self, table, n_batches, n_rows, solver=0, hyper=(0.0, False, 0.9, 0.999, 1e-8),
