@@ -3,11 +3,12 @@
 The per-element math is ``fastmlp/backends/scalar.py``, compiled here with
 ``cuda.jit(device=True)`` (``act``, ``act_grad``, ``maxout_unit``; the maxout
 backward is written out here, for an argmax stored as floats); the GEMM phases
-of ``dense.py`` call ``act`` and ``act_grad`` in their epilogues.  The two phases below finish the layers
-whose activation cannot be fused into a GEMM tile (maxout: a unit's pieces
-may straddle two tiles; prelu: its slope gradient is a sum down the rows).
-Each takes the calling thread's global index ``g`` and the grid's thread
-count ``stride`` and walks a grid-stride loop, so any grid covers any array.
+of ``dense.py`` call ``act`` and ``act_grad`` in their epilogues.  The two
+phases below finish the layers whose activation cannot be fused into a GEMM
+tile (maxout: a unit's pieces may straddle two tiles; prelu: its slope
+gradient is a sum down the rows).  Each takes the calling thread's global
+index ``g`` and the grid's thread count ``stride`` and walks a grid-stride
+loop, so any grid covers any array.
 
 No fastmath: the CUDA flags would flush denormals and approximate division,
 and NaN/inf must propagate so that a diverging fit is detected.
@@ -67,7 +68,8 @@ def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dt
     """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
 
     Z: (m, units * pieces) bare GEMM output, b: (units * pieces,), H: (m, units),
-    argmax: (m, units) int32 (first piece on ties).  Grid-stride over m*units.
+    argmax: (m, units), the winning piece stored as a float (the first on ties).
+    Grid-stride over m*units.
     Dropout (dthr < ``scalar.DROP_ALL_KEPT``): H[i, u] *= dscale where unit u of data
     row drows[i] of layer dl is kept, else 0 (as ``dense.forward_tiles``).
     """
