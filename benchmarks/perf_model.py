@@ -17,8 +17,15 @@ refutes.  The prediction for a phase is the largest of three floors:
 * memory: the bytes the phase must move (inputs read once, outputs written once) at the
   HBM bandwidth;
 * latency: the longest chain of k-steps a block runs (tiles per block x k-steps per
-  tile), each a global load, two ``syncthreads`` and 16 x R^2 FMAs with only 8 warps an
-  SM to hide them (one 256-thread block per SM: the persistent kernel's 160-200 registers).
+  tile), each a global load, two ``syncthreads`` and 16 x R^2 FMAs with 8 warps a block
+  to hide them.
+
+The persistent grid holds BLOCKS_PER_SM 256-thread blocks an SM: two since the float32
+kernel came down to 112-116 registers a thread (ptxas, sm_80 / sm_90; it held 215-223,
+one block an SM, before issue 29 item 2), so up to 264 blocks on 132 SMs.  A phase with
+more than 132 tiles then runs them in half the waves, two blocks (16 warps) an SM; a
+phase with fewer still fills one block on each of that many SMs.  The table's
+"SMs x blocks" column says which.
 
 plus one grid sync after every phase.
 """
@@ -46,6 +53,10 @@ CASES = {
     "small 4000x40 (100,100) b100": (4000, 40, 10, (100, 100), 100, 20),
 }
 T, R, DSIZE = 16, 2, 4  # tile edge, register block, float32
+# resident 256-thread blocks an SM of the float32 persistent kernel: 65536 registers an SM
+# / (256 threads x its registers), which ptxas gives as 112-116 (<= 128: two blocks);
+# gpu_check.py --ptx-quick reports it, tests/test_ptx.py holds it
+BLOCKS_PER_SM = 2
 
 
 def phases(n, d, k, hidden, batch):
@@ -60,7 +71,7 @@ def phases(n, d, k, hidden, batch):
     spec = make_layout(d, hidden, k, "relu", 0.0, 2, OUTPUTS["softmax"], np.float32)
     table = Tr.schedule(spec.layers, spec.code, True)
     blocks = Tr.phase_blocks(spec.layers, table, batch, d, k, spec.n_params, T, R)
-    grid = min(H100["sms"], max(blocks))  # one block per SM resident (registers)
+    grid = min(H100["sms"] * BLOCKS_PER_SM, max(blocks))  # all resident (cooperative)
     m, out = batch, []
     names = {v: k_ for k_, v in vars(Tr).items() if k_.isupper() and isinstance(v, int)
              and k_ in ("GATHER", "FORWARD", "MAXOUT_FWD", "LOSS", "BACKWARD", "HIDDEN_BWD",
@@ -88,6 +99,12 @@ def phases(n, d, k, hidden, batch):
     return out, grid, math.ceil(n / batch)
 
 
+def occupancy(busy):
+    """(SMs with a working block, working blocks on the busiest SM) for ``busy`` blocks of
+    the grid at work (blocks are placed one an SM first, then a second on each)."""
+    return min(busy, H100["sms"]), -(-busy // H100["sms"])
+
+
 def predict(case):
     n, d, k, hidden, batch, epochs = CASES[case]
     rows, grid, nb = phases(n, d, k, hidden, batch)
@@ -95,12 +112,12 @@ def predict(case):
     table, total = [], 0.0
     for name, tiles, fl, by, chain in rows:
         busy = min(tiles, grid)
-        t_c = fl / (per_sm_flops * busy)
+        t_c = fl / (per_sm_flops * min(busy, H100["sms"]))  # two blocks share an SM's FMAs
         t_m = by / H100["hbm_bytes_s"]
         t_l = chain * ASSUMED["kstep_cycles"] / H100["clock_hz"]
         t = max(t_c, t_m, t_l) + ASSUMED["grid_sync_s"]
         total += t
-        table.append((name, tiles, fl, by, t_c, t_m, t_l, t))
+        table.append((name, tiles, fl, by, t_c, t_m, t_l, t, occupancy(busy)))
     epoch = total * nb
     torch_epoch = nb * ASSUMED["torch_kernels_per_step"] * ASSUMED["torch_kernel_s"]
     return table, grid, nb, epoch, torch_epoch, epochs
@@ -111,14 +128,14 @@ def main():
     for case in CASES:
         table, grid, nb, epoch, torch_epoch, epochs = predict(case)
         print(f"\n### {case}: {nb} batches an epoch, persistent grid {grid} blocks "
-              f"(1 per SM), {len(table)} phases = {len(table)} grid syncs a batch, "
-              f"{len(table) * nb} an epoch\n")
-        print("| phase | tiles / blocks | MFLOP | MB | compute floor us | memory floor us | "
-              "latency floor us | predicted us (+ sync) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for name, tiles, fl, by, t_c, t_m, t_l, t in table:
-            print(f"| {name} | {tiles} | {fl / 1e6:.2f} | {by / 1e6:.3f} | {t_c * 1e6:.1f} | "
-                  f"{t_m * 1e6:.1f} | {t_l * 1e6:.1f} | {t * 1e6:.1f} |")
+              f"(up to {BLOCKS_PER_SM} per SM), {len(table)} phases = {len(table)} grid syncs "
+              f"a batch, {len(table) * nb} an epoch\n")
+        print("| phase | tiles / blocks | SMs x blocks | MFLOP | MB | compute floor us | "
+              "memory floor us | latency floor us | predicted us (+ sync) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, tiles, fl, by, t_c, t_m, t_l, t, (sms, per_sm) in table:
+            print(f"| {name} | {tiles} | {sms} x {per_sm} | {fl / 1e6:.2f} | {by / 1e6:.3f} | "
+                  f"{t_c * 1e6:.1f} | {t_m * 1e6:.1f} | {t_l * 1e6:.1f} | {t * 1e6:.1f} |")
         flops = sum(r[2] for r in table) * nb
         print(f"\nepoch: {flops / 1e9:.2f} GFLOP; predicted fastmlp persistent "
               f"{epoch * 1e3:.1f} ms an epoch ({epochs} epochs: {epoch * epochs * 1e3:.0f} ms); "

@@ -306,7 +306,7 @@ def predict(spec, theta, X, apply_out):
     for start in range(0, n, cap):
         stop = min(n, start + cap)
         m = stop - start
-        prog.Xb[:m].copy_to_device(np.ascontiguousarray(X[start:stop], dtype=spec.dtype))
+        prog.D[:m].copy_to_device(np.ascontiguousarray(X[start:stop], dtype=spec.dtype))
         prog.run(table, 1, m, apply_out=bool(apply_out))
         prog.P[:m].copy_to_host(out[start:stop])
     return out

@@ -18,6 +18,19 @@ so block ``b`` of a grid of ``g`` blocks takes tiles b, b + g, b + 2g, ...
 from numba import cuda
 
 from ... import _config
+from ..layout import N_COLS
+
+# The slots of the kernels' small ``meta`` (int64) and ``fx`` (theta's dtype) arrays,
+# described in ``train.py`` (where the host fills them); here, so that ``dense.py``'s
+# GEMM epilogues read the layer's offsets, activation and dropout from them too.
+META_ROWS = 1  # the scalar rows before the layers
+(M_L, M_NTAB, M_NB, M_CODE, M_PIECES, M_OUT, M_APPLY, M_NROWS, M_SOLVER, M_NEST, M_DKEY,
+ M_XDIRECT, M_GRAD, M_S1, M_S2, M_XB, M_YB, M_SWB, M_YLB, M_DCOLS, M_HASY, M_HASYL,
+ M_HASSW, M_NF, M_ORD, M_GID, M_YO, M_IP, M_IND, M_ZERO, M_ARG) = range(31)
+M_DTHR = N_COLS  # the layers' rows: the dropout keep threshold after layout's columns
+META_COLS = max(31, N_COLS + 1)
+(F_PARAM, F_MOM, F_B1, F_C1, F_B2, F_C2, F_EPS, F_ALPHA) = range(8)
+F_DFL = 8  # fx: the dropout scales after the eight hyper-parameters
 
 # No grid has more blocks than this.  Read at call time; the simulator tests
 # lower it so that few Python threads do all the work.
@@ -26,11 +39,12 @@ MAX_BLOCKS = 4096
 # Resident blocks per SM each kernel is compiled for (its launch bounds, with blocks
 # of CUDA_TILE^2 threads): ptxas keeps a thread to 65536 / (blocks x threads)
 # registers.  The per-phase kernel fits two 256-thread blocks (<= 128 registers)
-# without spilling.  The persistent kernel (every phase inlined, 160-200 registers
-# unbounded) spilled 376-800 bytes a thread when held to 128 (sm_80 and sm_90,
-# float32 and float64), so it stays at one block per SM until its register use
-# comes down.  ``benchmarks/gpu_check.py --ptx-report`` prints what ptxas made of
-# these; tests/test_ptx.py fails on any spill.
+# without spilling.  The persistent kernel (every phase inlined in one loop) needs
+# 110-114 registers in float32 (sm_90 / sm_80), two blocks an SM without asking, but
+# 136-138 in float64, which held to 128 still spills 8-64 bytes a thread; so its
+# bounds ask for one block until the float64 kernel fits too (benchmarks/RESULTS.md,
+# issue 29 item 2).  ``benchmarks/gpu_check.py --ptx-report`` prints what ptxas made
+# of these; tests/test_ptx.py fails on any spill.
 EPOCH_MIN_BLOCKS_PER_SM, PHASE_MIN_BLOCKS_PER_SM = 1, 2
 
 

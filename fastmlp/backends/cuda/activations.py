@@ -1,13 +1,14 @@
 """Hidden-layer activations and their derivatives on NVIDIA GPUs.
 
 The per-element math is ``fastmlp/backends/scalar.py``, compiled here with
-``cuda.jit(device=True)`` (``act``, ``act_grad``, ``maxout_unit``,
-``maxout_unit_backward``); the GEMM phases of ``dense.py`` call ``act`` and
-``act_grad`` in their epilogues.  The two phases below finish the layers
-whose activation cannot be fused into a GEMM tile (maxout: a unit's pieces
-may straddle two tiles; prelu: its slope gradient is a sum down the rows).
-Each takes the calling thread's global index ``g`` and the grid's thread
-count ``stride`` and walks a grid-stride loop, so any grid covers any array.
+``cuda.jit(device=True)`` (``act``, ``act_grad``, ``maxout_unit``; the maxout
+backward is written out here, for an argmax stored as floats); the GEMM phases
+of ``dense.py`` call ``act`` and ``act_grad`` in their epilogues.  The two
+phases below finish the layers whose activation cannot be fused into a GEMM
+tile (maxout: a unit's pieces may straddle two tiles; prelu: its slope
+gradient is a sum down the rows).  Each takes the calling thread's global
+index ``g`` and the grid's thread count ``stride`` and walks a grid-stride
+loop, so any grid covers any array.
 
 No fastmath: the CUDA flags would flush denormals and approximate division,
 and NaN/inf must propagate so that a diverging fit is detected.
@@ -22,7 +23,6 @@ from ..._registry import MAXOUT, PRELU
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
 maxout_unit = cuda.jit(device=True)(scalar.maxout_unit)
-maxout_unit_backward = cuda.jit(device=True)(scalar.maxout_unit_backward)
 drop_keep = cuda.jit(device=True)(scalar.dropout_keep)
 
 
@@ -53,11 +53,23 @@ def dropout_dh(dh, h, drows, dkey, dl, r, u, dthr, dscale, dkeep):
 
 
 @cuda.jit(device=True)
+def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
+    """``scalar.maxout_unit_backward`` for an argmax stored as floats (``train.py`` keeps it
+    in the float workspace): the winner converted to an integer once, so that the pieces
+    are compared as integers (in float32 the comparison would go through float64)."""
+    base = u * pieces
+    win = int(argmax[i, u])
+    for p in range(pieces):
+        dZ[i, base + p] = dH[i, u] if p == win else of(dH[i, u], 0.0)
+
+
+@cuda.jit(device=True)
 def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dthr, dscale):
     """Z += b; H[i, u] = max_p Z[i, u*pieces + p], the winner cached in argmax.
 
     Z: (m, units * pieces) bare GEMM output, b: (units * pieces,), H: (m, units),
-    argmax: (m, units) int32 (first piece on ties).  Grid-stride over m*units.
+    argmax: (m, units), the winning piece stored as a float (the first on ties).
+    Grid-stride over m*units.
     Dropout (dthr < ``scalar.DROP_ALL_KEPT``): H[i, u] *= dscale where unit u of data
     row drows[i] of layer dl is kept, else 0 (as ``dense.forward_tiles``).
     """

@@ -8,23 +8,26 @@ output (``first`` = blockIdx.x, ``step`` = gridDim.x), so one grid of any size
 covers the whole output, whether the phase is its own kernel launch or one
 step of the persistent epoch kernel.  Blocks are T x T threads.
 
-``forward_tiles``   Z = A @ W (+ b, H = act(Z) fused into the store when ``fuse``).
+``forward_tiles``   Z = A @ W (+ b, H = act(Z) fused into the store).
     A: (m, K) 2-D view (the batch, or the previous layer's H); W: (K, M) and b,
     slopes read from the flat ``theta`` at their offsets.  Register-blocked:
     each thread computes R x R outputs (rows ty + a T, columns tx + c T), so a
     block covers a (T R)^2 tile, each shared value loaded reused R times.
-    Without ``fuse`` (maxout) it stores the bare product; the bias and the max
-    follow in ``activations.maxout_forward_phase``, because a unit's pieces may
-    straddle two tiles.
+    For maxout it stores the bare product; the bias and the max follow in
+    ``activations.maxout_forward_phase``, because a unit's pieces may straddle
+    two tiles.
 ``backward_tiles``  one tile range over two independent products of layer l
     (both read dZ(l) and W(l), neither writes what the other reads):
     dW = Hprev^T dZ + lam W (the bias gradient db = column sums of dZ fused in
     by the first row of tiles, and sum(W^2) returned for the L2 loss term), and,
-    unless l is the first layer, dH(l-1) = dZ W^T (times act' when ``fuse``:
+    unless l is the first layer, dH(l-1) = dZ W^T (times act' fused in:
     every activation but prelu and maxout, whose backward follows in
     ``activations.hidden_backward_phase``).  The split of the tile range is
     ``_common.backward_tile``.
 
+The thread's (tx, ty) in its block come from the caller (``train.run_phase``: the
+thread indices plus a zero read from memory, so that the tile addresses derived from
+them are not computed once before the persistent kernel's loop and held in registers).
 Shared memory comes from the kernel (``sA`` (T R, T + 1), ``sB`` (T, T R + 1);
 the backward tiles use their (T, T + 1) corners), as do the register arrays.
 Every load is bounds-checked (zero outside), so no size needs to be a multiple
@@ -36,7 +39,12 @@ import functools
 
 from numba import cuda
 
-from ._common import d_backward_tile, d_tile_origin, d_tiles_along
+from ._common import (
+    F_DFL, F_PARAM, META_COLS, META_ROWS, M_CODE, M_DKEY, M_DTHR, M_GID, M_L, d_backward_tile,
+    d_tile_origin, d_tiles_along,
+)
+from ..layout import A_OFF, B_OFF, DH_OFF, DZ_OFF, H_OFF, Z_OFF
+from ..._registry import MAXOUT, PRELU
 from ..scalar import of
 from .activations import act, act_grad, dropout_dh, dropout_h
 
@@ -47,15 +55,19 @@ def gemm_phases(T, R):
     TR = T * R
 
     @cuda.jit(device=True)
-    def forward_tiles(A, theta, w_off, b_off, a_off, M, code, param, fuse, Z, H,
-                      first, step, sA, sB, acc, a_reg, b_reg, drows, dkey, dl, dthr, dscale):
-        """Z = A @ W; with ``fuse``: Z += b, H = act(Z).  Tiles of (T R)^2 over (m, M).
+    def forward_tiles(A, theta, w_off, M, first, step, tx, ty, sA, sB, acc, a_reg, b_reg,
+                      ws, meta, fx, start, l, hidden):
+        """Layer l's Z = A @ W (+ b; H = act(Z) when ``hidden``, but for maxout, whose
+        bias and max follow in its own phase).  Tiles of (T R)^2 over (m, M).
 
-        Dropout (when dthr < ``scalar.DROP_ALL_KEPT``): H = act(Z) * dscale where unit col of
-        data row drows[row] of layer dl is kept, else 0 (``activations.dropout_h``).
+        A: (m, K) the layer's input; W (K, M) from theta at w_off.  The epilogue reads the
+        layer's offsets (Z, H in ``ws``, b, prelu slopes in theta), the activation and
+        the dropout from meta and fx where it stores (``_common.META_ROWS``), so nothing
+        of it is held through the tile loop.  ``hidden`` False: the logits, bias only.
+        Dropout (layer l's threshold below ``scalar.DROP_ALL_KEPT``): H = act(Z) * scale
+        where unit col of the batch's row ``row`` is kept, else 0 (``activations.dropout_h``;
+        the batch's data rows are ix's gid segment from ``start`` on, ``meta`` being ix).
         """
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
         n, K = A.shape
         tiles_x = d_tiles_along(M, TR)
         n_tiles = tiles_x * d_tiles_along(n, TR)
@@ -92,31 +104,38 @@ def gemm_phases(T, R):
                 for c in range(R):
                     col = col0 + tx + c * T
                     if row < n and col < M:
-                        if fuse:
-                            z = acc[a, c] + theta[b_off + col]
-                            Z[row, col] = z
-                            slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
-                            H[row, col] = dropout_h(act(code, z, param, slope), drows, dkey,
-                                                    dl, row, col, dthr, dscale)
+                        lr = (META_ROWS + l) * META_COLS
+                        zo = meta[lr + Z_OFF]
+                        code = meta[M_CODE]
+                        if hidden and code == MAXOUT:  # the bare product; MAXOUT_FWD follows
+                            ws[row, zo + col] = acc[a, c]
                         else:
-                            Z[row, col] = acc[a, c]
+                            z = acc[a, c] + theta[meta[lr + B_OFF] + col]
+                            ws[row, zo + col] = z
+                            if hidden:
+                                param = fx[F_PARAM]
+                                a_off = meta[lr + A_OFF]
+                                slope = theta[a_off + col] if a_off >= 0 else of(z, 0.0)
+                                drows = meta[meta[M_GID] + start:]  # ix's gid segment
+                                ws[row, meta[lr + H_OFF] + col] = dropout_h(
+                                    act(code, z, param, slope), drows, meta[M_DKEY], l, row,
+                                    col, meta[lr + M_DTHR], fx[F_DFL + l])
 
     @cuda.jit(device=True)
-    def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, code, param,
-                       Zc, Hc, sl_off, fuse, out, first, step, sA, sB, acc,
-                       drows, dkey, dl, dthr, dscale, dkeep):
+    def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, ws, first, step,
+                       tx, ty, sA, sB, acc, meta, fx, start, p):
         """dW, db (and dH(l-1) when ``with_inputs``) of one layer; returns this thread's
         share of sum(W^2) (0 when lam == 0).
 
-        Hp: (m, K) layer input; dZ: (m, M); Zc, Hc: the previous layer's cache and
-        ``sl_off`` its prelu slopes (for act' when ``fuse``); out: (m, K) receives dH
-        (times act' when ``fuse``).  With dropout in the previous layer dl (dthr <
-        ``scalar.DROP_ALL_KEPT``): dH * dscale where kept, 0 where dropped, and act'
-        reads Hc * dkeep (the activation before its dropout scale), as the CPU's
-        ``dropout_backward`` (``activations.dropout_dh``).
+        Hp: (m, K) layer input; dZ: (m, M); theta, grad with W at w_off, b at b_off.
+        ``start``: the batch's first row in the order (dropout's keys, as in
+        ``forward_tiles``).  dH goes to layer p = l - 1's dZ columns of
+        ``ws`` times act' (every activation but maxout and prelu), else to its dH columns;
+        like ``forward_tiles``, the epilogue reads p's offsets, activation and dropout
+        from meta and fx where it stores.  With dropout in layer p: dH * 1 / (1 - rate)
+        where kept, 0 where dropped, and act' reads H * (1 - rate) (the activation before
+        its dropout scale), as the CPU's ``dropout_backward`` (``activations.dropout_dh``).
         """
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
         n, K = Hp.shape
         M = dZ.shape[1]
         wx = d_tiles_along(M, T)
@@ -185,13 +204,23 @@ def gemm_phases(T, R):
                     acc[0, 0] = s
                     cuda.syncthreads()
                 if r < n and i < K:
-                    dh, h = dropout_dh(acc[0, 0], Hc[r, i], drows, dkey, dl, r, i, dthr,
-                                       dscale, dkeep)
+                    lp = (META_ROWS + p) * META_COLS
+                    code = meta[M_CODE]
+                    fuse = code != MAXOUT and code != PRELU
+                    oo = meta[lp + DZ_OFF] if fuse else meta[lp + DH_OFF]
+                    L = meta[M_L]
+                    drows = meta[meta[M_GID] + start:]  # ix's gid segment
+                    dh, h = dropout_dh(acc[0, 0], ws[r, meta[lp + H_OFF] + i], drows,
+                                       meta[M_DKEY], p, r, i, meta[lp + M_DTHR],
+                                       fx[F_DFL + p], fx[F_DFL + L + p])
                     if fuse:
+                        param = fx[F_PARAM]
+                        sl_off = meta[lp + A_OFF]
                         slope = theta[sl_off + i] if sl_off >= 0 else of(param, 0.0)
-                        out[r, i] = dh * act_grad(code, Zc[r, i], h, param, slope)
+                        ws[r, oo + i] = dh * act_grad(code, ws[r, meta[lp + Z_OFF] + i], h,
+                                                      param, slope)
                     else:
-                        out[r, i] = dh
+                        ws[r, oo + i] = dh
         return sq
 
     return forward_tiles, backward_tiles

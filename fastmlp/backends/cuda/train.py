@@ -35,12 +35,17 @@ run the same list with the same device functions:
 ``_config.CUDA_EPOCH_DRIVER`` ("auto" by default) picks: "auto" takes the
 persistent kernel and falls back, once and with a warning, when it cannot run.
 
-Buffers: ``theta``/``grad``/optimizer state are flat device arrays (W of layer
-l at ``layers[l, W_OFF]``, row-major (fan_in, zcols)); the per-row buffers
-are 2-D device arrays of ``cap`` rows: the float workspace ``ws`` (cap,
-ws_cols) holds the buffer of ``c`` columns at column offset ``o`` of the
-``layers`` table as the view ``ws[:m, o:o + c]``; ``iws`` likewise the maxout
-argmax.  Nothing is allocated per batch or per epoch.
+Buffers: ``theta``/``grad``/optimizer state are the rows of one device array
+``params`` (W of layer l at ``layers[l, W_OFF]``, row-major (fan_in, zcols));
+the per-row buffers are 2-D device arrays of ``cap`` rows: the float workspace
+``ws`` holds the buffer of ``c`` columns at column offset ``o`` of the
+``layers`` table as the view ``ws[:m, o:o + c]``, and after the layers'
+columns maxout's argmax (as floats) and the gathered batch (Xb, Yb, swb); the
+batch's labels are a segment of ``ix``.  Nothing is allocated per batch or per
+epoch.  The kernels take eight arrays and no scalar (``META_ROWS``: the
+scalars, the layers table and the schedule are read from ``meta``, the head of
+``ix``, and from ``fx`` where a phase uses them), so that the persistent kernel
+holds little across its loop.
 """
 
 import warnings
@@ -50,11 +55,15 @@ from numba import cuda, float64
 
 from ..._registry import IDENTITY, MAXOUT, OUT_IDENTITY, PRELU
 from ..layout import (
-    A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, UNITS, W_OFF, Z_OFF, ZCOLS,
+    A_OFF, ARG_OFF, B_OFF, DH_OFF, DZ_OFF, FAN_IN, H_OFF, N_COLS, UNITS, W_OFF, Z_OFF, ZCOLS,
 )
 from ..scalar import DROP_ALL_KEPT, of
 from .. import cuda_simulated
 from ._common import (
+    F_ALPHA, F_B1, F_B2, F_C1, F_C2, F_DFL, F_EPS, F_MOM, F_PARAM, META_COLS, META_ROWS,
+    M_APPLY, M_CODE, M_DCOLS, M_DKEY, M_DTHR, M_GID, M_GRAD, M_HASSW, M_HASY, M_HASYL, M_IND,
+    M_IP, M_L, M_NB, M_NEST, M_NF, M_NROWS, M_NTAB, M_ORD, M_OUT, M_PIECES, M_S1, M_S2,
+    M_SOLVER, M_SWB, M_XB, M_XDIRECT, M_YB, M_YLB, M_YO, M_ZERO, M_ARG,
     EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, driver,
     reg_block, tile,
 )
@@ -123,6 +132,39 @@ def phase_blocks(layers, table, cap, d, k, n_params, T, R):
     return out
 
 
+# --- the kernels' packed arguments -------------------------------------------------------
+#
+# The persistent kernel runs every phase in one loop, so whatever a kernel argument holds
+# (an array's pointer and shapes, which numba reads for negative indices; a scalar) is
+# live across the whole loop, in registers: with the 41 arguments of the first version
+# it needed 200-225 registers a thread (benchmarks/RESULTS.md).  So the kernels take eight
+# arrays and nothing else, and a phase reads what it needs from them where it uses it,
+# after the grid sync:
+#
+# ``ix`` int64, flat: first ``meta``, (META_ROWS + L + n_phases) rows of META_COLS: row 0
+#     the integer scalars and offsets (the ``M_`` slots of ``_common.py``), rows
+#     META_ROWS .. META_ROWS + L - 1 the layers table (``layout``'s columns, and column
+#     ``M_DTHR`` the layer's dropout keep threshold, ``scalar.DROP_ALL_KEPT`` without
+#     dropout), then the schedule's (kind, layer) rows; meta[r * META_COLS + c] is row r,
+#     column c.  Then the epoch's row ``order`` (at M_ORD), the data rows of its entries
+#     for dropout (``gid``, at M_GID: the order itself unless a chunk's rows), the labels
+#     y (M_YO) and a CSR X's indptr and indices (M_IP, M_IND).
+# ``fx`` (theta's dtype) the float hyper-parameters (the ``F_`` slots), the dropout scales
+#     fx[F_DFL + l] = 1 / (1 - rate), fx[F_DFL + L + l] = 1 - rate (1 without), and
+#     from meta's M_NF on the values of a CSR X (``data``).
+# ``D`` (rows, columns) the data's rows as the gather copies them: X (dense), Y, sw side
+#     by side (M_DCOLS columns); predict's chunk of X.
+# (The GEMM phases of ``dense.py`` read their epilogues' offsets, activation and dropout
+# from meta and fx too, where they store, not before their loops.)
+# ``scales`` float64 (n_batches, 3) per batch; ``params`` theta, grad and the optimizer
+#     states as rows (meta names the rows of grad and the states); ``ws`` the float
+#     workspace, whose columns after the layers' hold the batch (Xb, Yb, swb: D's
+#     columns, gathered, from M_XB) and before those maxout's argmax (from M_ARG, as
+#     floats: small integers, exact); the batch's labels yb are ix's segment at M_YLB;
+#     ``P`` predict's output; ``loss_acc``.
+# meta's M_ZERO slot holds 0 (see ``run_phase``).
+
+
 _KERNELS = {}
 
 
@@ -136,172 +178,174 @@ def kernels(T, R):
     T1 = T + 1
     TR1 = TR + 1
     NT = T * T
+    LR = META_ROWS  # meta's row of layer 0
 
     @cuda.jit(device=True)
-    def gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride):
-        """Rows order[start : start + m] of X, Y, y, sw (each where not empty: X is empty
-        for a CSR matrix, whose rows are read where they lie) into Xb, Yb, yb, swb."""
-        if X.shape[0] > 0:
-            d = X.shape[1]
-            for t in range(g, m * d, stride):
-                i = t // d
-                j = t - i * d
-                Xb[i, j] = X[order[start + i], j]
-        if Y.shape[0] > 0:
-            k = Y.shape[1]
-            for t in range(g, m * k, stride):
-                i = t // k
-                j = t - i * k
-                Yb[i, j] = Y[order[start + i], j]
-        if y.shape[0] > 0:
+    def gather(meta, ix, D, start, m, ws, g, stride):
+        """Rows order[start : start + m] of D (X where dense, Y, sw: M_DCOLS columns) into
+        ws from column M_XB on (Xb, Yb, swb), and of the labels y into ix from M_YLB on."""
+        nc = meta[M_DCOLS]
+        oo = meta[M_ORD] + start
+        xo = meta[M_XB]
+        for t in range(g, m * nc, stride):
+            i = t // nc
+            j = t - i * nc
+            ws[i, xo + j] = D[ix[oo + i], j]
+        if meta[M_HASYL] != 0:
+            yo = meta[M_YO]
+            lo = meta[M_YLB]
             for i in range(g, m, stride):
-                yb[i] = y[order[start + i]]
-        if sw.shape[0] > 0:
-            for i in range(g, m, stride):
-                swb[i] = sw[order[start + i]]
+                ix[lo + i] = ix[yo + ix[oo + i]]
 
     @cuda.jit(device=True)
-    def drop_threshold(dthr, l):
-        """Layer l's keep threshold; ``DROP_ALL_KEPT`` (no dropout) when dthr is empty."""
-        return dthr[l] if dthr.shape[0] > 0 else DROP_ALL_KEPT
-
-    @cuda.jit(device=True)
-    def drop_scale(dfl, k, l, like):
-        """dfl[k, l] (1 / (1 - rate) for k = 0, 1 - rate for k = 1) in like's type; 1 when
-        there is no dropout."""
-        return dfl[k, l] if dfl.shape[1] > 0 else of(like, 1.0)
-
-    @cuda.jit(device=True)
-    def run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                  X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
-                  n_rows, theta, grad,
-                  state1, state2, solver, momentum, nesterov, beta1, c1, beta2, c2, eps, alpha,
-                  ws, iws, Xb, Yb, yb, swb, P, sA, sB, acc, a_reg, b_reg):
+    def run_phase(kind, l, b, ix, fx, D, scales, params, ws, P, sA, sB, acc,
+                  a_reg, b_reg):
         """Phase ``kind`` (layer l) of batch b for the calling block; returns this
         thread's share of the batch's loss contribution (float64).
 
-        The hyper-parameters (param, momentum, beta1, c1 = 1 - beta1, beta2, c2, eps,
-        alpha) arrive in theta's dtype, cast once on the host; ``scales`` row b is
-        float64 and cast here, except the loss scale, which only the float64 loss sum
-        uses.  So a float32 kernel computes in float32 throughout, but for that sum.
+        The scalars, offsets, layers and dropout thresholds are read from ``meta``, the
+        float hyper-parameters (in theta's dtype, cast once on the host) and the dropout
+        scales from ``fx``, here, where a phase uses them (see ``META_ROWS``).
+        ``scales`` row b is float64 and cast here, except the loss scale, which only the
+        float64 loss sum uses.  So a float32 kernel computes in float32 throughout, but
+        for that sum.
 
-        X is the dense data (n, d), or (0, d) with a CSR matrix in data, indices,
-        indptr (``sparse.py``; empty with a dense X); Xb the batch buffer (cap, d), or
-        (0, d) where the rows are not gathered (CSR).
-
-        Dropout: gid (n_rows,) the data row of each entry of ``order`` (keys the masks),
-        dkey the epoch's ``scalar.dropout_key``, dthr (L,) int64 keep thresholds and dfl
-        (2, L) the scales 1 / (1 - rate) and 1 - rate; dthr empty: no dropout (the
-        masks' code is skipped, the arithmetic is that of a fit without it).
+        Dropout: the gid entries of ``ix`` (the data row of each entry of the order) key
+        the masks with meta's M_DKEY, the epoch's ``scalar.dropout_key``; its M_DTHR
+        column holds the keep thresholds (``DROP_ALL_KEPT`` where none: the masks' code
+        is skipped, the arithmetic is that of a fit without it).
         """
-        first = cuda.blockIdx.x
-        step = cuda.gridDim.x
+        meta = ix  # the scalars, layers and schedule: the head of ix (META_ROWS)
+        # The block's and thread's indices plus meta's M_ZERO, which is 0: read from memory
+        # after the grid sync, it keeps the compiler from computing what derives from them
+        # (shared-memory addresses, the tiles' origins) once before the persistent kernel's
+        # loop and holding all of it in registers through every phase.  The masks change
+        # nothing (the hardware's limits) but tell the compiler the indices are not
+        # negative, so numba's negative-index fix-ups of what they index drop out.
+        z = meta[M_ZERO]
+        first = (cuda.blockIdx.x + z) & 0x7FFFFFFF
+        step = (cuda.gridDim.x + z) & 0x7FFFFFFF
         stride = step * NT
-        g = first * NT + cuda.threadIdx.x + cuda.threadIdx.y * T
+        tx = (cuda.threadIdx.x + z) & 1023
+        ty = (cuda.threadIdx.y + z) & 1023
+        g = first * NT + tx + ty * T
         cap = ws.shape[0]
         start = b * cap
-        m = min(cap, n_rows - start)
-        L = layers.shape[0]
+        m = min(cap, meta[M_NROWS] - start)
+        L = meta[M_L]
+        row = (LR + l) * META_COLS  # layer l's row of meta (flat), then l - 1's and the last's
+        prev_row = row - META_COLS
+        out_row = (LR + L - 1) * META_COLS
+        alpha = fx[F_ALPHA]
+        theta = params[0]
         gscale = of(alpha, scales[b, 0])  # gradient scale: 1 / (weight sum of the batch)
         lscale = scales[b, 1]  # loss scale: rows / weight sum (training), 1 (full-batch sums)
-        drows = gid[start:start + m]  # the batch's data rows (read by dropout only)
         part = 0.0  # float64: the loss sum
         if kind == GATHER:
-            gather(X, Y, y, sw, order, start, m, Xb, Yb, yb, swb, g, stride)
+            gather(meta, ix, D, start, m, ws, g, stride)
         elif kind == STEP:
             # scales[b, 2]: the step size of batch b (lr, or Adam's bias-corrected lr_t)
-            step_phase(solver, theta, grad, state1, state2, of(alpha, scales[b, 2]), momentum,
-                       nesterov, beta1, c1, beta2, c2, eps, g, stride)
+            step_phase(meta[M_SOLVER], theta, params[meta[M_GRAD]],
+                       params[meta[M_S1]], params[meta[M_S2]], of(alpha, scales[b, 2]),
+                       fx[F_MOM], meta[M_NEST], fx[F_B1], fx[F_C1], fx[F_B2], fx[F_C2],
+                       fx[F_EPS], g, stride)
         elif kind == LOSS:
-            k = layers[L - 1, ZCOLS]
-            zo = layers[L - 1, Z_OFF]
-            dzo = layers[L - 1, DZ_OFF]
-            part = lscale * loss_phase(out_code, ws[:m, zo:zo + k], Yb[:m], yb[:m],
-                                       swb[:m], gscale, ws[:m, dzo:dzo + k], g, stride)
-            if out_code == OUT_IDENTITY and solver != SUM_GRAD:
+            out_code = meta[M_OUT]
+            k = meta[out_row + ZCOLS]
+            zo = meta[out_row + Z_OFF]
+            dzo = meta[out_row + DZ_OFF]
+            yo = meta[M_YB]
+            yl = meta[M_YLB]
+            part = lscale * loss_phase(out_code, ws[:m, zo:zo + k],
+                                       ws[:(m if meta[M_HASY] != 0 else 0), yo:yo + k],
+                                       ix[yl:yl + (m if meta[M_HASYL] != 0 else 0)],
+                                       ws[:(m if meta[M_HASSW] != 0 else 0), meta[M_SWB]],
+                                       gscale, ws[:m, dzo:dzo + k], g, stride)
+            if out_code == OUT_IDENTITY and meta[M_SOLVER] != SUM_GRAD:
                 part /= k  # a training loss: scikit-learn's, averaged over the outputs
         elif kind == OUTPUT:
-            k = layers[L - 1, ZCOLS]
-            zo = layers[L - 1, Z_OFF]
-            output_phase(out_code, apply_out, ws[:m, zo:zo + k], P[:m], g, stride)
+            k = meta[out_row + ZCOLS]
+            zo = meta[out_row + Z_OFF]
+            output_phase(meta[M_OUT], meta[M_APPLY], ws[:m, zo:zo + k], P[:m], g,
+                         stride)
         else:
-            zc = layers[l, ZCOLS]
-            units = layers[l, UNITS]
-            zo = layers[l, Z_OFF]
-            ho = layers[l, H_OFF]
-            bo = layers[l, B_OFF]
-            ao = layers[l, A_OFF]
+            code = meta[M_CODE]
+            param = fx[F_PARAM]
+            dkey = meta[M_DKEY]
+            go = meta[M_GID] + start
+            drows = ix[go:go + m]  # the batch's data rows (read by dropout only)
+            zc = meta[row + ZCOLS]
+            units = meta[row + UNITS]
+            zo = meta[row + Z_OFF]
+            ho = meta[row + H_OFF]
+            bo = meta[row + B_OFF]
+            ao = meta[row + A_OFF]
+            d = meta[LR * META_COLS + FAN_IN]  # the features
             if kind == CSR_FORWARD:  # layer 0 of a CSR X, bias + act fused as in FORWARD
+                data = fx[meta[M_NF]:]
+                order = ix[meta[M_ORD]:]
+                indptr = ix[meta[M_IP]:]
+                indices = ix[meta[M_IND]:]
                 if l == L - 1:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
-                                      layers[l, W_OFF], bo, -1, IDENTITY, param, True,
+                                      meta[row + W_OFF], bo, -1, IDENTITY, param, True,
                                       ws[:m, zo:zo + zc], ws[:m, zo:zo + zc], g, stride,
                                       drows, dkey, l, DROP_ALL_KEPT, param)
                 else:
                     csr_forward_phase(data, indices, indptr, order, start, theta,
-                                      layers[l, W_OFF], bo, ao, code, param, code != MAXOUT,
+                                      meta[row + W_OFF], bo, ao, code, param, code != MAXOUT,
                                       ws[:m, zo:zo + zc], ws[:m, ho:ho + units], g, stride,
-                                      drows, dkey, l, drop_threshold(dthr, l),
-                                      drop_scale(dfl, 0, l, param))
+                                      drows, dkey, l, meta[row + M_DTHR], fx[F_DFL + l])
             elif kind == FORWARD:
-                if l == 0:
-                    Hp = Xb[:m]
+                if l == 0:  # predict's chunk in D, else the gathered batch Xb
+                    if meta[M_XDIRECT] != 0:
+                        Hp = D[:m, :d]
+                    else:
+                        xo = meta[M_XB]
+                        Hp = ws[:m, xo:xo + d]
                 else:
-                    po = layers[l - 1, H_OFF]
-                    Hp = ws[:m, po:po + layers[l - 1, UNITS]]
-                Z = ws[:m, zo:zo + zc]
-                if l == L - 1:  # logits: bias only, the loss applies the output function
-                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, -1, zc, IDENTITY, param,
-                                  True, Z, Z, first, step, sA, sB, acc, a_reg, b_reg,
-                                  drows, dkey, l, DROP_ALL_KEPT, param)
-                else:
-                    forward_tiles(Hp, theta, layers[l, W_OFF], bo, ao, zc, code, param,
-                                  code != MAXOUT, Z, ws[:m, ho:ho + units], first, step,
-                                  sA, sB, acc, a_reg, b_reg, drows, dkey, l,
-                                  drop_threshold(dthr, l), drop_scale(dfl, 0, l, param))
+                    po = meta[prev_row + H_OFF]
+                    Hp = ws[:m, po:po + meta[prev_row + UNITS]]
+                # the logits (l = L - 1): bias only, the loss applies the output function
+                forward_tiles(Hp, theta, meta[row + W_OFF], zc, first, step, tx, ty, sA, sB,
+                              acc, a_reg, b_reg, ws, meta, fx, start, l, l != L - 1)
             elif kind == MAXOUT_FWD:
-                a0 = layers[l, ARG_OFF]
-                maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], pieces,
-                                     ws[:m, ho:ho + units], iws[:m, a0:a0 + units], g, stride,
-                                     drows, dkey, l, drop_threshold(dthr, l),
-                                     drop_scale(dfl, 0, l, param))
+                a0 = meta[M_ARG] + meta[row + ARG_OFF]  # the argmax, stored as floats
+                maxout_forward_phase(ws[:m, zo:zo + zc], theta[bo:bo + zc], meta[M_PIECES],
+                                     ws[:m, ho:ho + units], ws[:m, a0:a0 + units], g, stride,
+                                     drows, dkey, l, meta[row + M_DTHR], fx[F_DFL + l])
             elif kind == HIDDEN_BWD:
-                a0 = layers[l, ARG_OFF]
-                dho = layers[l, DH_OFF]
-                dzo = layers[l, DZ_OFF]
+                a0 = meta[M_ARG] + meta[row + ARG_OFF]
+                dho = meta[row + DH_OFF]
+                dzo = meta[row + DZ_OFF]
                 so = ao if ao >= 0 else bo  # prelu slopes (any vector otherwise)
+                grad = params[meta[M_GRAD]]
                 hidden_backward_phase(code, ws[:m, dho:dho + units], ws[:m, zo:zo + zc],
-                                      ws[:m, ho:ho + units], iws[:m, a0:a0 + units], pieces,
-                                      param, theta[so:so + units], ws[:m, dzo:dzo + zc],
-                                      grad[so:so + units], g, stride)
+                                      ws[:m, ho:ho + units], ws[:m, a0:a0 + units],
+                                      meta[M_PIECES], param, theta[so:so + units],
+                                      ws[:m, dzo:dzo + zc], grad[so:so + units], g, stride)
             elif kind == BACKWARD or kind == CSR_BACKWARD:
-                dzo = layers[l, DZ_OFF]
+                dzo = meta[row + DZ_OFF]
                 dZ = ws[:m, dzo:dzo + zc]
                 lam = alpha * gscale
+                grad = params[meta[M_GRAD]]
                 if kind == CSR_BACKWARD:  # layer 0 of a CSR X: dW, db, L2; no dH
-                    sq = csr_backward_phase(data, indices, indptr, order, start, dZ, theta,
-                                            grad, layers[l, W_OFF], bo, layers[l, FAN_IN], lam,
-                                            g, stride)
-                elif l == 0:
-                    sq = backward_tiles(Xb[:m], dZ, theta, grad, layers[l, W_OFF], bo, lam,
-                                        False, code, param, dZ, dZ, -1, False, dZ,
-                                        first, step, sA, sB, acc, drows, dkey, l,
-                                        DROP_ALL_KEPT, param, param)
+                    sq = csr_backward_phase(fx[meta[M_NF]:], ix[meta[M_IND]:],
+                                            ix[meta[M_IP]:], ix[meta[M_ORD]:], start, dZ,
+                                            theta, grad, meta[row + W_OFF], bo,
+                                            meta[row + FAN_IN], lam, g, stride)
+                elif l == 0:  # the gathered batch Xb
+                    xo = meta[M_XB]
+                    sq = backward_tiles(ws[:m, xo:xo + d], dZ, theta, grad,
+                                        meta[row + W_OFF], bo, lam, False, ws, first, step,
+                                        tx, ty, sA, sB, acc, meta, fx, start, 0)
                 else:
                     p = l - 1
-                    pu = layers[p, UNITS]
-                    pzo = layers[p, Z_OFF]
-                    pho = layers[p, H_OFF]
-                    fuse = code != MAXOUT and code != PRELU
-                    # fused: dZ(l-1) = (dZ W^T) * act'; else dH(l-1), finished by HIDDEN_BWD
-                    oo = layers[p, DZ_OFF] if fuse else layers[p, DH_OFF]
-                    sq = backward_tiles(ws[:m, pho:pho + pu], dZ, theta, grad, layers[l, W_OFF],
-                                        bo, lam, True, code, param, ws[:m, pzo:pzo + pu],
-                                        ws[:m, pho:pho + pu], layers[p, A_OFF], fuse,
-                                        ws[:m, oo:oo + pu], first, step, sA, sB, acc,
-                                        drows, dkey, p, drop_threshold(dthr, p),
-                                        drop_scale(dfl, 0, p, param),
-                                        drop_scale(dfl, 1, p, param))
+                    pu = meta[prev_row + UNITS]
+                    pho = meta[prev_row + H_OFF]
+                    sq = backward_tiles(ws[:m, pho:pho + pu], dZ, theta, grad,
+                                        meta[row + W_OFF], bo, lam, True, ws, first, step,
+                                        tx, ty, sA, sB, acc, meta, fx, start, p)
                 part = lscale * (of(alpha, 0.5) * alpha * sq)  # = rows x the batch's L2 term
         return part
 
@@ -310,48 +354,45 @@ def kernels(T, R):
     sim = cuda_simulated()
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, EPOCH_MIN_BLOCKS_PER_SM)}))
-    def epoch_kernel(table, n_batches, layers, code, param, pieces, out_code, apply_out,
-                     X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
-                     n_rows, theta, grad, state1, state2, solver, momentum, nesterov, beta1, c1,
-                     beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
-        """Every phase of ``table`` for batches 0 .. n_batches-1, a grid sync after each;
-        loss_acc[0] += the summed loss contributions.  A cooperative launch."""
-        sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
-        sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
+    def epoch_kernel(ix, fx, D, scales, params, ws, P, loss_acc):
+        """Every phase of meta's schedule for its batches 0 .. M_NB - 1, a grid sync after
+        each; loss_acc[0] += the summed loss contributions.  A cooperative launch."""
+        sA = cuda.shared.array((TR, T1), dtype=ws.dtype)
+        sB = cuda.shared.array((T, TR1), dtype=ws.dtype)
         red = cuda.shared.array(NT, dtype=float64)
-        acc = cuda.local.array((R, R), dtype=theta.dtype)
-        a_reg = cuda.local.array(R, dtype=theta.dtype)
-        b_reg = cuda.local.array(R, dtype=theta.dtype)
-        grid = cuda.cg.this_grid()
-        part = 0.0
-        for b in range(n_batches):
-            for p in range(table.shape[0]):
-                part += run_phase(table[p, 0], table[p, 1], b, layers, code, param, pieces,
-                                  out_code, apply_out, X, data, indices, indptr, Y, y, sw,
-                                  order, gid, dkey, dthr, dfl, scales, n_rows, theta, grad,
-                                  state1, state2, solver, momentum, nesterov, beta1, c1, beta2,
-                                  c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P,
-                                  sA, sB, acc, a_reg, b_reg)
-                grid.sync()
-        block_sum_add(red, part, 1.0, loss_acc)
+        acc = cuda.local.array((R, R), dtype=ws.dtype)
+        a_reg = cuda.local.array(R, dtype=ws.dtype)
+        b_reg = cuda.local.array(R, dtype=ws.dtype)
+        meta = ix
+        # the thread's loss sum in red[its index] (float64 shared), not in registers, added
+        # to phase by phase in the order a register sum would add
+        red[cuda.threadIdx.x + cuda.threadIdx.y * T] = 0.0
+        # phase q of the epoch: batch q // n_phases, the schedule's row q % n_phases (one
+        # counter, the counts read from meta each time: less held through the loop)
+        q = 0
+        while q < meta[M_NB] * meta[M_NTAB]:
+            n_phases = meta[M_NTAB]
+            b = q // n_phases
+            r = (LR + meta[M_L] + q - b * n_phases) * META_COLS  # the schedule's row
+            part = run_phase(meta[r], meta[r + 1], b, ix, fx, D, scales, params, ws, P,
+                             sA, sB, acc, a_reg, b_reg)
+            red[(cuda.threadIdx.x + cuda.threadIdx.y * T + meta[M_ZERO]) & 1023] += part  # f64
+            cuda.cg.this_grid().sync()  # (the grid's handle fetched here, not held)
+            q += 1
+        block_sum_add(red, red[cuda.threadIdx.x + cuda.threadIdx.y * T], 1.0, loss_acc)
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
-    def phase_kernel(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                     X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl, scales,
-                     n_rows, theta, grad, state1, state2, solver, momentum, nesterov, beta1, c1,
-                     beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, loss_acc):
+    def phase_kernel(kind, l, b, ix, fx, D, scales, params, ws, P, loss_acc):
         """One phase of one batch (the fallback driver launches one per phase)."""
-        sA = cuda.shared.array((TR, T1), dtype=theta.dtype)
-        sB = cuda.shared.array((T, TR1), dtype=theta.dtype)
+        sA = cuda.shared.array((TR, T1), dtype=ws.dtype)
+        sB = cuda.shared.array((T, TR1), dtype=ws.dtype)
         red = cuda.shared.array(NT, dtype=float64)
-        acc = cuda.local.array((R, R), dtype=theta.dtype)
-        a_reg = cuda.local.array(R, dtype=theta.dtype)
-        b_reg = cuda.local.array(R, dtype=theta.dtype)
-        part = run_phase(kind, l, b, layers, code, param, pieces, out_code, apply_out,
-                         X, data, indices, indptr, Y, y, sw, order, gid, dkey, dthr, dfl,
-                         scales, n_rows, theta, grad, state1, state2, solver, momentum, nesterov,
-                         beta1, c1, beta2, c2, eps, alpha, ws, iws, Xb, Yb, yb, swb, P, sA, sB,
-                         acc, a_reg, b_reg)
+        acc = cuda.local.array((R, R), dtype=ws.dtype)
+        a_reg = cuda.local.array(R, dtype=ws.dtype)
+        b_reg = cuda.local.array(R, dtype=ws.dtype)
+        part = run_phase(kind, l, b, ix, fx, D, scales, params, ws, P, sA, sB, acc,
+                         a_reg, b_reg)
+        alpha = fx[F_ALPHA]
         if kind == LOSS or ((kind == BACKWARD or kind == CSR_BACKWARD)
                             and alpha != of(alpha, 0.0)):
             block_sum_add(red, part, 1.0, loss_acc)
@@ -370,19 +411,30 @@ def cooperative_blocks(kernel, args, block):
     return int(compiled.max_cooperative_grid_blocks(block))
 
 
+# rows of the data a host chunk of ``D`` holds at most while it is filled
+_D_CHUNK_ELEMS = 1 << 22
+# the segments of ``ix``, in their order there
+_IX_SEGMENTS = ("meta", "y", "yb", "indptr", "indices", "order", "gid")
+
+
 class Program:
     """One network on the device for batches of up to ``cap`` rows, and the two drivers.
 
-    Holds the device copies of the data (X, Y, y, sw; empty for prediction),
-    theta, grad, the optimizer state, the workspaces, the batch buffers, the
-    prediction buffer P, a float64 loss accumulator and the ``order`` and
-    ``scales`` buffers of an epoch.  ``run(table, n_batches, ...)`` executes a
-    schedule with the driver ``_config.CUDA_EPOCH_DRIVER`` selects.
+    Holds the kernels' eight arrays (``META_ROWS``): the data's rows ``D`` (X where
+    dense, Y and sw side by side; empty for prediction), ``params`` (theta, grad and
+    the optimizer state as its rows; ``theta``, ``grad``, ``state1``, ``state2`` are
+    views of them), the workspace ``ws`` (with maxout's argmax and the batch buffers
+    as column ranges), the prediction buffer P, a float64 loss accumulator, the
+    ``scales`` of an epoch, and ``ix`` and ``fx``: the scalars, layers and schedule
+    (``meta``), the order and the integer data; the hyper-parameters and a CSR X's
+    values.  ``run(table, n_batches, ...)`` executes a schedule with the driver
+    ``_config.CUDA_EPOCH_DRIVER`` selects.
 
     ``csr``: the host arrays (data, indices, indptr) of a CSR matrix X (X None;
     ``cuda.csr_rows``), sent here, or three empty arrays for a CSR predict, whose
-    chunks ``send_rows`` sends.  The rows are then not gathered (Xb has 0 rows)
-    and the schedule must be ``schedule(..., sparse=True)``.
+    chunks ``send_rows`` sends.  The rows are then not gathered (no Xb columns)
+    and the schedule must be ``schedule(..., sparse=True)``.  A dense predict (X None,
+    ``grad`` False) writes each chunk into ``D`` (cap, d), which FORWARD 0 reads in place.
     """
 
     def __init__(self, spec, cap, theta, X, Y, y, sw, state1=None, state2=None, grad=True,
@@ -392,85 +444,207 @@ class Program:
         self.cap = int(cap)
         d = spec.n_features
         k = spec.n_outputs
-        self.layers = cuda.to_device(np.ascontiguousarray(spec.layers))
-        self.theta = cuda.to_device(np.ascontiguousarray(theta, dtype=dt))
-        self.grad = cuda.device_array_like(self.theta) if grad else self.theta
-        self.state1 = cuda.to_device(state1) if state1 is not None else self.grad
-        self.state2 = cuda.to_device(state2) if state2 is not None else self.grad
-        self.X = cuda.to_device(X) if X is not None else cuda.device_array((0, d), dt)
+        L = spec.layers.shape[0]
+        n_params = int(spec.n_params)
         self.sparse = csr is not None
-        if csr is None:  # (empty: the kernels' CSR arguments are never read)
-            csr = (np.zeros(0, dt), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        self.data, self.indices, self.indptr = (cuda.to_device(a) for a in csr)
-        self.Y = cuda.to_device(Y) if Y is not None else cuda.device_array((0, k), dt)
-        self.y = cuda.to_device(y) if y is not None else cuda.device_array(0, np.int64)
-        self.sw = cuda.to_device(sw) if sw is not None else cuda.device_array(0, dt)
-        self.ws = cuda.device_array((self.cap, max(spec.ws_cols, 1)), dtype=dt)
-        self.iws = cuda.device_array((self.cap, max(spec.iws_cols, 1)), dtype=np.int32)
-        self.Xb = cuda.device_array((0 if self.sparse else self.cap, d), dtype=dt)
-        self.Yb = cuda.device_array((self.cap if self.Y.shape[0] else 0, k), dtype=dt)
-        self.yb = cuda.device_array(self.cap if self.y.shape[0] else 0, dtype=np.int64)
-        self.swb = cuda.device_array(self.cap if self.sw.shape[0] else 0, dtype=dt)
+        # theta, grad and the optimizer states: rows of one array
+        own = [s is not None and s.shape[0] == n_params and n_params > 0
+               for s in (state1, state2)]
+        self.params = cuda.device_array((1 + int(bool(grad)) + sum(own), max(n_params, 1)),
+                                        dtype=dt)
+        self.theta = self.params[0]
+        self.theta.copy_to_device(np.ascontiguousarray(theta, dtype=dt))
+        grad_row = 1 if grad else 0
+        self.grad = self.params[grad_row]
+        rows = [grad_row, grad_row]
+        nxt = grad_row + 1
+        states = []
+        for i, (s, mine) in enumerate(zip((state1, state2), own)):
+            if mine:
+                rows[i] = nxt
+                view = self.params[nxt]
+                view.copy_to_device(np.ascontiguousarray(s, dtype=dt))
+                states.append(view)
+                nxt += 1
+            else:  # absent or empty (SGD's state2): never read by the kernels
+                states.append(cuda.to_device(s) if s is not None else self.grad)
+        self.state1, self.state2 = states
+        # the data's rows, side by side in D: X (dense; gathered), Y, sw
+        self.x_direct = X is None and not grad and not self.sparse  # a dense predict
+        empty = np.zeros(0, np.int64)
+        if csr is None:
+            csr = (np.zeros(0, dt), empty, empty)
+        has_Y = Y is not None and Y.shape[0] > 0
+        has_y = y is not None and y.shape[0] > 0
+        has_sw = sw is not None and sw.shape[0] > 0
+        gx = X is not None and not self.sparse
+        dx, ky = (d if gx else 0), (k if has_Y else 0)
+        dcols = dx + ky + int(has_sw)
+        n = (X.shape[0] if X is not None else max(csr[2].shape[0] - 1, 0))
+        if self.x_direct:
+            self.D = cuda.device_array((self.cap, d), dt)
+        elif dcols and n:
+            self.D = cuda.device_array((n, dcols), dt)
+            step = max(1, _D_CHUNK_ELEMS // dcols)
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                h = np.empty((b - a, dcols), dtype=dt)
+                if gx:
+                    h[:, :d] = X[a:b]
+                if has_Y:
+                    h[:, dx:dx + k] = Y[a:b]
+                if has_sw:
+                    h[:, dx + ky] = sw[a:b]
+                self.D[a:b].copy_to_device(h)
+        else:
+            self.D = cuda.device_array((0, 1), dt)
+        # the workspace ws: the layers' columns, maxout's argmax (``layout``'s iws columns,
+        # stored as floats: small integers, exact), then the batch buffers Xb, Yb, swb (D's
+        # columns, gathered); the batch's labels yb are a segment of ix
+        xb = spec.ws_cols + spec.iws_cols
+        self.ws = cuda.device_array((self.cap, max(xb + dcols, 1)), dtype=dt)
         self.P = cuda.device_array((1 if grad else self.cap, k), dtype=dt)
         self.acc = cuda.device_array(1, dtype=np.float64)
-        self.order = cuda.device_array(0, dtype=np.int64)
-        # dropout: the data row of each entry of order (order itself unless the rows are a
-        # chunk of the data), the epoch's key, thresholds and scales (empty: none)
-        self.gid = self.order
-        self.drop_key = 0
-        self.dthr = cuda.device_array(0, dtype=np.int64)
-        self.dfl = cuda.device_array((2, 0), dtype=dt)
         self.scales = cuda.to_device(np.ones((1, 3), dtype=np.float64))  # predict: one batch
+        # fx: the hyper-parameters and dropout scales (nf values), then the CSR values
+        self._nf = F_DFL + 2 * L
+        self.fx = cuda.device_array(self._nf + max(csr[0].shape[0], 1), dtype=dt)
+        self._fp = None  # the hyper-parameters fx holds (host copy)
+        if csr[0].shape[0]:
+            self.fx[self._nf:self._nf + csr[0].shape[0]].copy_to_device(csr[0])
+        # ix: the integer arrays, each a segment (_IX_SEGMENTS), sent on change
+        self._ix_host = {"meta": None,
+                         "y": np.ascontiguousarray(y, dtype=np.int64) if has_y else empty,
+                         "yb": None,
+                         "indptr": csr[2], "indices": csr[1], "order": empty, "gid": None}
+        self._ix_room = {name: 0 for name in _IX_SEGMENTS}
+        # meta: room for the longest schedule (4 L + 3 phases), so that it never moves
+        self._ix_room["meta"] = (META_ROWS + 5 * L + 4) * META_COLS
+        self._ix_room["yb"] = self.cap if has_y else 0  # the batch's labels (GATHER)
+        self._ix_off = {}
+        self.ix = None
+        self._ix_layout()
+        # dropout: the epoch's key, thresholds and scales (none: all kept)
+        self.drop_key = 0
+        self._dthr = np.full(L, DROP_ALL_KEPT, dtype=np.int64)
+        self._dfl = np.ones((2, L), dtype=dt)
+        # the integer scalars of meta row 0 that do not change between runs
+        self._m0 = {M_L: L, M_CODE: int(spec.code), M_PIECES: int(spec.pieces),
+                    M_OUT: int(spec.out_code), M_XDIRECT: int(self.x_direct),
+                    M_GRAD: grad_row, M_S1: rows[0], M_S2: rows[1], M_XB: xb,
+                    M_YB: xb + dx if has_Y else 0, M_SWB: xb + dx + ky if has_sw else 0,
+                    M_ARG: spec.ws_cols,
+                    M_DCOLS: dcols if not self.x_direct else 0, M_HASY: int(has_Y),
+                    M_HASYL: int(has_y), M_HASSW: int(has_sw), M_NF: self._nf}
         self._zero = np.zeros(1, dtype=np.float64)
         self._grids = {}
         self.last_driver = None
 
+    def _ix_layout(self):
+        """Lay the segments of ``ix`` out anew (each with room for its host array) and
+        send them all."""
+        off = 0
+        for name in _IX_SEGMENTS:
+            h = self._ix_host[name]
+            self._ix_room[name] = max(self._ix_room[name], 0 if h is None else h.shape[0])
+            self._ix_off[name] = off
+            off += self._ix_room[name]
+        self.ix = cuda.device_array(max(off, 1), dtype=np.int64)
+        for name in _IX_SEGMENTS:
+            self._ix_copy(name)
+
+    def _ix_copy(self, name):
+        h = self._ix_host[name]
+        if h is not None and h.shape[0]:
+            o = self._ix_off[name]
+            self.ix[o:o + h.shape[0]].copy_to_device(h)
+
+    def _ix_put(self, name, host, room=0):
+        """Segment ``name`` of ``ix`` := host (None: no segment), grown to ``room``."""
+        self._ix_host[name] = host
+        n = 0 if host is None else host.shape[0]
+        if max(n, room) > self._ix_room[name]:
+            self._ix_room[name] = max(n, room)
+            self._ix_layout()
+        else:
+            self._ix_copy(name)
+
     def set_dropout(self, thresholds, scales):
-        """Send the dropout's per-layer keep thresholds and scales
-        (``layout.Dropout.arrays``), once per fit."""
-        self.dthr = cuda.to_device(np.ascontiguousarray(thresholds, dtype=np.int64))
-        self.dfl = cuda.to_device(np.ascontiguousarray(scales, dtype=self.spec.dtype))
+        """The dropout's per-layer keep thresholds and scales (``layout.Dropout.arrays``),
+        once per fit (sent with the next run's ``meta`` and ``fx``)."""
+        self._dthr = np.ascontiguousarray(thresholds, dtype=np.int64)
+        self._dfl = np.ascontiguousarray(scales, dtype=self.spec.dtype)
 
     def set_epoch(self, order, scales, gid=None, key=0):
         """Send an epoch's row order (int64) and per-batch (gradient, loss, step) scales
         (float64, ``epoch_scales``); with dropout, the data rows of the order's entries
         (gid; None: order itself) and the epoch's key."""
-        if self.order.shape[0] != order.shape[0]:
-            self.order = cuda.device_array(order.shape[0], dtype=np.int64)
         if self.scales.shape[0] != scales.shape[0]:
             self.scales = cuda.device_array(scales.shape, dtype=np.float64)
-        self.order.copy_to_device(order)
         self.scales.copy_to_device(scales)
-        self.gid = self.order
-        if gid is not None:
-            self.gid = cuda.to_device(np.ascontiguousarray(gid, dtype=np.int64))
+        self._ix_put("order", np.ascontiguousarray(order, dtype=np.int64))
+        self._ix_put("gid", None if gid is None else np.ascontiguousarray(gid, dtype=np.int64))
         self.drop_key = int(key)
 
     def send_rows(self, data, indices, indptr, room=0):
         """Send a predict chunk's CSR rows (its ``indptr`` from 0) into the device arrays,
         growing each that is too small to at least ``room`` entries."""
-        self.data = _fill(self.data, data, room)
-        self.indices = _fill(self.indices, indices, room)
-        self.indptr = _fill(self.indptr, indptr, 0)
+        n = data.shape[0]
+        if self.fx.shape[0] < self._nf + n:
+            self.fx = cuda.device_array(self._nf + max(n, int(room)), dtype=self.fx.dtype)
+            self._fp = None  # the new fx has no hyper-parameters yet
+        if n:
+            self.fx[self._nf:self._nf + n].copy_to_device(data)
+        self._ix_put("indices", indices, int(room))
+        self._ix_put("indptr", indptr)
 
-    def _args(self, n_rows, solver, hyper, alpha, apply_out):
-        """The kernels' arguments after (table, n_batches) or (kind, l, b).  The float
-        hyper-parameters are cast to the model's dtype here, once, as the CPU's Adam step
-        casts them (c1 = 1 - beta1 and c2 = 1 - beta2 in float64 first)."""
+    def _args(self, table, n_batches, n_rows, solver, hyper, alpha, apply_out):
+        """The kernels' arguments after (kind, l, b) (the one-phase kernel's), with
+        ``meta`` and the head of ``fx`` packed and sent where they changed
+        (``META_ROWS``).  The float hyper-parameters are cast to the model's dtype here,
+        once, as the CPU's Adam step casts them (c1 = 1 - beta1 and c2 = 1 - beta2 in
+        float64 first)."""
         s = self.spec
         dt = np.dtype(s.dtype).type
         momentum, nesterov, beta1, beta2, eps = hyper
         e = dt(eps)
         if eps > 0 and e == 0:  # below the dtype's tiniest: the tiniest, so sqrt(v) + eps > 0
             e = dt(np.finfo(dt).smallest_subnormal)
-        return (self.layers, int(s.code), dt(s.param), int(s.pieces), int(s.out_code),
-                bool(apply_out), self.X, self.data, self.indices, self.indptr, self.Y, self.y,
-                self.sw, self.order, self.gid, int(self.drop_key), self.dthr, self.dfl,
-                self.scales, int(n_rows), self.theta, self.grad, self.state1, self.state2,
-                int(solver),
-                dt(momentum), bool(nesterov), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
-                dt(1.0 - float(beta2)), e, dt(alpha), self.ws, self.iws, self.Xb, self.Yb,
-                self.yb, self.swb, self.P, self.acc)
+        L = s.layers.shape[0]
+        size = (META_ROWS + L + table.shape[0]) * META_COLS
+        if size > self._ix_room["meta"]:  # (before the offsets below are read)
+            self._ix_put("meta", self._ix_host["meta"], size)
+        meta = np.zeros((META_ROWS + L + table.shape[0], META_COLS), dtype=np.int64)
+        for slot, v in self._m0.items():
+            meta[0, slot] = v
+        meta[0, M_NTAB] = table.shape[0]
+        meta[0, M_NB] = int(n_batches)
+        meta[0, M_APPLY] = int(bool(apply_out))
+        meta[0, M_NROWS] = int(n_rows)
+        meta[0, M_SOLVER] = int(solver)
+        meta[0, M_NEST] = int(bool(nesterov))
+        meta[0, M_DKEY] = int(self.drop_key)
+        off = self._ix_off
+        meta[0, M_ORD] = off["order"]
+        meta[0, M_GID] = off["gid"] if self._ix_host["gid"] is not None else off["order"]
+        meta[0, M_YO], meta[0, M_IP], meta[0, M_IND] = off["y"], off["indptr"], off["indices"]
+        meta[0, M_YLB] = off["yb"]
+        meta[META_ROWS:META_ROWS + L, :N_COLS] = s.layers
+        meta[META_ROWS:META_ROWS + L, M_DTHR] = self._dthr
+        meta[META_ROWS + L:, :2] = table
+        meta = meta.reshape(-1)
+        last = self._ix_host["meta"]
+        if last is None or last.shape != meta.shape or not np.array_equal(last, meta):
+            self._ix_put("meta", meta)
+        fp = np.empty(self._nf, dtype=dt)
+        fp[:F_DFL] = (dt(s.param), dt(momentum), dt(beta1), dt(1.0 - float(beta1)), dt(beta2),
+                      dt(1.0 - float(beta2)), e, dt(alpha))
+        fp[F_DFL:] = self._dfl.reshape(-1)
+        if self._fp is None or not np.array_equal(self._fp, fp):
+            self.fx[:self._nf].copy_to_device(fp)
+            self._fp = fp
+        return (self.ix, self.fx, self.D, self.scales, self.params, self.ws, self.P, self.acc)
+
 
     def run(self, table, n_batches, n_rows, solver=0, hyper=(0.0, False, 0.9, 0.999, 1e-8),
             alpha=0.0, apply_out=False):
@@ -479,7 +653,7 @@ class Program:
         self.acc.copy_to_device(self._zero)
         T, R = tile(), reg_block()
         epoch_kernel, phase_kernel = kernels(T, R)
-        args = self._args(n_rows, solver, hyper, alpha, apply_out)
+        args = self._args(table, n_batches, n_rows, solver, hyper, alpha, apply_out)
         blocks = phase_blocks(self.spec.layers, table, self.cap,
                               0 if self.sparse else self.spec.n_features,
                               self.spec.n_outputs, self.spec.n_params, T, R)
@@ -493,7 +667,7 @@ class Program:
             warnings.simplefilter("ignore", NumbaPerformanceWarning)
             if grid > 0:
                 try:
-                    epoch_kernel[grid, (T, T)](self._table(table), int(n_batches), *args)
+                    epoch_kernel[grid, (T, T)](*args)
                     self.last_driver = "persistent"
                     return float(self.acc.copy_to_host()[0])
                 except Exception as exc:  # launch refused: fall back once, for good
@@ -508,13 +682,6 @@ class Program:
         self.last_driver = "launches"
         return float(self.acc.copy_to_host()[0])
 
-    def _table(self, table):
-        key = table.tobytes()
-        d = self._grids.get(("table", key))
-        if d is None:
-            d = self._grids[("table", key)] = cuda.to_device(table)
-        return d
-
     def _persistent_grid(self, kernel, table, args, blocks, mode):
         """Blocks of the persistent grid, or 0 when the fallback must run."""
         if _FALLBACK_REASON and mode == "auto":
@@ -524,7 +691,7 @@ class Program:
         if grid is None:
             T = tile()
             try:
-                most = cooperative_blocks(kernel, (self._table(table), 1) + args, (T, T))
+                most = cooperative_blocks(kernel, args, (T, T))
             except Exception as exc:  # no cooperative launch on this device / toolkit
                 if mode == "persistent":
                     raise
@@ -536,17 +703,6 @@ class Program:
                 return 0  # this network's kernel cannot hold a grid: launches, this time
             grid = self._grids[key] = max(1, min(most, max(blocks), int(MAX_BLOCKS)))
         return grid
-
-
-def _fill(buf, a, room):
-    """Device array ``buf`` with ``a`` copied into its start; a new one of max(len(a), room)
-    entries when ``buf`` is too short."""
-    n = a.shape[0]
-    if buf.shape[0] < n:
-        buf = cuda.device_array(max(n, int(room)), dtype=buf.dtype)
-    if n:
-        buf[:n].copy_to_device(a)
-    return buf
 
 
 _FALLBACK_REASON = []
