@@ -5,9 +5,35 @@
 True
 """
 
-from . import ops
-from ._estimator import MLP, MLPClassifier, MLPRegressor
-from .backends import available_backends
+import gc as _gc
+
+# Start-up (issue 28): scikit-learn and the SciPy parts the estimators use are
+# imported first, with the cyclic garbage collector as the process has it (a
+# process fitting scikit-learn's MLPClassifier imports the same); then the
+# collector is paused while numba and fastmlp's own modules load.  Those
+# allocate ~100,000 objects that live as long as the process (numba's typing
+# and lowering registries, the kernels' dispatchers), and each full
+# collection the allocations set off would walk the whole heap, scikit-learn's,
+# SciPy's and pandas' objects included: 0.2-0.4 s of a fresh process's
+# import here, for ~500 objects of garbage.  The collector's state is put
+# back as found; the young objects are swept by its next pass.
+import scipy.optimize  # noqa: F401,E402
+import scipy.sparse  # noqa: F401,E402
+import sklearn.base  # noqa: F401,E402
+import sklearn.metrics  # noqa: F401,E402
+import sklearn.model_selection  # noqa: F401,E402
+import sklearn.preprocessing  # noqa: F401,E402
+
+_gc_enabled = _gc.isenabled()
+_gc.disable()
+try:
+    from . import ops
+    from ._estimator import MLP, MLPClassifier, MLPRegressor
+    from .backends import available_backends
+finally:
+    if _gc_enabled:
+        _gc.enable()
+del _gc_enabled
 
 __version__ = "0.1.0"
 
