@@ -32,7 +32,6 @@ import sklearn.preprocessing  # noqa: F401,E402
 _gc_enabled = _gc.isenabled()
 _gc.disable()
 try:
-    from . import ops
     from ._estimator import MLP, MLPClassifier, MLPRegressor
     from .backends import available_backends
 finally:
@@ -46,3 +45,16 @@ del _gc_enabled
 __version__ = "0.1.0"
 
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "available_backends", "ops", "__version__"]
+
+
+def __getattr__(name):
+    """``fastmlp.ops`` is imported on first use (a fit does not need it: start-up)."""
+    if name == "ops":
+        import importlib
+
+        return importlib.import_module(".ops", __name__)  # binds fastmlp.ops too
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"ops"})
