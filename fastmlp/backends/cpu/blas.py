@@ -265,13 +265,18 @@ else:
         return nn, tn, nt, row, col
 
 
+def _register():
+    """Register NumPy's cblas symbols with LLVM under our names (the kernels call those)."""
+    path, addresses = _FOUND
+    for name, address in addresses.items():
+        ll.add_symbol(name, address)
+
+
 def _probe():
     """Register NumPy's cblas symbols and check the products on a tiny kernel."""
     if _MISSING is not None:
         raise _MISSING
-    path, addresses = _FOUND
-    for name, address in addresses.items():
-        ll.add_symbol(name, address)
+    _register()
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         A, B, C = (rng.standard_normal(s).astype(dtype) for s in ((5, 3), (3, 4), (5, 4)))
@@ -289,7 +294,9 @@ else:
     _FOUND = _numpy_cblas()
     _WHY_NOT = None if _FOUND else "NumPy's BLAS is not an OpenBLAS with 64-bit integers"
 
-if _ext.use("blas", _probe, _WHY_NOT):
+# the probe's outcome depends on the library too (a remembered pass is for this one)
+if _ext.use("blas", _probe, _WHY_NOT, key=_FOUND[0] if _FOUND else ""):
+    _register()  # again: a remembered pass does not run the probe
     gemm = _cblas_product  # noqa: F811
     #: which BLAS the kernels' GEMMs call: "numpy-cblas:<library path>" or "numba-np.dot"
     KERNEL_BLAS = f"numpy-cblas:{_FOUND[0]}"
