@@ -89,23 +89,32 @@ def use(name, probe, off_reason=None, key=""):
     return reason is None
 
 
-def _memo_key(name, probe, key):
-    """The hash of what the outcome of ``probe`` depends on, or None if it cannot be told."""
-    try:
+_ENVIRONMENT = []  # the part of every memo key that is the process's (computed once)
+
+
+def _environment():
+    if not _ENVIRONMENT:
         import llvmlite
         import numba
         import numpy
         from llvmlite import binding as ll
 
-        parts = [
-            name, key, probe.__qualname__,
-            hashlib.sha256(Path(probe.__code__.co_filename).read_bytes()).hexdigest(),
+        _ENVIRONMENT.extend([
             hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
             sys.version, platform.machine(),
             numpy.__version__, numba.__version__, llvmlite.__version__,
             config.CPU_NAME or ll.get_host_cpu_name(),
             config.CPU_FEATURES or ll.get_host_cpu_features().flatten(),
-        ]
+        ])
+    return _ENVIRONMENT
+
+
+def _memo_key(name, probe, key):
+    """The hash of what the outcome of ``probe`` depends on, or None if it cannot be told."""
+    try:
+        parts = [name, key, probe.__qualname__,
+                 hashlib.sha256(Path(probe.__code__.co_filename).read_bytes()).hexdigest(),
+                 *_environment()]
     except Exception:  # a file that cannot be read, an llvmlite without the calls: probe
         return None
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
