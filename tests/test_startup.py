@@ -72,3 +72,16 @@ def test_ops_is_still_an_attribute():
     assert ops is fastmlp.ops
     with pytest.raises(AttributeError):
         fastmlp.not_there
+
+
+def test_the_bench_times_this_tree_from_any_working_folder(tmp_path, monkeypatch):
+    """The start-up row's fresh processes import the fastmlp beside the bench, even when
+    the bench runs from a folder holding another fastmlp (``-c`` puts the working
+    folder first on sys.path)."""
+    from fastmlp import _bench
+
+    other = tmp_path / "fastmlp"
+    other.mkdir()
+    (other / "__init__.py").write_text("raise ImportError('the wrong fastmlp')\n")
+    monkeypatch.chdir(tmp_path)
+    assert _bench.startup_seconds() > 0
