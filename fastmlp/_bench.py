@@ -343,7 +343,9 @@ def startup_seconds(cache_dir=None, who="fastmlp"):
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     imports, kw = STARTUP_IMPORTS[who]
     code = STARTUP_CODE.format(imports=imports, kw=kw)
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+    # run in the tree: ``-c`` puts the working folder first on sys.path, and another
+    # folder holding a fastmlp (another checkout) would be measured instead
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=root,
                          capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
 

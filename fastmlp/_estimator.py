@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
 )
 
-from . import _config, _fastpath, _persist
+from . import _config, _fastpath
 from ._callbacks import CallbackSupportMixin, EpochCallbacks, with_callbacks
 from ._registry import ACTIVATIONS, ALL_SOLVERS, OUTPUTS, SOLVERS, resolve_activation
 from ._solvers import (History, LocalEngine, densify, fit_lbfgs, fit_stochastic,
@@ -496,12 +496,16 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         state = dict(super().__getstate__())
         for key in _CALLBACK_KEYS:
             state.pop(key, None)
+        from . import _persist  # on first use: not part of an import and fit (start-up)
+
         return _persist.saved_state(state, self.__dict__)
 
     def __setstate__(self, state):
         """Load a stored state: rebuild the layout and flat vector with the code fit uses,
         after checking every stored attribute against them (ValueError naming the first
         inconsistent one)."""
+        from . import _persist  # on first use: not part of an import and fit (start-up)
+
         super().__setstate__(_persist.loaded_state(state))
         _persist.restore(self, isinstance(self, ClassifierMixin))
 

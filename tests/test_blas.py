@@ -92,6 +92,21 @@ def test_numpys_openblas_is_called_where_numpy_ships_one():
         assert blas.KERNEL_BLAS in ("numba-np.dot",) or blas.kernel_blas_path()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
+def test_the_mapped_openblas_libraries_are_threadpoolctls():
+    """Start-up (issue 28): the OpenBLAS libraries are read from /proc/self/maps, not
+    listed by threadpoolctl (which resolves the path of every loaded library); both
+    name the same files."""
+    from threadpoolctl import ThreadpoolController
+
+    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's copy loaded too)
+
+    theirs = {os.path.realpath(lib.filepath) for lib in
+              ThreadpoolController().select(internal_api="openblas").lib_controllers}
+    ours = {os.path.realpath(p) for p in blas._mapped_openblas() or ()}
+    assert ours == theirs
+
+
 @pytest.mark.skipif(blas.KERNEL_BLAS == "numba-np.dot",
                     reason="this process already multiplies through numba's np.dot (the "
                            "comparison with NumPy's BLAS runs where that path is on)")

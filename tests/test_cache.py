@@ -142,3 +142,54 @@ def test_a_source_tree_is_cleared_when_the_extensions_change(tmp_path):
     assert not refresh_numba_cache(backend, "views=on")
     assert refresh_numba_cache(backend, "views=off: probe failed")
     assert _cached(backend) == []
+
+
+def test_an_unchanged_tree_is_not_parsed_again(tmp_path, monkeypatch):
+    """Start-up (issue 28): the walk's files are kept beside the stamp, and while they
+    hash to it the imports are not parsed again."""
+    from fastmlp.backends import _cache
+
+    pkg, backend = _fake_package(tmp_path)
+    assert refresh_numba_cache(backend, "views=on")
+    _plant_cache(backend)
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the imports were walked again")
+
+    with monkeypatch.context() as m:
+        m.setattr(_cache, "kernel_sources", no_walk)
+        assert not refresh_numba_cache(backend, "views=on")
+        (pkg / "unrelated.py").write_text("X = 3\n")  # not a kernel source: still no walk
+        assert not refresh_numba_cache(backend, "views=on")
+    assert len(_cached(backend)) == 2
+    # a stamp kept without the walk's record (an older fastmlp wrote it): walked once,
+    # kept, and the record written
+    (_numba_cache_dir(backend) / _cache.WALK_RECORD).unlink()
+    assert not refresh_numba_cache(backend, "views=on")
+    assert len(_cached(backend)) == 2
+    assert (_numba_cache_dir(backend) / _cache.WALK_RECORD).exists()
+
+
+def test_the_kept_walk_notices_new_modules(tmp_path):
+    """What changes the walk without changing a walked file's bytes: a module file
+    appearing where an import had found none (``from .. import helpers`` fell back to
+    ``backends/__init__.py``), a new module in the backend folder."""
+    pkg, backend = _fake_package(tmp_path)
+    train = pkg / "backends/cpu/train.py"
+    train.write_text(train.read_text() + "from .. import helpers\n")
+    assert refresh_numba_cache(backend)
+    assert "backends/helpers.py" not in {f.relative_to(pkg).as_posix()
+                                         for f in kernel_sources(backend)}
+    _plant_cache(backend)
+    (pkg / "backends/helpers.py").write_text("Y = 1\n")
+    assert refresh_numba_cache(backend)
+    assert _cached(backend) == []
+    assert not refresh_numba_cache(backend)
+    _plant_cache(backend)
+    (pkg / "backends/helpers.py").write_text("Y = 2\n")  # now a kernel source
+    assert refresh_numba_cache(backend)
+    _plant_cache(backend)
+    (backend / "extra.py").write_text("from .. import scalar\n")
+    assert refresh_numba_cache(backend)
+    assert _cached(backend) == []
+    assert not refresh_numba_cache(backend)

@@ -96,3 +96,84 @@ def test_the_fallbacks_fit_the_same_model(tmp_path):
         np.testing.assert_allclose(off[act][0], here[act][0], rtol=1e-7, err_msg=act)
         np.testing.assert_allclose(off[act][1], here[act][1], rtol=1e-7, atol=1e-12,
                                    err_msg=act)
+
+
+@pytest.fixture
+def memo_here(tmp_path, monkeypatch):
+    """``_ext.use`` as in a process where the extensions are on, remembering in tmp_path."""
+    from numba import config
+
+    if config.DISABLE_JIT:
+        pytest.skip("NUMBA_DISABLE_JIT: no probe runs")
+    monkeypatch.setattr(_ext, "STATUS", dict(_ext.STATUS))
+    monkeypatch.setattr(_ext, "_SWITCHED_OFF", False)
+    monkeypatch.setattr(_ext, "_memo_file", lambda probe: tmp_path / _ext.MEMO)
+    return tmp_path / _ext.MEMO
+
+
+def test_a_passed_probe_is_remembered_a_failed_one_is_not(memo_here):
+    """Start-up (issue 28): a process that finds its probe's key among the passes
+    kept beside the cached kernels uses the extension without running the probe."""
+    calls = []
+
+    def probe():
+        calls.append("probe")
+
+    assert _ext.use("sync", probe) is True
+    assert calls == ["probe"] and memo_here.exists()
+    assert _ext.use("sync", probe) is True  # remembered: not run again
+    assert calls == ["probe"] and _ext.STATUS["sync"] == "on"
+    assert _ext.use("sync", probe, key="another library") is True  # another key: run
+    assert len(calls) == 2
+    assert _ext.use("demo", probe) and _ext.use("demo", probe)  # not in REMEMBERED: run
+    assert len(calls) == 4
+
+    def failing():
+        calls.append("failing")
+        raise AttributeError("moved")
+
+    for _ in range(2):  # never remembered: run, and warn, each time
+        with pytest.warns(RuntimeWarning, match="'views' is off"):
+            assert _ext.use("views", failing) is False
+    assert calls.count("failing") == 2
+    assert _ext.STATUS["views"].startswith("off: probe failed")
+    # an off reason or the switch: no probe and nothing remembered
+    assert _ext.use("views", probe, "not here") is False
+    assert len(calls) == 6
+
+
+def test_the_memo_key_follows_the_probes_source(tmp_path):
+    """An edit to the module that holds the probe (the extension's code) runs it again."""
+    src = tmp_path / "ext_module.py"
+    src.write_text("def probe():\n    pass\n")
+    ns = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)
+    key = _ext._memo_key("sync", ns["probe"], "")
+    assert key == _ext._memo_key("sync", ns["probe"], "")
+    assert key != _ext._memo_key("sync", ns["probe"], "lib")
+    assert key != _ext._memo_key("views", ns["probe"], "")
+    src.write_text("def probe():\n    pass  # edited\n")
+    assert key != _ext._memo_key("sync", ns["probe"], "")
+
+
+@pytest.mark.skipif(OFF, reason="the extensions are off: no probe runs")
+def test_a_fresh_import_runs_no_probe_kernel_when_the_passes_are_remembered():
+    """This process's import probed (or found the passes); a fresh process with the same
+    settings and numba cache uses the extensions without loading a probe's kernel."""
+    from numba import config
+
+    if config.DISABLE_JIT or set(_ext.STATUS.values()) != {"on"}:
+        pytest.skip("an extension is off here")
+    code = textwrap.dedent("""
+        import json
+        import fastmlp
+        from fastmlp.backends.cpu import _ext, blas, sync, views
+        print(json.dumps({"status": _ext.STATUS, "loaded": [
+            len(m._probe_kernel.signatures) for m in (blas, sync, views)]}))
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(got["status"].values()) == {"on"}
+    assert got["loaded"] == [0, 0, 0]

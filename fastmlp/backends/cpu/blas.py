@@ -10,7 +10,8 @@ a backward pass (dW = H^T dZ, one thread, called from a kernel: 100x40x100
 
 The extension (contained, see ``_ext``): at import, the addresses of NumPy's
 64-bit-integer ``cblas_sgemm``, ``cblas_dgemm``, ``cblas_sgemv`` and
-``cblas_dgemv`` (found through threadpoolctl's list of loaded BLAS libraries)
+``cblas_dgemv`` (found among the loaded OpenBLAS libraries: ``/proc/self/maps``
+on Linux, threadpoolctl's list elsewhere)
 are registered with LLVM under the names ``fastmlp_sgemm`` etc., and ``gemm``
 calls those names (an ``@intrinsic`` emitting the call).  Compiled code
 refers to the names, not to an address, so numba's on-disk cache stays valid
@@ -24,6 +25,7 @@ Otherwise ``gemm`` is the plain ``np.dot``.  ``KERNEL_BLAS`` says which.
 
 import ctypes
 import os
+import sys
 
 import numpy as np
 from numba import njit, types
@@ -62,27 +64,68 @@ def gemm(A, B, out):
     _dot_into(A, B, out)
 
 
+# threadpoolctl's names of OpenBLAS builds, and the symbols it checks them by
+_OPENBLAS_PREFIXES = ("libopenblas", "libblas", "libscipy_openblas")
+_OPENBLAS_SYMBOLS = ("openblas_get_num_threads", "openblas_get_num_threads64_",
+                     "scipy_openblas_get_num_threads", "scipy_openblas_get_num_threads64_")
+
+
+def _mapped_openblas():
+    """The files of the OpenBLAS libraries loaded in this process, read from
+    ``/proc/self/maps`` (Linux), or None where that cannot be read or lists none.
+
+    The libraries threadpoolctl's ``internal_api="openblas"`` selects (file
+    name prefixes, an ``openblas_get_num_threads`` symbol) in ~2 ms, where
+    threadpoolctl, which resolves the path of each of the process's ~250
+    libraries first, took ~15 ms of a fresh import here (issue 28).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    paths = set()
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and os.path.basename(fields[5]).startswith(_OPENBLAS_PREFIXES):
+            paths.add(fields[5])
+    found = []
+    for path in sorted(paths):
+        try:
+            handle = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if any(hasattr(handle, name) for name in _OPENBLAS_SYMBOLS):
+            found.append(path)
+    return found or None
+
+
 def _numpy_cblas():
     """(path, {our name: address}) of NumPy's ILP64 OpenBLAS ?gemm and ?gemv, or None."""
-    try:
-        from threadpoolctl import ThreadpoolController
+    paths = _mapped_openblas()
+    if paths is None:
+        try:
+            from threadpoolctl import ThreadpoolController
 
-        libs = ThreadpoolController().select(internal_api="openblas").lib_controllers
-    except Exception:  # threadpoolctl missing or unable to inspect: plain np.dot
-        return None
+            paths = [lib.filepath for lib in
+                     ThreadpoolController().select(internal_api="openblas").lib_controllers]
+        except Exception:  # threadpoolctl missing or unable to inspect: plain np.dot
+            return None
     np_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
     # NumPy's own copy first (wheels: site-packages/numpy.libs, numpy/.dylibs)
-    libs = sorted(libs, key=lambda lib: not os.path.abspath(lib.filepath).startswith(
+    paths = sorted(paths, key=lambda path: not os.path.abspath(path).startswith(
         os.path.join(np_dir, "numpy")))
-    for lib in libs:
+    for path in paths:
         try:
-            handle = ctypes.CDLL(lib.filepath)
+            handle = ctypes.CDLL(path)
         except OSError:
             continue
         for prefix in ("scipy_", ""):
             for suffix in ("64_", "_64"):  # the suffixes of 64-bit-integer builds
                 try:
-                    return lib.filepath, {
+                    return path, {
                         f"fastmlp_{f}": ctypes.cast(getattr(handle, f"{prefix}cblas_{f}{suffix}"),
                                                     ctypes.c_void_p).value
                         for f in _NAMES}
@@ -222,13 +265,18 @@ else:
         return nn, tn, nt, row, col
 
 
+def _register():
+    """Register NumPy's cblas symbols with LLVM under our names (the kernels call those)."""
+    path, addresses = _FOUND
+    for name, address in addresses.items():
+        ll.add_symbol(name, address)
+
+
 def _probe():
     """Register NumPy's cblas symbols and check the products on a tiny kernel."""
     if _MISSING is not None:
         raise _MISSING
-    path, addresses = _FOUND
-    for name, address in addresses.items():
-        ll.add_symbol(name, address)
+    _register()
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         A, B, C = (rng.standard_normal(s).astype(dtype) for s in ((5, 3), (3, 4), (5, 4)))
@@ -246,7 +294,9 @@ else:
     _FOUND = _numpy_cblas()
     _WHY_NOT = None if _FOUND else "NumPy's BLAS is not an OpenBLAS with 64-bit integers"
 
-if _ext.use("blas", _probe, _WHY_NOT):
+# the probe's outcome depends on the library too (a remembered pass is for this one)
+if _ext.use("blas", _probe, _WHY_NOT, key=_FOUND[0] if _FOUND else ""):
+    _register()  # again: a remembered pass does not run the probe
     gemm = _cblas_product  # noqa: F811
     #: which BLAS the kernels' GEMMs call: "numpy-cblas:<library path>" or "numba-np.dot"
     KERNEL_BLAS = f"numpy-cblas:{_FOUND[0]}"
