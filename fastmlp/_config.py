@@ -98,12 +98,13 @@ FULL_BATCH_CHUNK_ROWS = 4096
 # pass CPU_SPLIT_MAX_BYTES.  The full-batch sums of n rows: 1 part, doubling
 # the same way.  More parts cost time on one thread (each part packs the
 # weights for its GEMMs again and writes a gradient that is added later).
-# Measured on the 2-core AMD EPYC, one thread, fit time against 2 parts
-# (benchmarks/RESULTS.md, "Every core"): 784 -> (256, 128), batch 256:
-# 4 parts of 64 rows 1.26x, 8 parts of 32 rows 1.64x; batch 512: 4 parts of
-# 128 rows 1.06x; batch 1024: 4 / 8 parts of 256 / 128 rows 0.99x / 1.04x;
-# 40 -> (100, 100), batch 100: 1 part 1.00x, 4 parts 1.19x.  Hence parts of
-# at least 128 rows beyond two.  CPU_SPLIT_MIN_ROWS = 0 never splits (and
+# Measured on a 2-core Intel Xeon, one thread, fit time against 2 parts
+# (benchmarks/RESULTS.md, "Every core"; benchmarks/cpu_parts.py):
+# 784 -> (256, 128), batch 256: 4 parts of 64 rows 1.09-1.26x, 8 parts of 32
+# rows 1.22-1.64x; batch 512: 4 parts of 128 rows 1.06-1.16x; batch 1024:
+# 4 / 8 parts of 256 / 128 rows 0.99-1.04x / 1.04-1.13x; 40 -> (100, 100),
+# batch 100: 4 parts of 25 rows 1.19-1.23x.  Hence parts of at least 128 rows
+# beyond two.  CPU_SPLIT_MIN_ROWS = 0 never splits (and
 # gives other roundings).
 CPU_SPLIT_MIN_ROWS = 64
 CPU_SPLIT_PART_ROWS = 128
