@@ -9,6 +9,7 @@ this machine's cores: the barrier yields its core), in joblib's loky and
 threading workers and in the main process.
 """
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -57,7 +58,11 @@ def fit_digest(case):
     cls, kw = CASES[case]
     X, y = _data()
     params = dict(hidden_layer_sizes=(32, 16), max_iter=6, random_state=0, backend="cpu", **kw)
-    with warnings.catch_warnings(), _config.override(CPU_SPLIT_PART_ROWS=PART_ROWS):
+    # (the threading workers run in a block that has set it already: overrides from
+    # several threads at once would restore in the wrong order, see _config)
+    parts = (contextlib.nullcontext() if _config.CPU_SPLIT_PART_ROWS == PART_ROWS else
+             _config.override(CPU_SPLIT_PART_ROWS=PART_ROWS))
+    with warnings.catch_warnings(), parts:
         warnings.simplefilter("ignore", ConvergenceWarning)
         if case.startswith("partial_fit"):
             est = cls(**params)
@@ -139,7 +144,10 @@ def test_the_thread_count_follows_numba_and_blas_limits(numba_threads, blas_thre
 @pytest.mark.parametrize("joblib_backend", ["loky", "threading"])
 def test_joblib_workers_give_the_same_weights(here, joblib_backend):
     cases = sorted(CASES)
-    got = Parallel(n_jobs=2, backend=joblib_backend)(delayed(fit_digest)(case) for case in cases)
+    with _config.override(CPU_SPLIT_PART_ROWS=PART_ROWS):  # (loky's workers set it themselves)
+        got = Parallel(n_jobs=2, backend=joblib_backend)(delayed(fit_digest)(case)
+                                                         for case in cases)
+    assert _config.CPU_SPLIT_PART_ROWS == _config._DEFAULTS["CPU_SPLIT_PART_ROWS"]
     assert dict(zip(cases, got)) == here
 
 
