@@ -94,6 +94,13 @@ class _OneThread:
                         lib.set_num_threads(self._original.pop(lib.filepath))
 
 
+    def given(self, libs):
+        """Each library's thread count as its users left it: the count saved where a
+        hold has it at one thread, else its current one."""
+        with self._lock:
+            return [self._original.get(lib.filepath, lib.num_threads) for lib in libs]
+
+
 _one_thread = _OneThread()
 
 
@@ -169,10 +176,7 @@ def _blas_threads():
     cores; ``threadpoolctl.threadpool_limits``), the smallest of them; None without a
     BLAS.  Where a fit in this process holds BLAS at one thread (``serial_blas``), the
     count it saved."""
-    counts = []
-    with _one_thread._lock:
-        for lib in _blas_controller().lib_controllers:
-            counts.append(_one_thread._original.get(lib.filepath, lib.num_threads))
+    counts = _one_thread.given(_blas_controller().lib_controllers)
     return min(counts) if counts else None
 
 
@@ -391,7 +395,8 @@ class Trainer:
         self.parts = parts = epoch_parts(spec, self.cap)
         self.threads = epoch_threads(parts)
         self.grad = np.zeros(parts * theta.shape[0], dtype=theta.dtype)
-        self.ws, self.iws = _workspaces(spec, self.cap, parts)
+        # a part's workspace: its rows only (ceil(cap / parts), see train_epoch)
+        self.ws, self.iws = _workspaces(spec, -(-self.cap // parts), parts)
         self.sync = np.zeros(SYNC_SIZE, dtype=np.int64)  # the split's barrier (see sync)
         self.red = np.zeros(2 * parts)                   # its parts' loss and sum(w^2)
         self._team = _Team(self)                         # threads 1 .. threads - 1

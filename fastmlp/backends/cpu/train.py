@@ -421,7 +421,7 @@ def loss_grad_sum(X, S, Y, y, sw, theta, grad, gbuf, layers, code, param, pieces
     if S is not None:
         n = S[2].shape[0] - 1
     P = theta.shape[0]
-    me = max(part, 0)
+    me = part
     q0 = me * parts // threads
     q1 = (me + 1) * parts // threads
     ws_t = ws.shape[0] // threads
@@ -477,7 +477,8 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     Parts: each batch's rows are cut into ``parts`` pieces of (nearly) equal
     size by the batch alone; each part gathers, runs forward and backward its
     rows with its own workspace (ws, iws: ``parts`` of them back to back) and
-    gradient (grad: (parts * n_params,)).  Then the parameter vector is cut
+    gradient (grad: (parts * n_params,)); a part's workspace holds
+    ceil(cap / parts) rows.  Then the parameter vector is cut
     into ``parts`` slices, and each slice gets the sum of the parts' gradients
     (added in part order: ``finish_gradient``), the L2 term and the step.
     ``red`` (2 * parts float64) carries the parts' loss and sum(w^2) shares,
@@ -500,6 +501,7 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
     n = order.shape[0]
     P = theta.shape[0]
     ws_part = ws.shape[0] // parts
+    rows = (cap + parts - 1) // parts  # the most rows a part has: its workspace's stride
     # this thread's parts (and parameter slices)
     q0 = part * parts // threads
     q1 = (part + 1) * parts // threads
@@ -517,7 +519,7 @@ def train_epoch(X, S, Y, y, sw, order, theta, grad, layers, code, param, pieces,
             red[q] = _rows_forward_backward_inline(
                 X, S, Y, y, sw, order, start, lo, hi, Xb, Yb, yb, swb, theta,
                 grad[q * P:(q + 1) * P], layers, code, param, pieces, out_code, scale,
-                ws[q * ws_part:(q + 1) * ws_part], _part_of(iws, q, parts), cap, drop)
+                ws[q * ws_part:(q + 1) * ws_part], _part_of(iws, q, parts), rows, drop)
         if threads > 1 and not call(barrier, (sync, threads)):
             return np.nan
         data = 0.0  # the parts' sums added in one order, by every thread
