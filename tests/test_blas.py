@@ -92,19 +92,18 @@ def test_numpys_openblas_is_called_where_numpy_ships_one():
         assert blas.KERNEL_BLAS in ("numba-np.dot",) or blas.kernel_blas_path()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
-def test_the_mapped_openblas_libraries_are_threadpoolctls():
-    """Start-up (issue 28): the OpenBLAS libraries are read from /proc/self/maps, not
-    listed by threadpoolctl (which resolves the path of every loaded library); both
-    name the same files."""
-    from threadpoolctl import ThreadpoolController
+def test_one_threadpoolctl_scan_serves_the_lookup_and_the_thread_limits():
+    """Start-up (issue 28): the kernels' BLAS is looked up in the same threadpoolctl
+    controller that the CPU backend limits threads with (one scan of the loaded
+    libraries a process), and it is one of the OpenBLAS libraries listed there."""
+    from fastmlp.backends import cpu
 
-    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's copy loaded too)
-
-    theirs = {os.path.realpath(lib.filepath) for lib in
-              ThreadpoolController().select(internal_api="openblas").lib_controllers}
-    ours = {os.path.realpath(p) for p in blas._mapped_openblas() or ()}
-    assert ours == theirs
+    assert cpu._blas_controller() is blas.controller()
+    openblas = {os.path.realpath(lib.filepath) for lib in blas.controller().lib_controllers
+                if lib.internal_api == "openblas"}
+    path = blas.kernel_blas_path()
+    if path is not None:
+        assert os.path.realpath(path) in openblas
 
 
 @pytest.mark.skipif(blas.KERNEL_BLAS == "numba-np.dot",

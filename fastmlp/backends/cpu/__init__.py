@@ -28,7 +28,7 @@ refresh_numba_cache(Path(__file__).parent, _ext.state())
 
 from ... import _config  # read at call time: an override is seen by the next call
 from ..._registry import SGD
-from ..layout import FAN_IN, ZCOLS, csr_arrays
+from ..layout import csr_arrays
 from .sync import ABORT, SYNC_SIZE, publish, wait_change
 from .train import loss_grad_batch, loss_grad_sum, predict_csr, predict_forward, train_epoch
 
@@ -43,23 +43,8 @@ def is_available():
     return True
 
 
-_blas = None
-
-
-def _blas_controller():
-    """A threadpoolctl controller over the loaded BLAS libraries (built once).
-
-    The kernels call NumPy's BLAS (``blas``), or SciPy's through numba's
-    ``np.dot`` where NumPy's cannot be called directly: both are loaded first
-    so that the controller sees both.
-    """
-    global _blas
-    if _blas is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
-        from threadpoolctl import ThreadpoolController
-
-        _blas = ThreadpoolController().select(user_api="blas")
-    return _blas
+# the BLAS libraries' threadpoolctl controller, shared with the kernels' BLAS lookup
+_blas_controller = blas.controller
 
 
 class _OneThread:

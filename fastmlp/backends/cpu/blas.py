@@ -10,8 +10,8 @@ a backward pass (dW = H^T dZ, one thread, called from a kernel: 100x40x100
 
 The extension (contained, see ``_ext``): at import, the addresses of NumPy's
 64-bit-integer ``cblas_sgemm``, ``cblas_dgemm``, ``cblas_sgemv`` and
-``cblas_dgemv`` (found among the loaded OpenBLAS libraries: ``/proc/self/maps``
-on Linux, threadpoolctl's list elsewhere)
+``cblas_dgemv`` (found among the loaded OpenBLAS libraries, as threadpoolctl
+lists them: ``controller``)
 are registered with LLVM under the names ``fastmlp_sgemm`` etc., and ``gemm``
 calls those names (an ``@intrinsic`` emitting the call).  Compiled code
 refers to the names, not to an address, so numba's on-disk cache stays valid
@@ -25,7 +25,6 @@ Otherwise ``gemm`` is the plain ``np.dot``.  ``KERNEL_BLAS`` says which.
 
 import ctypes
 import os
-import sys
 
 import numpy as np
 from numba import njit, types
@@ -64,55 +63,30 @@ def gemm(A, B, out):
     _dot_into(A, B, out)
 
 
-# threadpoolctl's names of OpenBLAS builds, and the symbols it checks them by
-_OPENBLAS_PREFIXES = ("libopenblas", "libblas", "libscipy_openblas")
-_OPENBLAS_SYMBOLS = ("openblas_get_num_threads", "openblas_get_num_threads64_",
-                     "scipy_openblas_get_num_threads", "scipy_openblas_get_num_threads64_")
+_controller = None
 
 
-def _mapped_openblas():
-    """The files of the OpenBLAS libraries loaded in this process, read from
-    ``/proc/self/maps`` (Linux), or None where that cannot be read or lists none.
+def controller():
+    """A threadpoolctl controller over the process's BLAS libraries (built once: a
+    scan of the loaded libraries, ~15 ms).  Here the kernels' BLAS is looked up in it;
+    ``fastmlp.backends.cpu`` reads and limits the thread counts through it.  SciPy's
+    BLAS, which numba's ``np.dot`` calls, is loaded first so that it is listed too."""
+    global _controller
+    if _controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
+        from threadpoolctl import ThreadpoolController
 
-    The libraries threadpoolctl's ``internal_api="openblas"`` selects (file
-    name prefixes, an ``openblas_get_num_threads`` symbol) in ~2 ms, where
-    threadpoolctl, which resolves the path of each of the process's ~250
-    libraries first, took ~15 ms of a fresh import here (issue 28).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return None
-    paths = set()
-    for line in maps.splitlines():
-        fields = line.split(None, 5)
-        if len(fields) == 6 and os.path.basename(fields[5]).startswith(_OPENBLAS_PREFIXES):
-            paths.add(fields[5])
-    found = []
-    for path in sorted(paths):
-        try:
-            handle = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if any(hasattr(handle, name) for name in _OPENBLAS_SYMBOLS):
-            found.append(path)
-    return found or None
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
 
 
 def _numpy_cblas():
     """(path, {our name: address}) of NumPy's ILP64 OpenBLAS ?gemm and ?gemv, or None."""
-    paths = _mapped_openblas()
-    if paths is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            paths = [lib.filepath for lib in
-                     ThreadpoolController().select(internal_api="openblas").lib_controllers]
-        except Exception:  # threadpoolctl missing or unable to inspect: plain np.dot
-            return None
+    try:
+        paths = [lib.filepath for lib in controller().lib_controllers
+                 if lib.internal_api == "openblas"]
+    except Exception:  # threadpoolctl unable to inspect: plain np.dot
+        return None
     np_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
     # NumPy's own copy first (wheels: site-packages/numpy.libs, numpy/.dylibs)
     paths = sorted(paths, key=lambda path: not os.path.abspath(path).startswith(
