@@ -302,9 +302,11 @@ def maxout_unit(Z, b, i, u, pieces, H, argmax):
 
 
 def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
-    """Route dH[i, u] to the winning piece of unit u; the other pieces get 0."""
+    """Route dH[i, u] to the winning piece of unit u; the other pieces get 0.  (The
+    winner as an integer: the CUDA kernels keep argmax in their float workspace, and a
+    float32 winner would be compared with p through float64.)"""
     base = u * pieces
-    win = argmax[i, u]
+    win = int(argmax[i, u])
     for p in range(pieces):
         dZ[i, base + p] = dH[i, u] if p == win else of(dH[i, u], 0.0)
 

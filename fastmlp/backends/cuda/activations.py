@@ -1,8 +1,8 @@
 """Hidden-layer activations and their derivatives on NVIDIA GPUs.
 
 The per-element math is ``fastmlp/backends/scalar.py``, compiled here with
-``cuda.jit(device=True)`` (``act``, ``act_grad``, ``maxout_unit``; the maxout
-backward is written out here, for an argmax stored as floats); the GEMM phases
+``cuda.jit(device=True)`` (``act``, ``act_grad``, ``maxout_unit``,
+``maxout_unit_backward``, which takes the argmax stored as floats); the GEMM phases
 of ``dense.py`` call ``act`` and ``act_grad`` in their epilogues.  The two
 phases below finish the layers whose activation cannot be fused into a GEMM
 tile (maxout: a unit's pieces may straddle two tiles; prelu: its slope
@@ -23,6 +23,7 @@ from ..._registry import MAXOUT, PRELU
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
 maxout_unit = cuda.jit(device=True)(scalar.maxout_unit)
+maxout_unit_backward = cuda.jit(device=True)(scalar.maxout_unit_backward)
 drop_keep = cuda.jit(device=True)(scalar.dropout_keep)
 
 
@@ -50,17 +51,6 @@ def dropout_dh(dh, h, drows, dkey, dl, r, u, dthr, dscale, dkeep):
             return dh * dscale, h * dkeep
         return of(dh, 0.0), h
     return dh, h
-
-
-@cuda.jit(device=True)
-def maxout_unit_backward(dH, argmax, i, u, pieces, dZ):
-    """``scalar.maxout_unit_backward`` for an argmax stored as floats (``train.py`` keeps it
-    in the float workspace): the winner converted to an integer once, so that the pieces
-    are compared as integers (in float32 the comparison would go through float64)."""
-    base = u * pieces
-    win = int(argmax[i, u])
-    for p in range(pieces):
-        dZ[i, base + p] = dH[i, u] if p == win else of(dH[i, u], 0.0)
 
 
 @cuda.jit(device=True)
