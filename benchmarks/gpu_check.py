@@ -313,15 +313,23 @@ def time_torch(X, y, hidden, batch, epochs, device):
 # The launch signatures are not written out here: they are recorded by running the
 # backend's own Trainer, FullBatch and predict with host stand-ins for the device arrays
 # and the kernels, so whatever ``Program`` passes is what gets compiled.
+#
+# Registers, spills and occupancy are read from a build like the one fastmlp makes on a
+# GPU (no line info).  Line info changes what ptxas makes of a kernel (the float64
+# persistent kernel: 133 / 128 registers at sm_80 / sm_90 with it, 142 / 138 without, in
+# one measurement), so it is only in a second build, of the float32 kernels, made in a
+# child process (``--ptx-sites``): its line info names the source line of each float64
+# instruction for the allow-list.  The two builds must agree on the float64 counts.
 
 PTX_CCS = ((8, 0), (9, 0))
-# The quick report (``--ptx-quick``, what tests/test_ptx.py runs in CI): two lowerings, so
-# that it fits CI's few minutes.  The float32 persistent kernel holds every phase (the
-# float64-leak check reads it, and it has the most registers) and is built for both
-# capabilities; the float64 per-phase kernel (the other kernel, the other dtype) for
-# sm_90.  The full report (--ptx-report; FASTMLP_PTX_FULL=1 in tests/test_ptx.py) builds
-# every launched signature for both.
+# The quick report (``--ptx-quick``, what tests/test_ptx.py runs in CI): three lowerings
+# (and a fourth, with line info, for the float32 sites), so that it fits CI's few
+# minutes.  The persistent kernels hold every phase (the float64-leak check reads the
+# float32 one; the float64 one has the most registers) and are built for both
+# capabilities; the float64 per-phase kernel for sm_90.  The full report (--ptx-report;
+# FASTMLP_PTX_FULL=1 in tests/test_ptx.py) builds every launched signature for both.
 PTX_QUICK = {("epoch_kernel", "float32"): ((8, 0), (9, 0)),
+             ("epoch_kernel", "float64"): ((8, 0), (9, 0)),
              ("phase_kernel", "float64"): ((9, 0),)}
 # registers and shared memory per SM, and the most resident threads, by compute capability
 SM_LIMITS = {(8, 0): (65536, 167936, 2048), (9, 0): (65536, 233472, 2048)}
@@ -358,6 +366,8 @@ _TO_F64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?cvt(?:\.(?:rni|rzi|rmi|rpi|rn|rz|rm|r
 _F32_ARITH = re.compile(
     r"^\s*(?:@!?%p\d+\s+)?(add|sub|mul|fma|mad|div|rcp|sqrt|rsqrt|ex2|lg2|sin|cos|tanh)"
     r"(?:\.[a-z0-9]+)*\.f32\b")
+# a 64-bit integer division or remainder: a subroutine call in SASS (``_common.quot``)
+_DIV64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:div|rem)(?:\.[a-z]+)*\.[su]64\b")
 _LOC = re.compile(r"^\s*\.loc\s+(\d+)\s+(\d+)")
 _FILE = re.compile(r'^\s*\.file\s+(\d+)\s+"([^"]+)"')
 _SHARED = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+.*\[(\d+)\];")
@@ -385,6 +395,11 @@ def ptx_f64_sites(ptx):
         elif _F32_ARITH.match(line):
             f32 += 1
     return arith, conv, f32, sites
+
+
+def ptx_int64_divisions(ptx):
+    """The PTX's 64-bit integer divisions and remainders (each a call in the SASS)."""
+    return sum(1 for line in ptx.splitlines() if _DIV64.match(line))
 
 
 def _source_line(path, line, _cache={}):
@@ -576,34 +591,38 @@ def launch_signatures(dtypes=("float32", "float64"), activations=None, forms=("d
     return out
 
 
-def _ptx_for(pyfunc, sig, ccs, launch_bounds):
-    """The kernel's PTX (with line info) for each compute capability in ``ccs``: typed and
-    lowered once, NVVM run per capability (numba's private entry, else compile_ptx per cc)."""
+def _ptx_for(pyfunc, sig, ccs, launch_bounds, lineinfo=False):
+    """The kernel's PTX for each compute capability in ``ccs``: typed and lowered once, NVVM
+    run per capability (numba's private entry, else compile_ptx per cc)."""
     from numba import cuda
     from numba.cuda import compiler
 
     lower = getattr(compiler, "_compile_pyfunc_with_fixup", None)
     if lower is not None:
         try:
-            lib, _ = lower(pyfunc, sig, debug=None, lineinfo=True, device=False, fastmath=False,
+            lib, _ = lower(pyfunc, sig, debug=None, lineinfo=lineinfo, device=False,
+                           fastmath=False,
                            cc=ccs[0], opt=None, abi="numba", abi_info=None, forceinline=False,
                            launch_bounds=launch_bounds, lto=False)
         except TypeError:  # another numba-cuda's private signature
             lower = None
     if lower is None:
-        return [cuda.compile_ptx(pyfunc, sig, lineinfo=True, cc=cc,
+        return [cuda.compile_ptx(pyfunc, sig, lineinfo=lineinfo, cc=cc,
                                  launch_bounds=launch_bounds)[0] for cc in ccs]
     return [lib.get_asm_strs(cc=cc)[0] for cc in ccs]
 
 
-def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None, only=None):
+def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None, only=None,
+               sites=False):
     """Compile every launched kernel variant for each cc; one dict per (kernel, dtype, cc).
     ``only``: {(kernel, dtype): ccs} (``PTX_QUICK``): those, each for its ccs, and of a
     (kernel, dtype) with several launched signatures the first one recorded.
 
     Must run in a process where numba's CUDA simulator is off and no kernel module has
-    been imported yet (device functions are compiled with line info from here on).
-    ``keep``: a folder that keeps the PTX and cubin files (else a temporary one).
+    been imported yet.  ``sites``: the line-info build (every device function compiled
+    with line info from here on), its float64 sites only, no ptxas; else the build
+    fastmlp makes.  ``keep``: a folder that keeps the PTX and cubin files (else a
+    temporary one).
     """
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         raise SystemExit("the compile report needs the real CUDA target: unset NUMBA_ENABLE_CUDASIM")
@@ -613,7 +632,7 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None,
     import numba.cuda.dispatcher as disp
 
     ptxas, cudadevrt = _compiler_paths()
-    if "fastmlp.backends.cuda" not in sys.modules:
+    if sites and "fastmlp.backends.cuda" not in sys.modules:
         # line info in every device function, so that each f64 instruction has a source line
         jit = cuda.jit
 
@@ -656,16 +675,24 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None,
                         continue
                     done.add(dtype)
                 t = time.perf_counter()
-                for cc, ptx in zip(want, _ptx_for(kernel.py_func, sig, want, bounds)):
-                    arith, conv, f32, sites = ptx_f64_sites(ptx)
-                    leaks, allowed = f64_leaks(sites)
+                for cc, ptx in zip(want, _ptx_for(kernel.py_func, sig, want, bounds, sites)):
+                    arith, conv, f32, where = ptx_f64_sites(ptx)
+                    leaks, allowed = f64_leaks(where) if sites else ({}, {})
                     base = f"{name}_{dtype}_{cc[0]}{cc[1]}"
+                    if sites:
+                        rows.append(dict(kernel=name, dtype=dtype, cc=f"{cc[0]}.{cc[1]}",
+                                         f64_arith=arith, to_f64=conv, f32_arith=f32,
+                                         f64_allowed=allowed, f64_leaks=[
+                                             [f, ln, txt, n]
+                                             for (f, ln, txt), n in sorted(leaks.items())]))
+                        continue
                     st = _ptxas(ptxas, ptx, cc, coop, work, base)
                     if coop:  # raises when it cannot link
                         _link_with_cudadevrt(os.path.join(work, base + ".cubin"), cc, cudadevrt)
                     rows.append(dict(
                         kernel=name, dtype=dtype, cc=f"{cc[0]}.{cc[1]}", threads=threads,
-                        launch_bounds=bounds, **st,
+                        launch_bounds=bounds, line_info=False, **st,
+                        int64_divisions=ptx_int64_divisions(ptx),
                         blocks_per_sm=blocks_per_sm(st["registers"], st["smem"], threads, cc),
                         f64_arith=arith, to_f64=conv, f32_arith=f32, f64_allowed=allowed,
                         f64_leaks=[[f, ln, txt, n] for (f, ln, txt), n in sorted(leaks.items())],
@@ -679,22 +706,26 @@ def ptx_report(ccs=PTX_CCS, dtypes=("float32", "float64"), log=print, keep=None,
 def ptx_table(rows):
     """The report as one markdown table."""
     out = ["| kernel | dtype | sm | registers | spills (B) | stack (B) | shared (B) | "
-           "blocks/SM at %d threads | f64 arith | cvt to f64 | f32 arith | f64 allowed | "
-           "f64 leaks |" % rows[0]["threads"],
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+           "blocks/SM at %d threads | int64 div | f64 arith | cvt to f64 | f32 arith | "
+           "f64 allowed | f64 leaks |" % rows[0]["threads"],
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         allowed = ", ".join(f"{k} {v}" for k, v in sorted(r["f64_allowed"].items())) or "-"
         out.append(f"| {r['kernel']} | {r['dtype']} | {r['cc'].replace('.', '')} | "
                    f"{r['registers']} | {r['spill_bytes']} | {r['stack']} | {r['smem']} | "
-                   f"{r['blocks_per_sm']} | {r['f64_arith']} | {r['to_f64']} | {r['f32_arith']} | "
+                   f"{r['blocks_per_sm']} | {r['int64_divisions']} | {r['f64_arith']} | "
+                   f"{r['to_f64']} | {r['f32_arith']} | "
                    f"{allowed if r['dtype'] == 'float32' else 'n/a'} | "
                    f"{sum(n for *_, n in r['f64_leaks']) if r['dtype'] == 'float32' else 'n/a'} |")
     return "\n".join(out)
 
 
 def ptx_failures(rows):
-    """What the compile check fails on: spills, a kernel that cannot be resident, float64
-    work in a float32 kernel outside F64_ALLOWED."""
+    """What the compile check fails on: spills, a kernel that cannot be resident, a 64-bit
+    integer division in the persistent kernel, float64 work in a float32 kernel outside
+    F64_ALLOWED.  (The per-phase kernel holds three, which LLVM writes to count the trips
+    of a grid-stride loop it unrolls, on a path taken only past 2**32: not ours to remove,
+    and nothing is live across the loop there.)"""
     bad = []
     for r in rows:
         what = f"{r['kernel']} {r['dtype']} sm_{r['cc'].replace('.', '')}"
@@ -702,13 +733,53 @@ def ptx_failures(rows):
             bad.append(f"{what}: {r['spill_bytes']} bytes of register spills")
         if r["blocks_per_sm"] < 1:
             bad.append(f"{what}: cannot be resident ({r['registers']} registers)")
+        if r["int64_divisions"] and r["kernel"] == "epoch_kernel":
+            bad.append(f"{what}: {r['int64_divisions']} 64-bit integer division(s) "
+                       "(a call each; _common.quot)")
         if r["dtype"] == "float32":
             for f, ln, txt, n in r["f64_leaks"]:
                 bad.append(f"{what}: {n} float64 instruction(s) at {f}:{ln}: {txt}")
     return bad
 
 
-def run_ptx_report(json_path=None, keep=None, quick=False):
+def f64_sites_of_float32_builds(only=None):
+    """{(kernel, cc): row} of ``ptx_report(sites=True)`` for the float32 kernels, built in
+    a child process (line info must be on before the kernel modules are imported)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "sites.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--ptx-sites", "--json", out]
+        if only is not None:
+            cmd.append("--ptx-quick")
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if p.returncode or not os.path.exists(out):
+            raise RuntimeError(f"the line-info build failed: {p.stdout[-2000:]}{p.stderr[-2000:]}")
+        with open(out) as f:
+            return {(r["kernel"], r["cc"]): r for r in json.load(f)["rows"]}
+
+
+def merge_f64_sites(rows, site_rows):
+    """The float32 rows of the build fastmlp makes, given the allow-list's verdict from the
+    line-info build; a float32 row whose float64 counts differ between the two builds (or
+    that the line-info build lacks) gets a leak entry saying so."""
+    for r in rows:
+        if r["dtype"] != "float32":
+            continue
+        s = site_rows.get((r["kernel"], r["cc"]))
+        if s is None or (s["f64_arith"], s["to_f64"]) != (r["f64_arith"], r["to_f64"]):
+            got = "none" if s is None else f"{s['f64_arith']} + {s['to_f64']}"
+            r["f64_leaks"] = [["?", 0, f"the line-info build has {got} float64 "
+                               f"instructions, this one {r['f64_arith']} + {r['to_f64']}", 1]]
+            r["f64_allowed"] = {}
+        else:
+            r["f64_leaks"], r["f64_allowed"] = s["f64_leaks"], s["f64_allowed"]
+    return rows
+
+
+def run_ptx_report(json_path=None, keep=None, quick=False, sites=False):
     import json
 
     try:
@@ -718,7 +789,15 @@ def run_ptx_report(json_path=None, keep=None, quick=False):
               'pip install "numba-cuda[cu12]"')
         return 2
     t = time.perf_counter()
-    rows = ptx_report(keep=keep, only=PTX_QUICK if quick else None)
+    only = PTX_QUICK if quick else None
+    if sites:  # the child of f64_sites_of_float32_builds
+        rows = ptx_report(dtypes=("float32",), only=only, sites=True)
+        with open(json_path, "w") as f:
+            json.dump({"rows": rows}, f)
+        return 0
+    rows = ptx_report(keep=keep, only=only)
+    if any(r["dtype"] == "float32" for r in rows):
+        merge_f64_sites(rows, f64_sites_of_float32_builds(only))
     bad = ptx_failures(rows)
     print(ptx_table(rows))
     for b in bad:
@@ -777,6 +856,7 @@ def main(argv=None):
     ap.add_argument("--ptx-quick", action="store_true",
                     help="the compile report for PTX_QUICK only (both kernels and dtypes, "
                          "sm_90, the float32 persistent kernel also sm_80): what CI runs")
+    ap.add_argument("--ptx-sites", action="store_true", help=argparse.SUPPRESS)  # internal
     ap.add_argument("--json", metavar="PATH", help="with --ptx-report: also write it as JSON")
     ap.add_argument("--ptx-dir", metavar="DIR", help="with --ptx-report: keep the PTX there")
     ap.add_argument("--skip-tests", action="store_true", help="leave the test file out")
@@ -785,8 +865,9 @@ def main(argv=None):
     ap.add_argument("--skip-sparse", action="store_true", help="leave the sparse step out")
     args = ap.parse_args(argv)
 
-    if args.compile_ptx or args.ptx_quick:
-        return run_ptx_report(args.json, args.ptx_dir, quick=args.ptx_quick)
+    if args.compile_ptx or args.ptx_quick or args.ptx_sites:
+        return run_ptx_report(args.json, args.ptx_dir, quick=args.ptx_quick,
+                              sites=args.ptx_sites)
     if args.dry_run:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
     else:

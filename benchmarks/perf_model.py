@@ -20,9 +20,10 @@ refutes.  The prediction for a phase is the largest of three floors:
   tile), each a global load, two ``syncthreads`` and 16 x R^2 FMAs with 8 warps a block
   to hide them.
 
-The persistent grid holds BLOCKS_PER_SM 256-thread blocks an SM: two since the float32
-kernel came down to 112-116 registers a thread (ptxas, sm_80 / sm_90; it held 215-223,
-one block an SM, before issue 29 item 2), so up to 264 blocks on 132 SMs.  A phase with
+The persistent grid holds BLOCKS_PER_SM 256-thread blocks an SM: two since the kernel
+came down to 108-111 registers a thread in float32 and 128 in float64 (ptxas, sm_80 /
+sm_90; it held 215-225, one block an SM, before issue 29 item 2), so up to 264 blocks on
+132 SMs.  (The cases below are float32; a float64 epoch has the same grid.)  A phase with
 more than 132 tiles then runs them in half the waves, two blocks (16 warps) an SM; a
 phase with fewer still fills one block on each of that many SMs.  The table's
 "SMs x blocks" column says which.

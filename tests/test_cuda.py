@@ -165,6 +165,33 @@ def test_grid_stride_covers_every_element_once(grid, n, nt):
     assert (seen == 1).all()
 
 
+@pytest.mark.parametrize("grid", range(1, 6))
+@pytest.mark.parametrize("n,cols,nt", [(1, 1, 9), (7, 3, 4), (5, 17, 4), (40, 6, 9),
+                                       (3, 1000, 7), (64, 10, 256)])
+def test_cell_walk_is_the_divided_grid_stride_loop(grid, n, cols, nt):
+    """``cells`` / ``next_cell`` (the elementwise phases' walk over an n x cols grid, with
+    no division a step) visit, for every thread, the cells that t // cols, t % cols over
+    ``range(g, n * cols, stride)`` gives, in that order."""
+    stride = grid * nt
+    for g in range(stride):
+        want = [divmod(t, cols) for t in range(g, n * cols, stride)]
+        got = []
+        i, j, di, dj = _common.cells(g, stride, cols)
+        while i < n:
+            got.append((i, j))
+            i, j = _common.next_cell(i, j, di, dj, cols)
+        assert got == want, (g, stride)
+
+
+def test_quot_is_floor_division_below_2_31():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2**31, 2000)
+    b = rng.integers(1, 2**31, 2000)
+    b[:500] = rng.integers(1, 300, 500)
+    assert [int(_common.quot(x, y)) for x, y in zip(a, b)] == list(a // b)
+    assert _common.quot(2**31 - 1, 1) == 2**31 - 1 and _common.quot(0, 7) == 0
+
+
 def test_phase_blocks_cover_each_phase():
     spec = _spec("maxout", 0, hidden=(7, 4))
     table = g_train.schedule(spec.layers, spec.code, True)

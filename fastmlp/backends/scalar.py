@@ -145,10 +145,18 @@ def softmax_row(O, i, P):
         if O[i, j] > mx:
             mx = O[i, j]
     s = of(mx, 0.0)
-    for j in range(k):
+    j = 0
+    while j < k:
         e = math.exp(O[i, j] - mx)
         P[i, j] = e
         s += e
+        j += 1
+        # Never true (exp is not negative, NaN compares false): a second exit, which
+        # keeps NVVM from unrolling this loop four times over (four float64 exps in
+        # flight cost the persistent CUDA kernel 11 registers; issue 29).  On the CPU,
+        # LLVM knows exp's sign and removes it.
+        if e < of(e, 0.0):
+            break
     for j in range(k):
         P[i, j] /= s  # a division, as scikit-learn's softmax (not times 1 / s)
     return mx, s

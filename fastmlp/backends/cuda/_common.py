@@ -15,7 +15,9 @@ exactly once for any number of blocks).  A phase is a loop
 so block ``b`` of a grid of ``g`` blocks takes tiles b, b + g, b + 2g, ...
 """
 
+import numpy as np
 from numba import cuda
+from numba.extending import register_jitable
 
 from ... import _config
 from ..layout import N_COLS
@@ -38,14 +40,14 @@ MAX_BLOCKS = 4096
 
 # Resident blocks per SM each kernel is compiled for (its launch bounds, with blocks
 # of CUDA_TILE^2 threads): ptxas keeps a thread to 65536 / (blocks x threads)
-# registers.  The per-phase kernel fits two 256-thread blocks (<= 128 registers)
-# without spilling.  The persistent kernel (every phase inlined in one loop) needs
-# 110-114 registers in float32 (sm_90 / sm_80), two blocks an SM without asking, but
-# 136-138 in float64, which held to 128 still spills 8-64 bytes a thread; so its
-# bounds ask for one block until the float64 kernel fits too (benchmarks/RESULTS.md,
-# issue 29 item 2).  ``benchmarks/gpu_check.py --ptx-report`` prints what ptxas made
-# of these; tests/test_ptx.py fails on any spill.
-EPOCH_MIN_BLOCKS_PER_SM, PHASE_MIN_BLOCKS_PER_SM = 1, 2
+# registers.  Both kernels ask for two 256-thread blocks an SM (<= 128 registers), which
+# they meet without spilling in float32 and float64, for sm_80 and sm_90: the per-phase
+# kernel always did; the persistent kernel (every phase inlined in one loop) since its
+# arguments were packed, its grid-stride loops stopped dividing in 64 bits (``quot``
+# below) and the softmax loop stopped being unrolled (benchmarks/RESULTS.md, issue 29).
+# ``benchmarks/gpu_check.py --ptx-report`` prints what ptxas made of these;
+# tests/test_ptx.py fails on any spill.
+EPOCH_MIN_BLOCKS_PER_SM, PHASE_MIN_BLOCKS_PER_SM = 2, 2
 
 
 def tile():
@@ -73,6 +75,45 @@ def driver():
     return d
 
 
+# --- integer division without a 64-bit divide ----------------------------------------------
+#
+# A 64-bit integer division is no GPU instruction: ptxas makes each ``div.s64`` a call of
+# a subroutine, and every value live across the call must sit in registers the call
+# leaves alone.  In the persistent kernel that cost registers at every grid-stride loop
+# (numba's ``range(start, stop, step)`` divides to count its trips) and tile origin:
+# 35 such calls made the float64 kernel 140 registers where the arithmetic needs fewer
+# (benchmarks/RESULTS.md, issue 29).  So the kernels walk grid-stride loops with
+# ``while`` and additions, and divide only what is known to be below 2**31 (tile numbers,
+# thread counts, columns), in 32-bit unsigned arithmetic, which is inline code.
+
+
+@register_jitable
+def quot(a, b):
+    """a // b for 0 <= a < 2**31 and 0 < b < 2**31, by a 32-bit unsigned division."""
+    return np.int64(np.uint32(a) // np.uint32(b))
+
+
+@register_jitable
+def cells(g, stride, cols):
+    """The walk of a grid-stride loop over a row-major grid ``cols`` wide, without a
+    division per step: (i, j, di, dj), cell g = (i, j) and a step of ``stride`` cells =
+    (di, dj).  g, stride and cols below 2**31 (g and stride: thread numbers), cols > 0.
+    ``next_cell`` takes the step."""
+    i = quot(g, cols)
+    di = quot(stride, cols)
+    return i, g - i * cols, di, stride - di * cols
+
+
+@register_jitable
+def next_cell(i, j, di, dj, cols):
+    """(i, j) advanced by (di, dj) cells in a grid ``cols`` wide (j, dj < cols)."""
+    j += dj
+    i += di
+    if j >= cols:
+        return i + 1, j - cols
+    return i, j
+
+
 # --- the tile schedule (plain Python; compiled below) -----------------------------------
 
 
@@ -83,7 +124,7 @@ def tiles_along(n, edge):
 
 def tile_origin(t, tiles_x, edge):
     """(row0, col0) of tile ``t`` in a row-major grid of tiles ``tiles_x`` wide."""
-    ty = t // tiles_x
+    ty = quot(t, tiles_x)
     return ty * edge, (t - ty * tiles_x) * edge
 
 
@@ -95,13 +136,16 @@ def backward_tile(t, n_weight_tiles, tiles_x_w, tiles_x_in, edge):
     """
     # tile_origin spelled out: a device function may call only device functions
     if t < n_weight_tiles:
-        ty = t // tiles_x_w
+        ty = quot(t, tiles_x_w)
         return 0, ty * edge, (t - ty * tiles_x_w) * edge
     u = t - n_weight_tiles
-    ty = u // tiles_x_in
+    ty = quot(u, tiles_x_in)
     return 1, ty * edge, (u - ty * tiles_x_in) * edge
 
 
+d_quot = cuda.jit(device=True)(quot)
+d_cells = cuda.jit(device=True)(cells)
+d_next_cell = cuda.jit(device=True)(next_cell)
 d_tiles_along = cuda.jit(device=True)(tiles_along)
 d_tile_origin = cuda.jit(device=True)(tile_origin)
 d_backward_tile = cuda.jit(device=True)(backward_tile)

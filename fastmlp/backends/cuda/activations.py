@@ -19,6 +19,7 @@ from numba import cuda
 from .. import scalar
 from ..scalar import DROP_ALL_KEPT, of
 from ..._registry import MAXOUT, PRELU
+from ._common import d_cells, d_next_cell
 
 act = cuda.jit(device=True)(scalar.act)
 act_grad = cuda.jit(device=True)(scalar.act_grad)
@@ -64,11 +65,11 @@ def maxout_forward_phase(Z, b, pieces, H, argmax, g, stride, drows, dkey, dl, dt
     row drows[i] of layer dl is kept, else 0 (as ``dense.forward_tiles``).
     """
     n, units = H.shape
-    for t in range(g, n * units, stride):
-        i = t // units
-        u = t - i * units
+    i, u, di, du = d_cells(g, stride, units)
+    while i < n:
         maxout_unit(Z, b, i, u, pieces, H, argmax)
         H[i, u] = dropout_h(H[i, u], drows, dkey, dl, i, u, dthr, dscale)
+        i, u = d_next_cell(i, u, di, du, units)
 
 
 @cuda.jit(device=True)
@@ -82,12 +83,13 @@ def hidden_backward_phase(code, dH, Z, H, argmax, pieces, param, slopes, dZ, dsl
     """
     n, units = dH.shape
     if code == MAXOUT:
-        for t in range(g, n * units, stride):
-            i = t // units
-            u = t - i * units
+        i, u, di, du = d_cells(g, stride, units)
+        while i < n:
             maxout_unit_backward(dH, argmax, i, u, pieces, dZ)
+            i, u = d_next_cell(i, u, di, du, units)
     elif code == PRELU:
-        for u in range(g, units, stride):
+        u = g
+        while u < units:
             a = slopes[u]
             s = of(a, 0.0)
             for i in range(n):
@@ -97,3 +99,4 @@ def hidden_backward_phase(code, dH, Z, H, argmax, pieces, param, slopes, dZ, dsl
                     s += gh * z
                 dZ[i, u] = gh * act_grad(code, z, H[i, u], param, a)
             dslopes[u] = s
+            u += stride

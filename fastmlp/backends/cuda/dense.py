@@ -71,7 +71,8 @@ def gemm_phases(T, R):
         n, K = A.shape
         tiles_x = d_tiles_along(M, TR)
         n_tiles = tiles_x * d_tiles_along(n, TR)
-        for t in range(first, n_tiles, step):
+        t = first
+        while t < n_tiles:  # tiles first, first + step, ... (no range: _common.quot)
             row0, col0 = d_tile_origin(t, tiles_x, TR)
             for a in range(R):
                 for c in range(R):
@@ -120,6 +121,7 @@ def gemm_phases(T, R):
                                 ws[row, meta[lr + H_OFF] + col] = dropout_h(
                                     act(code, z, param, slope), drows, meta[M_DKEY], l, row,
                                     col, meta[lr + M_DTHR], fx[F_DFL + l])
+            t += step
 
     @cuda.jit(device=True)
     def backward_tiles(Hp, dZ, theta, grad, w_off, b_off, lam, with_inputs, ws, first, step,
@@ -143,7 +145,8 @@ def gemm_phases(T, R):
         ix = d_tiles_along(K, T)
         n_in = ix * d_tiles_along(n, T) if with_inputs else 0
         sq = of(lam, 0.0)  # in theta's dtype, like lam
-        for t in range(first, n_w + n_in, step):
+        t = first
+        while t < n_w + n_in:
             kind, r0, c0 = d_backward_tile(t, n_w, wx, ix, T)
             acc[0, 0] = 0
             if kind == 0:
@@ -221,6 +224,7 @@ def gemm_phases(T, R):
                                                       param, slope)
                     else:
                         ws[r, oo + i] = dh
+            t += step
         return sq
 
     return forward_tiles, backward_tiles

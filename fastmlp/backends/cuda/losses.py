@@ -22,6 +22,7 @@ from numba import cuda
 from .. import scalar
 from ..scalar import of
 from ..._registry import OUT_SOFTMAX
+from ._common import d_cells, d_next_cell
 
 pointwise_output = cuda.jit(device=True)(scalar.pointwise_output)
 softmax_row = cuda.jit(device=True)(scalar.softmax_row)
@@ -38,10 +39,12 @@ def loss_phase(out_code, O, Y, y, sw, scale, dO, g, stride):
     """
     has_w = sw.shape[0] > 0
     part = 0.0  # float64: the loss sum
-    for i in range(g, O.shape[0], stride):
+    i = g
+    while i < O.shape[0]:  # (while, not range: see _common.quot)
         w = sw[i] if has_w else of(scale, 1.0)
         gi = w * scale
         part += w * output_row_loss(out_code, O, Y, y, i, gi, dO, dO)
+        i += stride
     return part
 
 
@@ -50,13 +53,15 @@ def output_phase(out_code, apply_out, O, P, g, stride):
     """P = the prediction of the logits O (apply_out) or O itself; (m, k) each."""
     n, k = O.shape
     if apply_out and out_code == OUT_SOFTMAX:
-        for i in range(g, n, stride):
+        i = g
+        while i < n:
             softmax_row(O, i, P)
+            i += stride
         return
-    for t in range(g, n * k, stride):
-        i = t // k
-        j = t - i * k
+    i, j, di, dj = d_cells(g, stride, k)
+    while i < n:
         if apply_out:
             P[i, j] = pointwise_output(out_code, O[i, j])
         else:
             P[i, j] = O[i, j]
+        i, j = d_next_cell(i, j, di, dj, k)

@@ -51,12 +51,12 @@ def step_phase(solver, theta, grad, state1, state2, lr, momentum, nesterov, beta
     Adam: m <- b1 m + c1 g; v <- b2 v + c2 g^2; theta -= lr_t m / (sqrt(v) + eps).
     """
     P = theta.shape[0]
-    if solver == SGD:
-        for i in range(g, P, stride):
+    i = g
+    while i < P:  # (while, not range: see _common.quot)
+        if solver == SGD:
             sgd_update(theta, grad, state1, i, lr, momentum, nesterov)
-    elif solver == ADAM:
-        for i in range(g, P, stride):
+        elif solver == ADAM:
             adam_update(theta, grad, state1, state2, i, lr, beta1, c1, beta2, c2, eps)
-    elif solver == SUM_GRAD:
-        for i in range(g, P, stride):
+        elif solver == SUM_GRAD:
             state1[i] += grad[i]
+        i += stride

@@ -42,6 +42,7 @@ grid of any size covers it, as its own launch or one step of the persistent kern
 from numba import cuda
 
 from ..scalar import of
+from ._common import d_cells, d_next_cell, d_quot
 from .activations import act, dropout_h
 
 # The most feature groups of ``csr_backward_phase`` (work items: groups x zcols; a power
@@ -63,9 +64,8 @@ def csr_forward_phase(data, indices, indptr, order, start, theta, w_off, b_off, 
     when ``fuse`` (may be Z).  An empty row gives the bias.
     """
     n, zc = Z.shape
-    for t in range(g, n * zc, stride):
-        i = t // zc
-        j = t - i * zc
+    i, j, di, dj = d_cells(g, stride, zc)
+    while i < n:  # (while, not range: see _common.quot)
         r = order[start + i]
         s = of(param, 0.0)
         for p in range(indptr[r], indptr[r + 1]):
@@ -78,6 +78,7 @@ def csr_forward_phase(data, indices, indptr, order, start, theta, w_off, b_off, 
                                 dscale)
         else:
             Z[i, j] = s
+        i, j = d_next_cell(i, j, di, dj, zc)
 
 
 @cuda.jit(device=True)
@@ -92,17 +93,18 @@ def csr_backward_phase(data, indices, indptr, order, start, dZ, theta, grad, w_o
     """
     m, zc = dZ.shape
     zero = of(lam, 0.0)
-    most = min(fan_in, CSR_GROUPS_MAX, stride // zc)
+    most = min(fan_in, CSR_GROUPS_MAX, d_quot(stride, zc))
     groups = 1
     while groups * 2 <= most:
         groups *= 2
     mask = groups - 1
     sq = zero
-    for t in range(g, groups * zc, stride):
-        q = t // zc
-        j = t - q * zc
-        for c in range(q, fan_in, groups):
+    q, j, dq, dj = d_cells(g, stride, zc)
+    while q < groups:
+        c = q
+        while c < fan_in:
             grad[w_off + c * zc + j] = zero
+            c += groups
         db = zero
         for i in range(m):
             r = order[start + i]
@@ -115,9 +117,12 @@ def csr_backward_phase(data, indices, indptr, order, start, dZ, theta, grad, w_o
         if q == 0:
             grad[b_off + j] = db
         if lam != zero:
-            for c in range(q, fan_in, groups):
+            c = q
+            while c < fan_in:
                 k = w_off + c * zc + j
                 w = theta[k]
                 sq += w * w
                 grad[k] += lam * w
+                c += groups
+        q, j = d_next_cell(q, j, dq, dj, zc)
     return sq

@@ -64,7 +64,8 @@ from ._common import (
     M_APPLY, M_CODE, M_DCOLS, M_DKEY, M_DTHR, M_GID, M_GRAD, M_HASSW, M_HASY, M_HASYL, M_IND,
     M_IP, M_L, M_NB, M_NEST, M_NF, M_NROWS, M_NTAB, M_ORD, M_OUT, M_PIECES, M_S1, M_S2,
     M_SOLVER, M_SWB, M_XB, M_XDIRECT, M_YB, M_YLB, M_YO, M_ZERO, M_ARG,
-    EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, driver,
+    EPOCH_MIN_BLOCKS_PER_SM, MAX_BLOCKS, PHASE_MIN_BLOCKS_PER_SM, block_sum_add, d_cells,
+    d_next_cell, driver,
     reg_block, tile,
 )
 from .activations import hidden_backward_phase, maxout_forward_phase
@@ -187,15 +188,18 @@ def kernels(T, R):
         nc = meta[M_DCOLS]
         oo = meta[M_ORD] + start
         xo = meta[M_XB]
-        for t in range(g, m * nc, stride):
-            i = t // nc
-            j = t - i * nc
-            ws[i, xo + j] = D[ix[oo + i], j]
+        if nc > 0:  # (while, not range: see _common.quot)
+            i, j, di, dj = d_cells(g, stride, nc)
+            while i < m:
+                ws[i, xo + j] = D[ix[oo + i], j]
+                i, j = d_next_cell(i, j, di, dj, nc)
         if meta[M_HASYL] != 0:
             yo = meta[M_YO]
             lo = meta[M_YLB]
-            for i in range(g, m, stride):
+            i = g
+            while i < m:
                 ix[lo + i] = ix[yo + ix[oo + i]]
+                i += stride
 
     @cuda.jit(device=True)
     def run_phase(kind, l, b, ix, fx, D, scales, params, ws, P, sA, sB, acc,
@@ -367,18 +371,20 @@ def kernels(T, R):
         # the thread's loss sum in red[its index] (float64 shared), not in registers, added
         # to phase by phase in the order a register sum would add
         red[cuda.threadIdx.x + cuda.threadIdx.y * T] = 0.0
-        # phase q of the epoch: batch q // n_phases, the schedule's row q % n_phases (one
-        # counter, the counts read from meta each time: less held through the loop)
-        q = 0
-        while q < meta[M_NB] * meta[M_NTAB]:
-            n_phases = meta[M_NTAB]
-            b = q // n_phases
-            r = (LR + meta[M_L] + q - b * n_phases) * META_COLS  # the schedule's row
+        # phase p of batch b (the counts read from meta each time: less held through the
+        # loop; counted, not divided: _common.quot)
+        b = 0
+        p = 0
+        while b < meta[M_NB]:
+            r = (LR + meta[M_L] + p) * META_COLS  # the schedule's row
             part = run_phase(meta[r], meta[r + 1], b, ix, fx, D, scales, params, ws, P,
                              sA, sB, acc, a_reg, b_reg)
             red[(cuda.threadIdx.x + cuda.threadIdx.y * T + meta[M_ZERO]) & 1023] += part  # f64
             cuda.cg.this_grid().sync()  # (the grid's handle fetched here, not held)
-            q += 1
+            p += 1
+            if p == meta[M_NTAB]:
+                p = 0
+                b += 1
         block_sum_add(red, red[cuda.threadIdx.x + cuda.threadIdx.y * T], 1.0, loss_acc)
 
     @cuda.jit(**({} if sim else {"launch_bounds": (NT, PHASE_MIN_BLOCKS_PER_SM)}))
