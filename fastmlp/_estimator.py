@@ -223,6 +223,21 @@ def _check_choice(name, value, choices):
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
 
 
+def _dtype_of(value):
+    """The model's NumPy dtype for the ``dtype`` parameter: "float32" or "float64", or
+    what NumPy reads as one of them (np.float32, np.dtype("float64"), "f4", ...)."""
+    if isinstance(value, str) and value in _DTYPES:
+        return _DTYPES[value]
+    try:
+        dt = np.dtype(value) if value is not None else None
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt.name not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)} (or a NumPy dtype of "
+                         f"either), got {value!r}.")
+    return _DTYPES[dt.name]
+
+
 class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor."""
 
@@ -318,7 +333,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         _check_choice("solver", self.solver, list(ALL_SOLVERS))
         _check_choice("learning_rate", self.learning_rate, ["constant", "invscaling", "adaptive"])
         _check_choice("backend", self.backend, list(BACKENDS))
-        _check_choice("dtype", self.dtype, list(_DTYPES))
+        _dtype_of(self.dtype)
         _check_number("alpha", self.alpha, low=0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             if isinstance(self.batch_size, str):
@@ -421,7 +436,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     def _prepare_data(self, X, y, sample_weight, first_pass, incremental, classes):
         """Validate X, y and the weights (on the draft) and build the kernels' arrays."""
         X, targets, out_activation = self._prepare_targets(X, y, first_pass, incremental, classes)
-        dtype = _DTYPES[self.dtype]
+        dtype = _dtype_of(self.dtype)
         if sp.issparse(X):  # kept sparse: CSR, multiplied as it is (see _solvers.densify)
             X = _to_csr(X, dtype)
         else:
@@ -514,7 +529,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return make_layout(
             n_features, self._hidden_sizes(), n_outputs, self._activation_name,
             self._activation_param(), self.maxout_pieces, OUTPUTS[out_activation],
-            _DTYPES[self.dtype],
+            _dtype_of(self.dtype),
         )
 
     @property
@@ -879,7 +894,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     backend : {"auto", "cpu", "cuda"}, default="auto"
         Where the math runs; "auto" uses a GPU when one is usable.
     dtype : {"float32", "float64"}, default="float32"
-        Precision of the computation.
+        Precision of the computation (a NumPy dtype of either, such as ``np.float64``,
+        is taken too).
     negative_slope : float, default=0.01
         Slope of leaky_relu for z < 0 (>= 0).
     prelu_init : float, default=0.25

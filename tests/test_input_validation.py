@@ -195,7 +195,9 @@ BAD_PARAMS = [
     (dict(n_iter_no_change=-np.inf), TypeError, "n_iter_no_change must be an integer"),
     (dict(backend="tpu"), ValueError, "backend must be one of .*'cuda'.*got 'tpu'"),
     (dict(dtype="float16"), ValueError, "dtype must be one of .*'float64'.*got 'float16'"),
-    (dict(dtype=np.float64), ValueError, "dtype must be one of"),
+    (dict(dtype=np.int32), ValueError, r"dtype must be one of .*got <class 'numpy.int32'>"),
+    (dict(dtype=None), ValueError, "dtype must be one of .*got None"),
+    (dict(dtype=np.float16), ValueError, "dtype must be one of"),
     (dict(learning_rate="cyclic"), ValueError, "learning_rate must be one of"),
     (dict(hidden_layer_sizes=(4, 0)), ValueError, r"hidden_layer_sizes must be > 0, got \[4, 0\]"),
     (dict(hidden_layer_sizes=-2), ValueError, "hidden_layer_sizes must be > 0"),
@@ -336,3 +338,22 @@ def test_malformed_sparse_index_arrays_are_refused_before_any_kernel(rng, fmt, h
         np.testing.assert_array_equal(a, b)
     # the same matrix, well formed, is accepted
     assert clf.predict(X.asformat(fmt) if fmt != "bsr" else X.tobsr()).shape == (40,)
+
+
+@pytest.mark.parametrize("given,name", [(np.float32, "float32"), (np.dtype("float64"), "float64"),
+                                        ("f8", "float64"), (np.float64, "float64")])
+def test_dtype_takes_a_numpy_dtype_of_either(given, name):
+    """dtype=np.float64 (or np.dtype, or a NumPy code) is the same model as the string; the
+    parameter is kept as given (get_params, clone)."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4))
+    y = rng.integers(0, 2, 60)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    a = MLPClassifier(dtype=given, **kw).fit(X, y)
+    b = MLPClassifier(dtype=name, **kw).fit(X, y)
+    assert a.coefs_[0].dtype == np.dtype(name)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert u.tobytes() == v.tobytes()
+    assert a.get_params()["dtype"] is given and clone(a).get_params()["dtype"] == given
