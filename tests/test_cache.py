@@ -193,3 +193,45 @@ def test_the_kept_walk_notices_new_modules(tmp_path):
     assert refresh_numba_cache(backend)
     assert _cached(backend) == []
     assert not refresh_numba_cache(backend)
+
+
+_FIT = """
+import hashlib, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X = rng.normal(size=(600, 6))
+y = rng.integers(0, 100, 600)
+m = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0,
+                  batch_size=100).fit(X, y)
+assert m.coefs_[0].dtype == np.float32
+print(hashlib.sha256(b"".join(a.tobytes() for a in m.coefs_ + m.intercepts_)).hexdigest())
+"""
+
+
+def test_cold_and_warm_processes_fit_the_same_model(tmp_path):
+    """A process that compiles the kernels and one that loads them from numba's cache fit
+    the same model, bit for bit (``backends/cpu/calls.py``, ``CALLEE_MATH``: a callee's
+    code was resolved to its own compilation in the first and to the copy inside
+    ``train_epoch``'s cached code in the second, and with "reassoc" the two rounded
+    softmax_row's sum differently: a float32 fit's weights differed)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    root = Path(fastmlp.__file__).parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+
+    def fit():
+        done = subprocess.run([sys.executable, "-c", _FIT], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+
+    cold = fit()
+    cached = list((tmp_path / "numba-cache").rglob("train.train_epoch-*.nbi"))
+    assert cached, "the first process cached no train_epoch"
+    warm = fit()
+    assert cold == warm

@@ -30,28 +30,28 @@ large standalone calls from ``fastmlp.ops``.
 import numpy as np
 from numba import njit, prange
 
-from ..._config import FASTMATH
+from .calls import CALLEE_MATH
 from ..._registry import LOGISTIC, RELU
 from .. import scalar
 
 # the per-element math is shared with the other backend: fastmlp/backends/scalar.py
-act = njit(inline="always", fastmath=FASTMATH)(scalar.act)
-act_grad = njit(inline="always", fastmath=FASTMATH)(scalar.act_grad)
-maxout_unit = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit)
-maxout_unit_backward = njit(inline="always", fastmath=FASTMATH)(scalar.maxout_unit_backward)
+act = njit(inline="always", fastmath=CALLEE_MATH)(scalar.act)
+act_grad = njit(inline="always", fastmath=CALLEE_MATH)(scalar.act_grad)
+maxout_unit = njit(inline="always", fastmath=CALLEE_MATH)(scalar.maxout_unit)
+maxout_unit_backward = njit(inline="always", fastmath=CALLEE_MATH)(scalar.maxout_unit_backward)
 # relu's own functions, for its specialised loops (the ones act and act_grad call)
-relu = njit(inline="always", fastmath=FASTMATH)(scalar.relu)
-relu_grad = njit(inline="always", fastmath=FASTMATH)(scalar.relu_grad)
-logistic_backward = njit(inline="always", fastmath=FASTMATH)(scalar.logistic_backward)
+relu = njit(inline="always", fastmath=CALLEE_MATH)(scalar.relu)
+relu_grad = njit(inline="always", fastmath=CALLEE_MATH)(scalar.relu_grad)
+logistic_backward = njit(inline="always", fastmath=CALLEE_MATH)(scalar.logistic_backward)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=CALLEE_MATH)
 def _same_buffer(A, B):
     """True when A and B are the same memory seen with the same shape."""
     return A.ctypes.data == B.ctypes.data and A.shape == B.shape
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH, error_model="numpy")
 def bias_act_forward(Z, b, code, param, slopes, H):
     """Fused epilogue of a dense layer: Z += b (in place), H = act(Z).
 
@@ -82,7 +82,7 @@ def bias_act_forward(Z, b, code, param, slopes, H):
 
 # elementwise, nothing to vectorise by reassociating, and it could regroup the logistic
 # product below (scikit-learn's order, kept for a float64 fit to match its rounding)
-@njit(nogil=True, cache=True, fastmath=FASTMATH - {"reassoc"})
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def act_backward(dH, Z, H, code, param, slopes, dZ):
     """dZ = dH * act'(Z) elementwise, from the cache (H, or Z for prelu).
 
@@ -106,7 +106,7 @@ def act_backward(dH, Z, H, code, param, slopes, dZ):
             dZ[i, j] = dH[i, j] * act_grad(code, Z[i, j], H[i, j], param, slopes[j])
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def prelu_slope_grad(dH, Z, out):
     """out[j] = sum_i dH[i, j] * Z[i, j] over the rows where Z[i, j] <= 0.
 
@@ -123,7 +123,7 @@ def prelu_slope_grad(dH, Z, out):
                 out[j] += dH[i, j] * z
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def maxout_forward(Z, b, pieces, H, argmax):
     """Maxout epilogue: Z += b, H[i, u] = max_p Z[i, u*pieces + p], caching the winner.
 
@@ -136,7 +136,7 @@ def maxout_forward(Z, b, pieces, H, argmax):
             maxout_unit(Z, b, i, u, pieces, H, argmax)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def maxout_backward(dH, argmax, pieces, dZ):
     """Route dH to the winning piece: dZ[i, u*pieces + argmax[i, u]] = dH[i, u], 0 elsewhere.
 
@@ -179,7 +179,7 @@ dropout_row_key = njit(inline="always")(scalar.dropout_row_key)
 dropout_bits = njit(inline="always")(scalar.dropout_bits)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def dropout_forward(H, rows, key, layer, threshold, scale):
     """Inverted dropout of a hidden layer's output, in place: H[i, j] *= scale where
     unit j of data row rows[i] is kept, else 0 (``scalar.dropout_bits`` < threshold).
@@ -197,7 +197,7 @@ def dropout_forward(H, rows, key, layer, threshold, scale):
             H[i, j] = h * scale if dropout_bits(rk, j) < threshold else zero
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def dropout_backward(dH, H, code, rows, key, layer, threshold, scale, keep):
     """Back through ``dropout_forward``, in place, before the activation's own backward:
     dH[i, j] *= scale where kept, else 0; and H[i, j] *= keep (= 1 - rate) where kept,

@@ -14,7 +14,7 @@ shuffle), ``first + i`` without (``rows`` None: full batch, predict).
 
 from numba import njit
 
-from ..._config import FASTMATH
+from .calls import CALLEE_MATH
 from ..._registry import MAXOUT, PRELU
 from .activations import (
     act_backward, bias_act_forward, maxout_backward, maxout_forward, prelu_slope_grad,
@@ -22,7 +22,7 @@ from .activations import (
 from .blas import gemm
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
     """Z = Hprev @ W + b;  H = act(Z).
 
@@ -39,7 +39,7 @@ def dense_forward(Hprev, W, b, code, param, slopes, pieces, Z, H, argmax):
         bias_act_forward(Z, b, code, param, slopes, H)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def dense_grads(Hprev, W, dZ, dW, db, dHprev):
     """Gradients of one dense layer from dZ = dL/dZ, without a penalty.
 
@@ -59,7 +59,7 @@ def dense_grads(Hprev, W, dZ, dW, db, dHprev):
         gemm(dZ, W.T, dHprev)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
     """``dense_grads`` plus the L2 term: dW += lam * W.
 
@@ -78,7 +78,7 @@ def dense_backward(Hprev, W, dZ, lam, dW, db, dHprev):
     return sq
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def hidden_backward(dH, Z, H, argmax, code, param, slopes, pieces, dZ, dslopes):
     """dZ from dH through the activation; prelu also writes its slope gradient.
 
@@ -93,7 +93,7 @@ def hidden_backward(dH, Z, H, argmax, code, param, slopes, pieces, dZ, dslopes):
     act_backward(dH, Z, H, code, param, slopes, dZ)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, no_cpython_wrapper=True,
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH, no_cpython_wrapper=True,
       no_cfunc_wrapper=True)
 def csr_matmul(data, indices, indptr, rows, first, W, Z):
     """Z = X_b @ W for the m = Z.shape[0] CSR rows of the batch (see the module docstring).
@@ -117,7 +117,7 @@ def csr_matmul(data, indices, indptr, rows, first, W, Z):
                 z[j] += v * w[j]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, no_cpython_wrapper=True,
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH, no_cpython_wrapper=True,
       no_cfunc_wrapper=True)
 def csr_grads(data, indices, indptr, rows, first, dZ, dW, db):
     """Gradients of a sparse first layer (the twin of ``dense_grads`` without dHprev).
@@ -148,7 +148,7 @@ def csr_grads(data, indices, indptr, rows, first, dZ, dW, db):
                 dw[j] += v * dz[j]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, no_cpython_wrapper=True,
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH, no_cpython_wrapper=True,
       no_cfunc_wrapper=True)
 def input_grads(Xb, S, rows, first, W, dZ, dW, db):
     """dW, db of the first layer (its input needs no gradient): ``dense_grads`` of the

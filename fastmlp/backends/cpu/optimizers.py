@@ -10,13 +10,14 @@ import math
 
 from numba import njit
 
-from ..._config import FASTMATH
+from .calls import CALLEE_MATH
 from .. import scalar
 
-# The steps are elementwise (no reduction to vectorise), so they are compiled without
-# "reassoc": with it LLVM may regroup theta + (momentum v - lr g) or c2 (g g), which
-# rounds differently from scikit-learn's update (a float64 fit would drift).
-_STEP_MATH = FASTMATH - {"reassoc"}
+# The steps are called by the training kernels, so they are compiled without fast-math
+# flags (``calls.CALLEE_MATH``).  They are elementwise (no reduction to vectorise), and
+# "reassoc" would let LLVM regroup theta + (momentum v - lr g) or c2 (g g), which rounds
+# differently from scikit-learn's update (a float64 fit would drift).
+_STEP_MATH = CALLEE_MATH
 
 # the per-element rules are shared with the CUDA backend: fastmlp/backends/scalar.py
 sgd_update = njit(inline="always", fastmath=_STEP_MATH)(scalar.sgd_update)

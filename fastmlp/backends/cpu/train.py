@@ -60,7 +60,7 @@ from .activations import (
     maxout_forward, prelu_slope_grad,
 )
 from .blas import gemm
-from .calls import call
+from .calls import CALLEE_MATH, call
 from .sync import barrier
 from .views import borrow, matrix, vector
 from .dense import csr_matmul, dense_grads, input_grads
@@ -70,7 +70,7 @@ from .optimizers import adam_step, sgd_step
 _kernel = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 # the kernels that only compiled code calls: no CPython wrapper (its boxing and
 # unboxing code cost up to 0.2 s of compilation per function)
-_inner = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
+_inner = njit(nogil=True, cache=True, fastmath=CALLEE_MATH, error_model="numpy",
               no_cpython_wrapper=True, no_cfunc_wrapper=True)
 # numba-level inlining, for the small loops that have one caller (see the module docstring)
 inline = njit(inline="always", fastmath=FASTMATH)
