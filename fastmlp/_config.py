@@ -30,7 +30,10 @@ runs single-threaded too.
 import copy
 from contextlib import contextmanager
 
-# fastmath flags for every CPU kernel (compile-time, see above).  "nnan" and
+# fastmath flags for the CPU kernels Python calls (compile-time, see above); the
+# kernels that other kernels call are compiled without any (backends/cpu/calls.py,
+# CALLEE_MATH: otherwise a process that compiled them and one that loaded them from
+# numba's cache could round a sum differently).  "nnan" and
 # "ninf" are deliberately absent: the estimators rely on NaN/inf propagating
 # so that a diverging fit is detected and reported instead of silently
 # producing garbage.  "contract" (fused multiply-adds) and "arcp" (x / y as
