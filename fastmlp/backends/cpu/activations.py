@@ -27,25 +27,24 @@ cores there); the ``*_parallel`` wrappers split rows across numba threads for
 large standalone calls from ``fastmlp.ops``.
 """
 
-import numpy as np
 from numba import njit, prange
 
-from .calls import CALLEE_MATH
+from .calls import CALLEE_MATH, shared_math
 from ..._registry import LOGISTIC, RELU
 from .. import scalar
 
 # the per-element math is shared with the other backend: fastmlp/backends/scalar.py
-act = njit(inline="always", fastmath=CALLEE_MATH)(scalar.act)
-act_grad = njit(inline="always", fastmath=CALLEE_MATH)(scalar.act_grad)
-maxout_unit = njit(inline="always", fastmath=CALLEE_MATH)(scalar.maxout_unit)
-maxout_unit_backward = njit(inline="always", fastmath=CALLEE_MATH)(scalar.maxout_unit_backward)
+act = shared_math(scalar.act)
+act_grad = shared_math(scalar.act_grad)
+maxout_unit = shared_math(scalar.maxout_unit)
+maxout_unit_backward = shared_math(scalar.maxout_unit_backward)
 # relu's own functions, for its specialised loops (the ones act and act_grad call)
-relu = njit(inline="always", fastmath=CALLEE_MATH)(scalar.relu)
-relu_grad = njit(inline="always", fastmath=CALLEE_MATH)(scalar.relu_grad)
-logistic_backward = njit(inline="always", fastmath=CALLEE_MATH)(scalar.logistic_backward)
+relu = shared_math(scalar.relu)
+relu_grad = shared_math(scalar.relu_grad)
+logistic_backward = shared_math(scalar.logistic_backward)
 
 
-@njit(inline="always", fastmath=CALLEE_MATH)
+@shared_math
 def _same_buffer(A, B):
     """True when A and B are the same memory seen with the same shape."""
     return A.ctypes.data == B.ctypes.data and A.shape == B.shape

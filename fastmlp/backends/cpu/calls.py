@@ -41,6 +41,10 @@ from numba import njit
 #: ``tests/test_cache.py::test_cold_and_warm_processes_fit_the_same_model``.
 CALLEE_MATH = set()
 
+#: How the CPU compiles the per-element and per-row math of ``backends/scalar.py`` and
+#: its own small helpers: inlined into the calling kernel by numba, with CALLEE_MATH.
+shared_math = njit(inline="always", fastmath=CALLEE_MATH)
+
 
 @njit(inline="always")
 def call(kernel, args):

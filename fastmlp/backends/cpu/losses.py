@@ -15,28 +15,28 @@ Python's zero-division check would be dead code, compiled into every kernel.
 
 from numba import njit, prange
 
-from .calls import CALLEE_MATH
+from .calls import CALLEE_MATH, shared_math
 from ..._registry import OUT_SOFTMAX
 from .. import scalar
 
 # the per-row math is shared with the other backend: fastmlp/backends/scalar.py
-pointwise_output = njit(inline="always", fastmath=CALLEE_MATH)(scalar.pointwise_output)
-softmax_row = njit(inline="always", fastmath=CALLEE_MATH)(scalar.softmax_row)
-log_softmax_row = njit(inline="always", fastmath=CALLEE_MATH)(scalar.log_softmax_row)
-sigmoid_bce_row = njit(inline="always", fastmath=CALLEE_MATH)(scalar.sigmoid_bce_row)
-squared_error_row = njit(inline="always", fastmath=CALLEE_MATH)(scalar.squared_error_row)
-_softmax_xent_row = njit(inline="always", fastmath=CALLEE_MATH)(scalar.softmax_xent_row)
+pointwise_output = shared_math(scalar.pointwise_output)
+softmax_row = shared_math(scalar.softmax_row)
+log_softmax_row = shared_math(scalar.log_softmax_row)
+sigmoid_bce_row = shared_math(scalar.sigmoid_bce_row)
+squared_error_row = shared_math(scalar.squared_error_row)
+_softmax_xent_row = shared_math(scalar.softmax_xent_row)
 
 _kernel = njit(nogil=True, cache=True, fastmath=CALLEE_MATH, error_model="numpy")
 
 
-@njit(inline="always", fastmath=CALLEE_MATH)
+@shared_math
 def softmax_xent_row(O, y, i, g, P, dO):
     """``scalar.softmax_xent_row`` with the label read from y, in the other rows' signature."""
     return _softmax_xent_row(O, i, y[i], g, P, dO)
 
 
-@njit(inline="always", fastmath=CALLEE_MATH)
+@shared_math
 def weighted_row_losses(row, O, T, sw, scale, P, dO):
     """The one loss driver: sum_i w_i row(O, T, i, w_i * scale, P, dO) over the rows of O.
 
@@ -88,10 +88,10 @@ def squared_error(O, Y, sw, scale, P, dO):
     return weighted_row_losses(squared_error_row, O, Y, sw, scale, P, dO)
 
 
-_float_output_row_loss = njit(inline="always", fastmath=CALLEE_MATH)(scalar.float_output_row_loss)
+_float_output_row_loss = shared_math(scalar.float_output_row_loss)
 
 
-@njit(inline="always", fastmath=CALLEE_MATH)
+@shared_math
 def _coded_row(O, T, i, g, P, dO):
     """``scalar.float_output_row_loss`` in ``weighted_row_losses``' row signature,
     T = (Y, code)."""

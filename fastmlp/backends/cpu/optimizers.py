@@ -10,21 +10,20 @@ import math
 
 from numba import njit
 
-from .calls import CALLEE_MATH
+from .calls import CALLEE_MATH, shared_math
 from .. import scalar
 
 # The steps are called by the training kernels, so they are compiled without fast-math
 # flags (``calls.CALLEE_MATH``).  They are elementwise (no reduction to vectorise), and
 # "reassoc" would let LLVM regroup theta + (momentum v - lr g) or c2 (g g), which rounds
 # differently from scikit-learn's update (a float64 fit would drift).
-_STEP_MATH = CALLEE_MATH
 
 # the per-element rules are shared with the CUDA backend: fastmlp/backends/scalar.py
-sgd_update = njit(inline="always", fastmath=_STEP_MATH)(scalar.sgd_update)
-adam_update = njit(inline="always", fastmath=_STEP_MATH, error_model="numpy")(scalar.adam_update)
+sgd_update = shared_math(scalar.sgd_update)
+adam_update = njit(inline="always", fastmath=CALLEE_MATH, error_model="numpy")(scalar.adam_update)
 
 
-@njit(nogil=True, cache=True, fastmath=_STEP_MATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
     """SGD with momentum, in place.
 
@@ -35,7 +34,7 @@ def sgd_step(theta, grad, velocity, lr, momentum, nesterov):
         sgd_update(theta, grad, velocity, i, lr, momentum, nesterov)
 
 
-@njit(nogil=True, cache=True, fastmath=_STEP_MATH, error_model="numpy")
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH, error_model="numpy")
 def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
     """The elementwise body of ``adam_step``, for eps > 0 (in theta's dtype) only.
 
@@ -57,7 +56,7 @@ def _adam_update(theta, grad, m, v, lr_t, beta1, beta2, eps):
         adam_update(theta, grad, m, v, i, lr, b1, c1, b2, c2, e)
 
 
-@njit(nogil=True, cache=True, fastmath=_STEP_MATH)
+@njit(nogil=True, cache=True, fastmath=CALLEE_MATH)
 def adam_step(theta, grad, m, v, lr, beta1, beta2, eps, t):
     """Adam, in place, at step t >= 1 (the caller counts steps); eps > 0 (the
     estimators check it).
